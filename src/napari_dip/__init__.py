@@ -1,0 +1,12 @@
+"""napari-dip: Deep Image Prior restoration (denoising, inpainting, super-resolution) for napari.
+
+The engine is pure PyTorch + NumPy; :func:`restore` and :func:`iter_restore` are its front door.
+"""
+
+from .api import Snapshot, iter_restore, restore, run_record
+from .config import PRESETS, TASKS, DIPConfig, get_config
+
+__version__ = "0.1.0"
+
+__all__ = ["PRESETS", "TASKS", "DIPConfig", "Snapshot", "get_config", "iter_restore", "restore",
+           "run_record", "__version__"]

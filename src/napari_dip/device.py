@@ -1,0 +1,54 @@
+"""Choice of the compute device: CUDA, then Apple MPS, then CPU, unless the caller names one."""
+
+from __future__ import annotations
+
+import torch
+
+DEVICE_CHOICES = ("auto", "cuda", "mps", "cpu")
+
+
+def available_devices() -> list[str]:
+    """Device names usable on this machine, best first (always ends with "cpu")."""
+    found = []
+    if torch.cuda.is_available():
+        found += ["cuda"] + [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        found.append("mps")
+    return found + ["cpu"]
+
+
+def select_device(device: str | torch.device | None = None) -> torch.device:
+    """The device to run on.
+
+    ``None`` or ``"auto"`` picks CUDA, then MPS, then CPU. A named device that this machine does
+    not have raises ``ValueError`` rather than silently falling back to the CPU.
+    """
+    if device is None or device == "auto":
+        return torch.device(available_devices()[0])
+    try:
+        chosen = torch.device(device)
+    except (RuntimeError, TypeError) as error:
+        raise ValueError(f"unknown device {device!r}; use one of {list(DEVICE_CHOICES)} "
+                         f"(or e.g. 'cuda:1')") from error
+    if chosen.type == "cuda":
+        index = chosen.index or 0
+        if not torch.cuda.is_available() or index >= torch.cuda.device_count():
+            raise ValueError(f"device {device!r} was requested but this machine has no such CUDA "
+                             f"GPU; available: {available_devices()}")
+    elif chosen.type == "mps" and "mps" not in available_devices():
+        raise ValueError(f"device 'mps' was requested but Apple MPS is not available; "
+                         f"available: {available_devices()}")
+    elif chosen.type not in ("cpu", "cuda", "mps"):
+        raise ValueError(f"unsupported device {device!r}; use one of {list(DEVICE_CHOICES)}")
+    return chosen
+
+
+def describe_device(device: torch.device) -> str:
+    """Human-readable name, e.g. "cuda:0 (NVIDIA H100)" or "cpu (2 threads)"."""
+    if device.type == "cuda":
+        index = device.index if device.index is not None else torch.cuda.current_device()
+        return f"cuda:{index} ({torch.cuda.get_device_name(index)})"
+    if device.type == "cpu":
+        return f"cpu ({torch.get_num_threads()} threads)"
+    return str(device)

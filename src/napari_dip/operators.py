@@ -1,0 +1,98 @@
+"""Degradation models: what the observed image is, given the generator's clean estimate.
+
+- denoising: the identity, ``x0 = x + n``;
+- inpainting: a mask of known pixels, ``m * x0 = m * x``;
+- super-resolution: the paper's Lanczos-2 antialiasing downsampler, ``x0 = d(x)``.
+
+Each comes as a function and an ``nn.Module``. :func:`data_loss` is the weighted squared error
+the fit minimises; the weight is 0 on unknown pixels (masked or padding).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def lanczos_kernel(factor: int, support: int = 2) -> np.ndarray:
+    """1D taps of the paper's Lanczos antialiasing kernel for downsampling by ``factor``.
+
+    ``4 * factor`` taps sampled at half-pixel phase (so an even-sized image maps onto the
+    centres of the coarse grid), normalised to sum to 1. The 2D kernel is the outer product.
+    """
+    if factor < 1:
+        raise ValueError(f"factor must be >= 1, got {factor}")
+    size = 2 * support * factor
+    positions = (np.arange(size) + 0.5 - size / 2) / factor
+    taps = np.sinc(positions) * np.sinc(positions / support)
+    return taps / taps.sum()
+
+
+def lanczos_downsample(image: torch.Tensor, factor: int, support: int = 2) -> torch.Tensor:
+    """Downsample ``(N, C, H, W)`` by ``factor`` with the Lanczos kernel; H and W must be multiples
+    of ``factor``. Borders are replicated, so the output is exactly ``(N, C, H/f, W/f)``."""
+    return LanczosDownsampler(factor, support).to(image.device, image.dtype)(image)
+
+
+class LanczosDownsampler(nn.Module):
+    """The super-resolution degradation ``d``: separable Lanczos-2 filter, then stride ``factor``."""
+
+    def __init__(self, factor: int, support: int = 2) -> None:
+        super().__init__()
+        self.factor = int(factor)
+        taps = torch.from_numpy(lanczos_kernel(self.factor, support)).float()
+        self.register_buffer("taps", taps, persistent=False)
+        self.pad = (taps.numel() - self.factor) // 2
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        n, c, h, w = image.shape
+        if h % self.factor or w % self.factor:
+            raise ValueError(f"image sides ({h}, {w}) must be multiples of the factor {self.factor}")
+        x = F.pad(image.reshape(n * c, 1, h, w), (self.pad,) * 4, mode="replicate")
+        taps = self.taps.to(image.dtype)
+        x = F.conv2d(x, taps.view(1, 1, -1, 1), stride=(self.factor, 1))
+        x = F.conv2d(x, taps.view(1, 1, 1, -1), stride=(1, self.factor))
+        return x.reshape(n, c, h // self.factor, w // self.factor)
+
+
+def data_loss(prediction: torch.Tensor, target: torch.Tensor,
+              weight: torch.Tensor | None = None) -> torch.Tensor:
+    """Mean squared error over the pixels with non-zero ``weight`` (all pixels when None).
+
+    With a binary weight this is the inpainting loss ``||(f(z) - x0) * m||^2``, normalised by
+    the number of known values: values under the mask do not influence it at all.
+    """
+    residual = (prediction - target) ** 2
+    if weight is None:
+        return residual.mean()
+    weight = weight.expand_as(residual)
+    return (residual * weight).sum() / weight.sum().clamp_min(1.0)
+
+
+def inpainting_loss(prediction: torch.Tensor, target: torch.Tensor,
+                    missing: torch.Tensor) -> torch.Tensor:
+    """Squared error on known pixels only; ``missing`` is true where the pixel is unknown."""
+    return data_loss(prediction, target, (~missing.bool()).to(prediction.dtype))
+
+
+class Degradation(nn.Module):
+    """Maps the generator's estimate to the space of the observation: identity or downsampler."""
+
+    def __init__(self, factor: int | None = None) -> None:
+        super().__init__()
+        self.factor = factor or 1
+        self.downsample = LanczosDownsampler(self.factor) if self.factor > 1 else nn.Identity()
+
+    def forward(self, estimate: torch.Tensor) -> torch.Tensor:
+        return self.downsample(estimate)
+
+
+def psnr(estimate: np.ndarray, reference: np.ndarray, data_range: float = 1.0) -> float:
+    """Peak signal-to-noise ratio in dB between two arrays of the same shape."""
+    diff = np.asarray(estimate, dtype=np.float64) - np.asarray(reference, dtype=np.float64)
+    mse = float(np.mean(diff * diff))
+    return math.inf if mse == 0 else 10.0 * math.log10(data_range ** 2 / mse)

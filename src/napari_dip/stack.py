@@ -1,0 +1,213 @@
+"""From user arrays to the model's tensors and back: layout, channels, intensity scaling, padding.
+
+The generator works on ``(1, C, H, W)`` float tensors in [0, 1] whose sides are multiples of
+``2**scales``. Users hand in ``(M, N)`` or ``(M, N, C)`` arrays (any channel axis) of any integer
+or float dtype. :class:`IntensityScaling` maps intensities to [0, 1] and back into the input's
+dtype and range; :func:`prepare_observation` validates and converts, :func:`to_user_layout` undoes
+it. Input arrays are never modified.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+MIN_SIDE = 4
+
+
+@dataclass(frozen=True)
+class IntensityScaling:
+    """Affine map between an image's intensities ``[low, high]`` and the model's [0, 1].
+
+    Chosen from the data by :meth:`from_image`: uint8 images use the full [0, 255]; floats that
+    already lie in [0, 1] are kept as they are; anything else uses robust percentiles
+    (0.01 % / 99.99 %), widened so that only far outliers (hot pixels) are clipped.
+    """
+
+    low: float
+    high: float
+    dtype: np.dtype
+
+    @classmethod
+    def from_image(cls, image: np.ndarray) -> IntensityScaling:
+        dtype = np.dtype(image.dtype)
+        if dtype == np.uint8:
+            return cls(0.0, 255.0, dtype)
+        lo, hi = float(image.min()), float(image.max())
+        if dtype.kind == "f" and lo >= 0.0 and hi <= 1.0:
+            return cls(0.0, 1.0, dtype)
+        p_lo, p_hi = np.percentile(image, [0.01, 99.99])
+        margin = 0.25 * (p_hi - p_lo)
+        lo, hi = max(lo, p_lo - margin), min(hi, p_hi + margin)
+        if hi <= lo:  # constant image
+            hi = lo + 1.0
+        return cls(lo, hi, dtype)
+
+    def to_unit(self, values: np.ndarray) -> np.ndarray:
+        """Intensities -> float32 in [0, 1] (clipped)."""
+        unit = (np.asarray(values, dtype=np.float64) - self.low) / (self.high - self.low)
+        return np.clip(unit, 0.0, 1.0).astype(np.float32)
+
+    def from_unit(self, unit: np.ndarray) -> np.ndarray:
+        """[0, 1] -> intensities in the original dtype (rounded and clipped for integers)."""
+        values = np.asarray(unit, dtype=np.float64) * (self.high - self.low) + self.low
+        if self.dtype.kind in "ui":
+            info = np.iinfo(self.dtype)
+            return np.clip(np.rint(values), info.min, info.max).astype(self.dtype)
+        return values.astype(self.dtype)
+
+
+@dataclass
+class Observation:
+    """One 2D restoration problem in model space.
+
+    ``target`` is the observed image ``(1, C, h, w)`` in [0, 1], padded; ``weight`` is 1 where a
+    pixel is known and 0 where it is masked or padding (None: all known). The estimate has size
+    ``size`` (``factor`` times the padded observation) and is cropped to ``crop`` at the end.
+    """
+
+    target: torch.Tensor
+    weight: torch.Tensor | None
+    factor: int
+    size: tuple[int, int]
+    crop: tuple[int, int]
+    guide: torch.Tensor | None = None
+
+
+def _as_array(name: str, value) -> np.ndarray:
+    array = np.asarray(value)
+    if array.dtype == object or array.dtype.kind not in "biuf":
+        raise ValueError(f"{name} must be a numeric array, got dtype {array.dtype}")
+    return array
+
+
+def channels_last(image: np.ndarray, channel_axis: int | None, name: str = "image") -> np.ndarray:
+    """``(M, N)`` -> ``(M, N, 1)``; ``channel_axis`` moved last. Refuses other layouts."""
+    if channel_axis is None:
+        if image.ndim != 2:
+            hint = ("pass channel_axis= for a colour or multichannel image, or use restore_stack() "
+                    "for a stack of slices" if image.ndim >= 3 else "")
+            raise ValueError(f"{name} has shape {image.shape}: restore() expects a 2D image (M, N) "
+                             f"or (M, N, C) with channel_axis{'; ' + hint if hint else ''}")
+        return image[..., None]
+    if image.ndim != 3:
+        raise ValueError(f"{name} has shape {image.shape} with channel_axis={channel_axis}: "
+                         f"expected 3 dimensions, two spatial and one channel axis")
+    if not -3 <= channel_axis < 3:
+        raise ValueError(f"channel_axis={channel_axis} is out of range for a 3D {name}")
+    return np.moveaxis(image, channel_axis, -1)
+
+
+def to_user_layout(unit: np.ndarray, scaling: IntensityScaling, channel_axis: int | None) -> np.ndarray:
+    """``(M, N, C)`` in [0, 1] -> the caller's layout, dtype and intensity range."""
+    image = scaling.from_unit(unit)
+    if channel_axis is None:
+        return image[..., 0]
+    return np.moveaxis(image, -1, channel_axis)
+
+
+def _check_finite(name: str, array: np.ndarray) -> None:
+    if array.dtype.kind == "f" and not np.isfinite(array).all():
+        bad = int((~np.isfinite(array)).sum())
+        raise ValueError(f"{name} contains {bad} NaN or infinite value(s); replace them first, "
+                         f"e.g. with np.nan_to_num, or mark them missing with task='inpaint'")
+
+
+def _pad_to(array: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Reflect-pad the two leading axes of ``(M, N, C)`` up to ``shape`` (bottom/right)."""
+    pads = [(0, shape[0] - array.shape[0]), (0, shape[1] - array.shape[1]), (0, 0)]
+    mode = "reflect" if min(array.shape[:2]) > 1 else "edge"
+    return np.pad(array, pads, mode=mode)
+
+
+def prepare_observation(image: np.ndarray, *, mask: np.ndarray | None, factor: int | None,
+                        guide: np.ndarray | None, channel_axis: int | None,
+                        size_multiple: int) -> tuple[Observation, IntensityScaling]:
+    """Validate a user image (and mask, guide) and convert it to an :class:`Observation`.
+
+    ``mask`` is true (non-zero) where a pixel is missing, shaped ``(M, N)`` or like the image.
+    The estimate's sides are padded to multiples of ``size_multiple``; padding is unknown to the
+    loss, never mistaken for data, and cropped off the result.
+    """
+    image = _as_array("image", image)
+    if image.size == 0:
+        raise ValueError(f"image is empty (shape {image.shape})")
+    if image.dtype.kind == "b":
+        raise ValueError("image is boolean; pass intensities (e.g. image.astype(np.uint8))")
+    hwc = channels_last(image, channel_axis)
+    if min(hwc.shape[:2]) < MIN_SIDE:
+        raise ValueError(f"image is {hwc.shape[0]}x{hwc.shape[1]} pixels; restoration needs at "
+                         f"least {MIN_SIDE}x{MIN_SIDE}")
+    _check_finite("image", hwc)
+    scaling = IntensityScaling.from_image(hwc)
+    unit = scaling.to_unit(hwc)
+
+    factor = factor or 1
+    h, w = hwc.shape[:2]
+    # the estimate (factor x larger) must have sides that are multiples of size_multiple, and at
+    # least twice that, so the generator's deepest level is wider than one pixel (BatchNorm)
+    step = size_multiple // math.gcd(size_multiple, factor)
+    smallest = -(-2 * size_multiple // factor)
+    ph, pw = (-(-max(side, smallest) // step) * step for side in (h, w))
+    known = np.ones((h, w, 1), dtype=np.float32)
+    if mask is not None:
+        missing = _mask_to_missing(mask, hwc.shape, channel_axis)
+        if missing.all():
+            raise ValueError("the mask marks every pixel as missing; nothing is left to fit. The "
+                             "mask must be true (non-zero) only where pixels are missing")
+        known = (~missing).astype(np.float32)
+    needs_weight = mask is not None or (ph, pw) != (h, w)
+    weight = None
+    if needs_weight:
+        weight = np.zeros((ph, pw, known.shape[2]), dtype=np.float32)
+        weight[:h, :w] = known
+    target = _pad_to(unit * known if mask is not None else unit, (ph, pw))
+
+    size = (ph * factor, pw * factor)
+    guide_tensor = None
+    if guide is not None:
+        guide_tensor = _prepare_guide(guide, (h * factor, w * factor), size)
+    observation = Observation(target=_to_tensor(target),
+                              weight=None if weight is None else _to_tensor(weight),
+                              factor=factor, size=size, crop=(h * factor, w * factor),
+                              guide=guide_tensor)
+    return observation, scaling
+
+
+def _mask_to_missing(mask, image_shape: tuple[int, ...], channel_axis: int | None) -> np.ndarray:
+    mask = _as_array("mask", mask)
+    _check_finite("mask", mask)
+    spatial = image_shape[:2]
+    if mask.shape == spatial:
+        return (mask != 0)[..., None]
+    if channel_axis is not None and mask.ndim == 3:
+        per_channel = np.moveaxis(mask, channel_axis, -1)
+        if per_channel.shape == image_shape:
+            return per_channel != 0
+    raise ValueError(f"mask has shape {mask.shape} but the image's pixels are {spatial}; the mask "
+                     f"must be {spatial} (true = missing) or match the image's full shape")
+
+
+def _prepare_guide(guide, shape: tuple[int, int], padded: tuple[int, int]) -> torch.Tensor:
+    guide = _as_array("guide", guide)
+    if guide.ndim == 2:
+        guide = guide[..., None]
+    if guide.ndim != 3 or guide.shape[:2] != shape:
+        raise ValueError(f"guide has shape {guide.shape}; it must be {shape} or {shape + ('C',)} "
+                         f"(channels last), the size of the restored image")
+    _check_finite("guide", guide)
+    unit = IntensityScaling.from_image(guide).to_unit(guide)
+    return _to_tensor(_pad_to(unit, padded))
+
+
+def _to_tensor(hwc: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(hwc.transpose(2, 0, 1)))[None]
+
+
+def from_tensor(tensor: torch.Tensor, crop: tuple[int, int]) -> np.ndarray:
+    """``(1, C, H, W)`` tensor -> ``(M, N, C)`` float32 array cropped to ``crop``."""
+    array = tensor.detach()[0, :, :crop[0], :crop[1]].float().cpu().numpy()
+    return array.transpose(1, 2, 0)

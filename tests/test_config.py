@@ -1,0 +1,53 @@
+import pytest
+
+from napari_dip.config import PRESETS, DIPConfig, describe_fields, get_config
+
+
+def test_paper_presets_follow_the_papers_recipes():
+    denoise = get_config("paper", "denoise")
+    assert (denoise.channels_down, denoise.channels_up, denoise.channels_skip) == (128, 128, 4)
+    assert denoise.learning_rate == 0.01 and denoise.max_iterations == 3000
+    assert denoise.reg_noise_std == pytest.approx(1 / 30) and denoise.ema_weight == 0.99
+    sr4, sr8 = get_config("paper", "super_resolve", 4), get_config("paper", "super_resolve", 8)
+    assert (sr4.max_iterations, sr4.reg_noise_std) == (2000, 0.03)
+    assert (sr8.max_iterations, sr8.reg_noise_std) == (4000, 0.05)
+    inpaint = get_config("paper", "inpaint")
+    assert inpaint.channels_skip == 128 and inpaint.upsample == "nearest"
+
+
+def test_every_field_has_a_description_and_valid_default():
+    for field in describe_fields():
+        assert field["doc"], field["name"]
+    DIPConfig()  # defaults pass their own bounds
+
+
+def test_overrides_are_validated():
+    assert get_config("quick", max_iterations=7).max_iterations == 7
+    with pytest.raises(ValueError, match="learning_rate=5 is out of range"):
+        get_config("quick", learning_rate=5)
+    with pytest.raises(ValueError, match="network='unet' is not allowed"):
+        get_config("quick", network="unet")
+    with pytest.raises(ValueError, match="must be an integer"):
+        get_config("quick", scales=2.5)
+    with pytest.raises(ValueError, match="unknown setting"):
+        get_config("quick", learning_rat=0.1)
+
+
+def test_unknown_preset_and_task_name_the_choices():
+    with pytest.raises(ValueError, match="unknown preset 'fastest'.*paper"):
+        get_config("fastest")
+    with pytest.raises(ValueError, match="unknown task 'deblur'.*denoise"):
+        get_config("paper", "deblur")
+
+
+@pytest.mark.parametrize("factor, message", [(None, "needs factor"), (3, "not supported"),
+                                             (True, "not supported")])
+def test_super_resolution_factor_is_checked(factor, message):
+    with pytest.raises(ValueError, match=message):
+        get_config("paper", "super_resolve", factor)
+
+
+def test_presets_cover_every_task():
+    for name in PRESETS:
+        for task, factor in [("denoise", None), ("inpaint", None), ("super_resolve", 4)]:
+            assert isinstance(get_config(name, task, factor), DIPConfig)

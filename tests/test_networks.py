@@ -1,0 +1,46 @@
+import pytest
+import torch
+
+from napari_dip.config import get_config
+from napari_dip.networks import build_generator, count_parameters
+
+
+@pytest.mark.parametrize("network", ["skip", "hourglass", "deep_decoder"])
+@pytest.mark.parametrize("channels", [1, 3, 5])
+def test_generators_map_code_to_image_of_requested_channels(network, channels):
+    config = get_config("quick", network=network, channels_down=8, channels_up=8, scales=3)
+    net = build_generator(config, channels)
+    size = 32
+    r = net.input_reduction
+    code_channels = 8 if network == "deep_decoder" else config.input_channels
+    out = net(torch.rand(1, code_channels, size // r, size // r)).detach()
+    assert out.shape == (1, channels, size, size)
+    assert 0.0 <= float(out.min()) and float(out.max()) <= 1.0  # sigmoid output
+
+
+def test_paper_denoising_network_matches_the_paper_size():
+    # the paper's 5-scale 128/128/4 skip network for RGB has about 2.2 million weights
+    net = build_generator(get_config("paper", "denoise"), 3)
+    assert 2.1e6 < count_parameters(net) < 2.3e6
+
+
+def test_deep_decoder_has_about_100k_parameters_at_128_channels():
+    net = build_generator(get_config("paper", network="deep_decoder"), 3)
+    assert 95_000 < count_parameters(net) < 110_000
+
+
+def test_hourglass_without_skips_has_no_skip_branches():
+    config = get_config("quick", network="hourglass")
+    net = build_generator(config, 1)
+    assert not any("skip" in name and p.numel() for name, p in net.named_parameters())
+
+
+def test_nearest_and_bilinear_upsampling_both_build():
+    for mode in ("nearest", "bilinear"):
+        net = build_generator(get_config("quick", upsample=mode), 1)
+        assert net(torch.rand(1, 16, 32, 32)).shape == (1, 1, 32, 32)
+
+
+def test_deep_decoder_refuses_a_guide():
+    with pytest.raises(ValueError, match="Deep Decoder takes no guide"):
+        build_generator(get_config("quick", network="deep_decoder"), 1, in_channels=3)

@@ -1,0 +1,211 @@
+import numpy as np
+import pytest
+import torch
+
+import napari_dip
+from napari_dip import iter_restore, restore
+from napari_dip.operators import psnr
+from napari_dip.stack import IntensityScaling
+
+from .conftest import tiny
+
+
+def test_forty_iterations_raise_the_psnr_of_a_noisy_image(noisy_cell):
+    clean, noisy = noisy_cell
+    result = restore(noisy, preset="quick", max_iterations=40, seed=0)
+    assert result.shape == noisy.shape and result.dtype == noisy.dtype
+    assert psnr(result, clean) > psnr(noisy, clean) + 5.0
+
+
+def test_same_seed_gives_identical_cpu_runs(noisy_cell):
+    _, noisy = noisy_cell
+    a = restore(noisy, **tiny(max_iterations=8), seed=3, device="cpu")
+    b = restore(noisy, **tiny(max_iterations=8), seed=3, device="cpu")
+    c = restore(noisy, **tiny(max_iterations=8), seed=4, device="cpu")
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(a, c)
+
+
+def test_the_input_is_never_modified(noisy_cell, rng):
+    _, noisy = noisy_cell
+    image = (noisy * 60000).astype(np.uint16)
+    mask = np.zeros(image.shape, dtype=bool)
+    mask[10:20, 10:20] = True
+    image_before, mask_before = image.copy(), mask.copy()
+    restore(image, task="inpaint", mask=mask, **tiny())
+    restore(image, **tiny())
+    np.testing.assert_array_equal(image, image_before)
+    np.testing.assert_array_equal(mask, mask_before)
+
+
+@pytest.mark.parametrize("shape, channel_axis", [((24, 40), None), ((24, 40, 3), -1),
+                                                 ((3, 24, 40), 0), ((24, 5, 40), 1)])
+@pytest.mark.parametrize("task, factor", [("denoise", None), ("inpaint", None),
+                                          ("super_resolve", 2), ("super_resolve", 4)])
+def test_output_shape_for_every_task_and_layout(shape, channel_axis, task, factor, rng):
+    image = rng.random(shape).astype(np.float32)
+    spatial = [s for i, s in enumerate(shape) if channel_axis is None or i != channel_axis % 3]
+    mask = None
+    if task == "inpaint":
+        mask = np.zeros(spatial, dtype=bool)
+        mask[5:9, 5:9] = True
+    result = restore(image, task=task, mask=mask, factor=factor, channel_axis=channel_axis,
+                     **tiny(max_iterations=2))
+    expected = list(shape)
+    for i in range(len(shape)):
+        if channel_axis is None or i != channel_axis % 3:
+            expected[i] *= factor or 1
+    assert result.shape == tuple(expected)
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.int16, np.int32, np.float32,
+                                   np.float64])
+def test_result_keeps_dtype_and_intensity_range(dtype, noisy_cell):
+    _, noisy = noisy_cell
+    if np.dtype(dtype).kind == "f":
+        image = (noisy * 40.0 - 10.0).astype(dtype)  # not in [0, 1]: robust scaling
+    elif dtype == np.int16:
+        image = (noisy * 3000 - 1000).astype(dtype)  # negative values
+    else:
+        info = np.iinfo(dtype)
+        image = (noisy * min(info.max, 50_000)).astype(dtype)
+    result = restore(image, **tiny(max_iterations=20, report_every=20))
+    assert result.dtype == image.dtype
+    low, high = float(image.min()), float(image.max())
+    span = high - low
+    assert low - 0.01 * span <= float(result.min()) and float(result.max()) <= high + 0.01 * span
+    # the result is a restoration of this image, not something on another scale
+    assert abs(float(result.mean()) - float(image.mean())) < 0.1 * span
+
+
+def test_intensity_scaling_round_trips_integers():
+    image = np.array([[0, 1000], [20000, 65535]], dtype=np.uint16)
+    scaling = IntensityScaling.from_image(image)
+    np.testing.assert_array_equal(scaling.from_unit(scaling.to_unit(image)), image)
+    assert IntensityScaling.from_image(image.astype(np.uint8)).high == 255.0
+
+
+def test_odd_sizes_are_padded_and_cropped_back_not_cropped(rng):
+    image = rng.random((37, 45)).astype(np.float32)
+    snapshots = list(iter_restore(image, **tiny(max_iterations=3, report_every=1)))
+    assert [s.iteration for s in snapshots] == [1, 2, 3]
+    assert snapshots[-1].done and not snapshots[0].done
+    assert snapshots[-1].image.shape == (37, 45)
+
+
+def test_inpainting_fills_the_hole_and_keeps_known_pixels(noisy_cell):
+    clean, _ = noisy_cell
+    mask = np.zeros(clean.shape, dtype=bool)
+    mask[24:40, 24:40] = True
+    damaged = clean.copy()
+    damaged[mask] = 1.0  # a bright artefact
+    result = restore(damaged, task="inpaint", mask=mask, preset="quick", max_iterations=80)
+    hole_before = np.abs(damaged[mask] - clean[mask]).mean()
+    hole_after = np.abs(result[mask] - clean[mask]).mean()
+    assert hole_after < 0.5 * hole_before
+    assert np.abs(result[~mask] - clean[~mask]).mean() < 0.05
+
+
+def test_super_resolution_beats_nearest_neighbour_upsampling():
+    from skimage import data
+
+    from napari_dip.operators import lanczos_downsample
+
+    clean = data.camera()[200:264, 200:264].astype(np.float32) / 255
+    low = lanczos_downsample(torch.from_numpy(clean)[None, None], 2)[0, 0].numpy()
+    result = restore(low, task="super_resolve", factor=2, preset="quick", max_iterations=200)
+    nearest = np.repeat(np.repeat(low, 2, axis=0), 2, axis=1)
+    assert result.shape == clean.shape
+    assert psnr(result, clean) > psnr(nearest, clean) + 0.3
+
+
+def test_guide_image_replaces_the_random_code(noisy_cell):
+    clean, noisy = noisy_cell
+    guide = np.stack([clean, clean[::-1]], axis=-1)  # two guide channels
+    result = restore(noisy, guide=guide, preset="quick", max_iterations=40)
+    assert psnr(result, clean) > psnr(noisy, clean)
+    with pytest.raises(ValueError, match="guide has shape"):
+        restore(noisy, guide=guide[:10], **tiny())
+
+
+def test_breaking_out_stops_the_fit_between_steps(noisy_cell):
+    _, noisy = noisy_cell
+    seen = []
+    for snapshot in iter_restore(noisy, **tiny(max_iterations=1000, report_every=1)):
+        seen.append(snapshot.iteration)
+        if snapshot.iteration == 3:
+            break
+    assert seen == [1, 2, 3]
+
+
+def test_divergence_guard_restores_good_weights(noisy_cell, monkeypatch):
+    """A loss spike at a check makes the fit restore the last good weights."""
+    import napari_dip.fit as fit_module
+
+    calls = {"n": 0}
+    real_loss = fit_module.data_loss
+
+    def spiking_loss(*args):
+        calls["n"] += 1
+        loss = real_loss(*args)
+        return loss * 1000 if calls["n"] == 10 else loss
+
+    monkeypatch.setattr(fit_module, "data_loss", spiking_loss)
+    _, noisy = noisy_cell
+    last = list(iter_restore(noisy, **tiny(max_iterations=12, backtrack_every=5)))[-1]
+    assert last.backtracks == 1
+
+
+def test_snapshot_reports_device_and_progress(noisy_cell):
+    _, noisy = noisy_cell
+    last = list(iter_restore(noisy, **tiny(), device="cpu"))[-1]
+    assert last.device.startswith("cpu") and last.max_iterations == 5 and last.elapsed > 0
+    record = napari_dip.run_record(last)
+    assert record["config"]["max_iterations"] == 5 and record["iterations"] == 5
+
+
+# ---------------------------------------------------------------------------- bad input
+
+@pytest.mark.parametrize("image, kwargs, message", [
+    (np.zeros((0, 10)), {}, "image is empty"),
+    (np.zeros((1, 1)), {}, "at least 4x4"),
+    (np.zeros((3, 50)), {}, "at least 4x4"),
+    (np.array([[np.nan, 1], [2, 3]] * 4, dtype=float).repeat(4, axis=1), {}, "NaN or infinite"),
+    (np.full((8, 8), np.inf), {}, "NaN or infinite"),
+    (np.zeros((5, 8, 8)), {}, "channel_axis.*restore_stack"),
+    (np.zeros((2, 5, 8, 8)), {"channel_axis": 0}, "expected 3 dimensions"),
+    (np.zeros((8, 8), dtype=bool), {}, "boolean"),
+    (np.array([["a"] * 8] * 8), {}, "numeric array"),
+    (np.zeros((8, 8)), {"task": "inpaint"}, "needs mask="),
+    (np.zeros((8, 8)), {"task": "inpaint", "mask": np.zeros((8, 9))}, "mask has shape"),
+    (np.zeros((8, 8)), {"task": "inpaint", "mask": np.ones((8, 8))}, "every pixel as missing"),
+    (np.zeros((8, 8)), {"mask": np.zeros((8, 8))}, "only used by task='inpaint'"),
+    (np.zeros((8, 8)), {"task": "dehaze"}, "unknown task"),
+    (np.zeros((8, 8)), {"preset": "slow"}, "unknown preset"),
+    (np.zeros((8, 8)), {"task": "super_resolve"}, "needs factor"),
+    (np.zeros((8, 8)), {"task": "super_resolve", "factor": 3}, "not supported"),
+    (np.zeros((8, 8)), {"factor": 2}, "only applies to task='super_resolve'"),
+    (np.zeros((8, 8)), {"seed": -1}, "seed must be"),
+    (np.zeros((8, 8)), {"device": "tpu"}, "device"),
+])
+def test_bad_input_raises_a_clear_value_error(image, kwargs, message):
+    before = image.copy()
+    with pytest.raises(ValueError, match=message):
+        restore(image, **{**tiny(), **kwargs})
+    np.testing.assert_array_equal(image, before)
+
+
+def test_requesting_a_missing_gpu_is_an_error_not_a_silent_fallback():
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    with pytest.raises(ValueError, match="no such CUDA GPU"):
+        restore(np.zeros((8, 8)), **tiny(), device="cuda")
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_cuda_run_raises_psnr(noisy_cell):
+    clean, noisy = noisy_cell
+    last = list(iter_restore(noisy, preset="quick", max_iterations=60, device="cuda"))[-1]
+    assert last.device.startswith("cuda")
+    assert psnr(last.estimate, clean) > psnr(noisy, clean) + 5.0
