@@ -11,16 +11,20 @@ import numpy as np
 NOISE_SIGMA = 25.0 / 255.0
 
 
+CELL_CENTRE = (370, 420)  # row, column of the cell in scikit-image's cell image
+
+
 def cell_image(size: int = 128) -> np.ndarray:
-    """A ``(size, size)`` float32 crop in [0, 1] of scikit-image's bundled cell micrograph."""
+    """A ``(size, size)`` float32 crop in [0, 1] of scikit-image's bundled cell micrograph,
+    centred on the cell (shifted inwards where the image ends)."""
     from skimage import data
 
     cell = data.cell().astype(np.float32)
     cell = (cell - cell.min()) / (cell.max() - cell.min())
-    top = (cell.shape[0] - size) // 2
-    left = (cell.shape[1] - size) // 2
-    if top < 0 or left < 0:
-        raise ValueError(f"size={size} is larger than the sample image {cell.shape}")
+    if not 0 < size <= min(cell.shape):
+        raise ValueError(f"size={size} must be between 1 and {min(cell.shape)}")
+    top, left = (int(np.clip(c - size // 2, 0, n - size))
+                 for c, n in zip(CELL_CENTRE, cell.shape))
     return np.ascontiguousarray(cell[top:top + size, left:left + size])
 
 
