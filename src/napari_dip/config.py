@@ -62,6 +62,11 @@ class DIPConfig:
                                      low=0.0, high=100.0)
     backtrack_every: int = _knob(100, "iterations between two divergence checks", low=1,
                                  high=100_000)
+    # stacks
+    warm_start_fraction: float = _knob(0.25, "stacks: each slice after the first continues from "
+                                       "the previous slice's weights for this share of "
+                                       "max_iterations (0: every slice from scratch, full length)",
+                                       low=0.0, high=1.0)
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):

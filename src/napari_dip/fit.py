@@ -32,6 +32,8 @@ class FitStep:
     elapsed: float
     backtracks: int
     done: bool
+    network: nn.Module
+    code: torch.Tensor
 
 
 def make_input_code(config: DIPConfig, size: tuple[int, int], reduction: int,
@@ -124,5 +126,5 @@ def fit(observation: Observation, config: DIPConfig, *, seed: int = 0,
         if iteration % config.report_every == 0 or last:
             yield FitStep(iteration=iteration, loss=float(loss.item()), output=output.detach(),
                           average=average, elapsed=time.perf_counter() - start,
-                          backtracks=backtracks, done=last)
+                          backtracks=backtracks, done=last, network=network, code=code)
 

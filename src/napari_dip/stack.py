@@ -125,12 +125,14 @@ def _pad_to(array: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
 
 def prepare_observation(image: np.ndarray, *, mask: np.ndarray | None, factor: int | None,
                         guide: np.ndarray | None, channel_axis: int | None,
-                        size_multiple: int) -> tuple[Observation, IntensityScaling]:
+                        size_multiple: int, scaling: IntensityScaling | None = None,
+                        ) -> tuple[Observation, IntensityScaling]:
     """Validate a user image (and mask, guide) and convert it to an :class:`Observation`.
 
     ``mask`` is true (non-zero) where a pixel is missing, shaped ``(M, N)`` or like the image.
     The estimate's sides are padded to multiples of ``size_multiple``; padding is unknown to the
-    loss, never mistaken for data, and cropped off the result.
+    loss, never mistaken for data, and cropped off the result. ``scaling`` imposes an intensity
+    mapping (a stack's, shared by its slices) instead of one fitted to this image.
     """
     image = _as_array("image", image)
     if image.size == 0:
@@ -142,7 +144,7 @@ def prepare_observation(image: np.ndarray, *, mask: np.ndarray | None, factor: i
         raise ValueError(f"image is {hwc.shape[0]}x{hwc.shape[1]} pixels; restoration needs at "
                          f"least {MIN_SIDE}x{MIN_SIDE}")
     _check_finite("image", hwc)
-    scaling = IntensityScaling.from_image(hwc)
+    scaling = scaling or IntensityScaling.from_image(hwc)
     unit = scaling.to_unit(hwc)
 
     factor = factor or 1
@@ -211,3 +213,98 @@ def from_tensor(tensor: torch.Tensor, crop: tuple[int, int]) -> np.ndarray:
     """``(1, C, H, W)`` tensor -> ``(M, N, C)`` float32 array cropped to ``crop``."""
     array = tensor.detach()[0, :, :crop[0], :crop[1]].float().cpu().numpy()
     return array.transpose(1, 2, 0)
+
+
+class SliceLayout:
+    """How a stack ``(..., M, N)`` (with an optional channel axis) splits into 2D slices.
+
+    The last two non-channel axes are the image plane; the others are looped over in C order.
+    All slices share one :class:`IntensityScaling`, taken from the whole stack, so the
+    restored slices stay consistent with each other. :attr:`result` is the output stack in the
+    input's layout, filled slice by slice with :meth:`put`.
+    """
+
+    def __init__(self, image, channel_axis: int | None, *, mask=None, guide=None,
+                 factor: int | None = None) -> None:
+        image = _as_array("image", image)
+        if image.size == 0:
+            raise ValueError(f"image is empty (shape {image.shape})")
+        needed = 2 if channel_axis is None else 3
+        if image.ndim < needed:
+            raise ValueError(f"image has shape {image.shape}: a stack needs at least {needed} "
+                             f"dimensions{' with channel_axis' if channel_axis is not None else ''}")
+        if channel_axis is not None and not -image.ndim <= channel_axis < image.ndim:
+            raise ValueError(f"channel_axis={channel_axis} is out of range for an image with "
+                             f"{image.ndim} dimensions")
+        self.channel_axis = None if channel_axis is None else channel_axis % image.ndim
+        hwc = image[..., None] if channel_axis is None else np.moveaxis(image, channel_axis, -1)
+        _check_finite("image", hwc)
+        self._hwc = hwc
+        self.leading = hwc.shape[:-3]
+        self.indices = list(np.ndindex(*self.leading))
+        self.scaling = IntensityScaling.from_image(hwc) if hwc.dtype.kind != "b" else None
+        f = factor or 1
+        self._result_hwc = np.zeros(self.leading + (hwc.shape[-3] * f, hwc.shape[-2] * f,
+                                                    hwc.shape[-1]), dtype=image.dtype)
+        self.result = (self._result_hwc[..., 0] if channel_axis is None
+                       else np.moveaxis(self._result_hwc, -1, self.channel_axis))
+        self._mask = self._per_slice_or_shared("mask", mask, hwc.shape[-3:-1], 2)
+        self._guide = self._per_slice_or_shared("guide", guide, None, None)
+        # where the channel axis sits among the slice's three axes
+        spatial = [a for a in range(image.ndim) if a != self.channel_axis][-2:]
+        self._slice_channel = (None if channel_axis is None
+                               else sorted(spatial + [self.channel_axis]).index(self.channel_axis))
+
+    def _per_slice_or_shared(self, name, value, plane, plane_ndim):
+        if value is None:
+            return None
+        value = _as_array(name, value)
+        n = len(self.leading)
+        per_slice = n > 0 and value.shape[:n] == self.leading and value.ndim >= n + 2
+        if name == "mask":
+            if value.shape == plane:
+                per_slice = False
+            elif not (per_slice and value.shape[n:] == plane):
+                raise ValueError(f"mask has shape {value.shape}; for this stack it must be {plane} "
+                                 f"(one mask for every slice) or {self.leading + plane} (one per "
+                                 f"slice), true = missing")
+        return value, per_slice
+
+    def _pick(self, stored, index):
+        if stored is None:
+            return None
+        value, per_slice = stored
+        return value[index] if per_slice else value
+
+    def slice(self, index: tuple[int, ...]) -> np.ndarray:
+        """The ``(M, N, C)`` slice at ``index`` (a view: never write to it)."""
+        return self._hwc[index]
+
+    def mask_slice(self, index):
+        return self._pick(self._mask, index)
+
+    def guide_slice(self, index):
+        return self._pick(self._guide, index)
+
+    def put(self, index: tuple[int, ...], estimate_hwc: np.ndarray) -> None:
+        self._result_hwc[index] = estimate_hwc
+
+    def to_slice_layout(self, hwc: np.ndarray) -> np.ndarray:
+        """``(M, N, C)`` -> the slice in the caller's axis order."""
+        if self._slice_channel is None:
+            return hwc[..., 0]
+        return np.moveaxis(hwc, -1, self._slice_channel)
+
+    def user_snapshot(self, snapshot):
+        """A snapshot whose images are in the caller's slice layout."""
+        import dataclasses
+
+        return dataclasses.replace(snapshot, image=self.to_slice_layout(snapshot.image),
+                                   average=self.to_slice_layout(snapshot.average),
+                                   estimate=self.to_slice_layout(snapshot.estimate))
+
+
+def slice_layout(image, channel_axis: int | None, *, mask=None, guide=None,
+                 factor: int | None = None) -> SliceLayout:
+    """Validate a stack and describe its slices (see :class:`SliceLayout`)."""
+    return SliceLayout(image, channel_axis, mask=mask, guide=guide, factor=factor)

@@ -1,0 +1,95 @@
+import numpy as np
+import pytest
+
+from napari_dip import iter_restore_stack, restore_stack
+from napari_dip.operators import psnr
+
+from .conftest import tiny
+
+
+@pytest.fixture
+def noisy_stack(noisy_cell):
+    """(clean, noisy) 3-slice stacks of neighbouring shifted crops, like a Z stack."""
+    clean, _ = noisy_cell
+    rng = np.random.default_rng(7)
+    cleans = np.stack([np.roll(clean, k, axis=1) for k in range(3)])
+    noisy = np.clip(cleans + rng.normal(0, 25 / 255, cleans.shape), 0, 1).astype(np.float32)
+    return cleans, noisy
+
+
+def test_every_slice_of_a_stack_is_restored(noisy_stack):
+    clean, noisy = noisy_stack
+    result = restore_stack(noisy, preset="quick", max_iterations=40)
+    assert result.shape == noisy.shape and result.dtype == noisy.dtype
+    for k in range(3):
+        assert psnr(result[k], clean[k]) > psnr(noisy[k], clean[k]) + 3.0, k
+
+
+@pytest.mark.parametrize("shape, channel_axis, factor, expected", [
+    ((2, 3, 16, 20), None, None, (2, 3, 16, 20)),      # T, Z, Y, X
+    ((2, 16, 20, 3), -1, None, (2, 16, 20, 3)),        # Z, Y, X, RGB
+    ((2, 3, 16, 20), 1, 2, (2, 3, 32, 40)),            # Z, C, Y, X, super-resolved
+    ((16, 20), None, 4, (64, 80)),                     # a 2D image is a stack of one
+])
+def test_stack_layouts_and_result_shape(shape, channel_axis, factor, expected, rng):
+    image = rng.random(shape).astype(np.float32)
+    task = "super_resolve" if factor else "denoise"
+    result = restore_stack(image, task=task, factor=factor, channel_axis=channel_axis,
+                           **tiny(max_iterations=2))
+    assert result.shape == expected
+
+
+def test_snapshots_walk_through_slices_and_keep_the_users_slice_layout(rng):
+    image = rng.random((3, 2, 16, 16)).astype(np.float32)  # Z, C, Y, X
+    seen = [(s.index, s.snapshot.estimate.shape, s.done)
+            for s in iter_restore_stack(image, channel_axis=1, **tiny(max_iterations=4,
+                                                                       report_every=4))]
+    assert [index for index, _, _ in seen] == [(0,), (1,), (2,)]
+    assert all(shape == (2, 16, 16) for _, shape, _ in seen)
+    assert [done for _, _, done in seen] == [False, False, True]
+
+
+def test_a_2d_mask_applies_to_every_slice_and_an_nd_mask_per_slice(noisy_stack):
+    clean, _ = noisy_stack
+    damaged = clean.copy()
+    mask2d = np.zeros(clean.shape[1:], dtype=bool)
+    mask2d[20:30, 20:30] = True
+    damaged[:, mask2d] = 1.0 - clean[:, mask2d]
+    before = damaged.copy()
+    result = restore_stack(damaged, task="inpaint", mask=mask2d, preset="quick",
+                           max_iterations=60)
+    for k in range(3):
+        err_before = np.abs(damaged[k][mask2d] - clean[k][mask2d]).mean()
+        assert np.abs(result[k][mask2d] - clean[k][mask2d]).mean() < 0.5 * err_before
+    np.testing.assert_array_equal(damaged, before)  # input untouched
+
+    mask3d = np.zeros(clean.shape, dtype=bool)
+    mask3d[1, 5:9, 5:9] = True
+    restore_stack(damaged, task="inpaint", mask=mask3d, **tiny(max_iterations=2))
+
+
+def test_a_mask_that_fits_neither_a_slice_nor_the_stack_is_refused(noisy_stack):
+    _, noisy = noisy_stack
+    with pytest.raises(ValueError, match=r"mask has shape \(2, 64, 64\).*\(64, 64\).*one per slice"):
+        restore_stack(noisy, task="inpaint", mask=np.zeros((2, 64, 64)), **tiny())
+
+
+def test_warm_start_gives_the_next_slice_a_head_start(noisy_stack):
+    """With warm start, slice 2's loss after a few steps is lower than from scratch."""
+    _, noisy = noisy_stack
+
+    def second_slice_loss(fraction):
+        losses = [s.snapshot.loss for s in iter_restore_stack(
+            noisy[:2], preset="quick", max_iterations=40, report_every=5,
+            warm_start_fraction=fraction) if s.slice_number == 1]
+        return losses[0]  # after 5 steps on slice 2
+
+    assert second_slice_loss(0.25) < 0.75 * second_slice_loss(0.0)
+
+
+def test_stack_slices_share_one_intensity_scaling(noisy_stack):
+    _, noisy = noisy_stack
+    stack = (noisy * 1000).astype(np.uint16)
+    stack[1] //= 2  # a dimmer slice must stay dimmer, not be stretched to the same range
+    result = restore_stack(stack, preset="quick", max_iterations=20, warm_start_fraction=0)
+    assert result[1].mean() < 0.7 * result[0].mean()
