@@ -26,6 +26,27 @@ def test_same_seed_gives_identical_cpu_runs(noisy_cell):
     assert not np.array_equal(a, c)
 
 
+def test_fits_in_parallel_threads_keep_their_own_seeds(noisy_cell):
+    from concurrent.futures import ThreadPoolExecutor
+
+    _, noisy = noisy_cell
+    settings = tiny(max_iterations=3)
+    serial = [restore(noisy, seed=seed, **settings) for seed in (1, 2)]
+    with ThreadPoolExecutor(2) as pool:
+        parallel = list(pool.map(lambda seed: restore(noisy, seed=seed, **settings), (1, 2)))
+    for a, b in zip(serial, parallel):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_a_run_leaves_the_global_rng_alone(noisy_cell):
+    _, noisy = noisy_cell
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    restore(noisy, **tiny(max_iterations=2))
+    torch.testing.assert_close(torch.rand(3), expected)
+
+
 def test_the_input_is_never_modified(noisy_cell, rng):
     _, noisy = noisy_cell
     image = (noisy * 60000).astype(np.uint16)
@@ -143,14 +164,14 @@ def test_divergence_guard_restores_good_weights(noisy_cell, monkeypatch):
     import napari_dip.fit as fit_module
 
     calls = {"n": 0}
-    real_loss = fit_module.data_loss
+    real_loss = fit_module.DataTerm.__call__
 
-    def spiking_loss(*args):
+    def spiking_loss(self, *args):
         calls["n"] += 1
-        loss = real_loss(*args)
+        loss = real_loss(self, *args)
         return loss * 1000 if calls["n"] == 10 else loss
 
-    monkeypatch.setattr(fit_module, "data_loss", spiking_loss)
+    monkeypatch.setattr(fit_module.DataTerm, "__call__", spiking_loss)
     _, noisy = noisy_cell
     last = list(iter_restore(noisy, **tiny(max_iterations=12, backtrack_every=5)))[-1]
     assert last.backtracks == 1

@@ -45,6 +45,17 @@ class Snapshot:
         True for the last snapshot of the run.
     config : DIPConfig
         The settings of the run.
+    uncertainty : ndarray or None
+        Bayesian DIP (SGLD) only: the posterior standard deviation per pixel, in intensity
+        units, once two samples have been drawn.
+    criterion : float or None
+        The stopping rule's current value (running variance or held-out error).
+    best_iteration : int or None
+        The stopping rule's best iteration so far; ``estimate`` is taken there.
+    stopped : bool
+        True when the stopping rule ended the run before ``max_iterations``.
+    run : int
+        Which of ``config.n_runs`` seeded runs this is (their results are averaged).
     """
 
     iteration: int
@@ -58,6 +69,11 @@ class Snapshot:
     backtracks: int
     done: bool
     config: DIPConfig
+    uncertainty: np.ndarray | None = None
+    criterion: float | None = None
+    best_iteration: int | None = None
+    stopped: bool = False
+    run: int = 0
 
 
 @dataclass
@@ -114,26 +130,41 @@ def _setup(task: str, mask, factor, preset, seed, device, max_iterations,
 def _snapshots(observation: Observation, scaling: IntensityScaling, channel_axis: int | None,
                run: _Run, config: DIPConfig | None = None,
                warm: FitStep | None = None) -> Iterator[tuple[Snapshot, FitStep]]:
-    """Fit one observation and convert each step into a user-facing snapshot."""
+    """Fit one observation (``n_runs`` times, averaging) and convert each step for the user."""
     config = config or run.config
     device = describe_device(run.device)
-    network, code = (warm.network, warm.code) if warm is not None else (None, None)
-    for step in fit(observation, config, seed=run.seed, device=run.device, network=network,
-                    code=code):
-        def user(tensor):
-            return to_user_layout(from_tensor(tensor, observation.crop), scaling, channel_axis)
+    scale = scaling.high - scaling.low
 
-        image, average = user(step.output), user(step.average)
-        yield Snapshot(iteration=step.iteration, max_iterations=config.max_iterations,
-                       loss=step.loss, image=image, average=average,
-                       estimate=average if config.result == "ema" else image,
-                       elapsed=step.elapsed, device=device, backtracks=step.backtracks,
-                       done=step.done, config=config), step
+    def user(tensor):
+        return to_user_layout(from_tensor(tensor, observation.crop), scaling, channel_axis)
+
+    finished: list[torch.Tensor] = []
+    for run_number in range(config.n_runs):
+        network, code = (warm.network, warm.code) if warm and not run_number else (None, None)
+        for step in fit(observation, config, seed=run.seed + run_number, device=run.device,
+                        network=network, code=code):
+            estimate = step.estimate
+            if finished:
+                estimate = (torch.stack(finished).sum(0) + estimate) / (len(finished) + 1)
+            uncertainty = None
+            if step.uncertainty is not None:  # intensity units, no offset
+                uncertainty = from_tensor(step.uncertainty, observation.crop) * scale
+                uncertainty = uncertainty[..., 0] if channel_axis is None else \
+                    np.moveaxis(uncertainty, -1, channel_axis)
+            last_run = run_number == config.n_runs - 1
+            yield Snapshot(iteration=step.iteration, max_iterations=config.max_iterations,
+                           loss=step.loss, image=user(step.output), average=user(step.average),
+                           estimate=user(estimate), elapsed=step.elapsed, device=device,
+                           backtracks=step.backtracks, done=step.done and last_run,
+                           config=config, uncertainty=uncertainty, criterion=step.criterion,
+                           best_iteration=step.best_iteration, stopped=step.stopped,
+                           run=run_number), step
+        finished.append(step.estimate)
 
 
 def iter_restore(image: np.ndarray, *, task: str = "denoise", mask: np.ndarray | None = None,
                  factor: int | None = None, guide: np.ndarray | None = None,
-                 preset: str | DIPConfig = "paper", channel_axis: int | None = None, seed: int = 0,
+                 preset: str | DIPConfig = "auto", channel_axis: int | None = None, seed: int = 0,
                  device: str | None = None, max_iterations: int | None = None,
                  **settings: Any) -> Iterator[Snapshot]:
     """Restore a 2D image with Deep Image Prior, yielding a :class:`Snapshot` as the fit goes.
@@ -151,9 +182,10 @@ def iter_restore(image: np.ndarray, *, task: str = "denoise", mask: np.ndarray |
 
 def restore(image: np.ndarray, *, task: str = "denoise", mask: np.ndarray | None = None,
             factor: int | None = None, guide: np.ndarray | None = None,
-            preset: str | DIPConfig = "paper", channel_axis: int | None = None, seed: int = 0,
+            preset: str | DIPConfig = "auto", channel_axis: int | None = None, seed: int = 0,
             device: str | None = None, max_iterations: int | None = None,
-            **settings: Any) -> np.ndarray:
+            return_uncertainty: bool = False,
+            **settings: Any) -> np.ndarray | tuple[np.ndarray, np.ndarray | None]:
     """Restore a 2D image with Deep Image Prior.
 
     Parameters
@@ -170,7 +202,9 @@ def restore(image: np.ndarray, *, task: str = "denoise", mask: np.ndarray | None
         An image of the same field (a flash photo, a cleaner channel) used as the network's
         input instead of random noise; ``M', N'`` are the result's sides.
     preset : str or DIPConfig
-        ``"paper"`` (the paper's recipe for the task), ``"quick"``, or a config.
+        ``"auto"`` (the paper's networks with automatic stopping), ``"paper"`` (the paper's
+        recipe for the task, fixed iteration count), ``"quick"`` (small and short),
+        ``"bayesian"`` (SGLD posterior mean and uncertainty), or a config.
     channel_axis : int, optional
         The axis of ``image`` that holds channels; None for greyscale.
     seed : int
@@ -179,6 +213,9 @@ def restore(image: np.ndarray, *, task: str = "denoise", mask: np.ndarray | None
         ``"cuda"``, ``"mps"``, ``"cpu"``; None picks the best available.
     max_iterations : int, optional
         Overrides the preset's number of steps.
+    return_uncertainty : bool
+        Also return the per-pixel posterior standard deviation (Bayesian DIP: preset
+        ``"bayesian"`` or ``sgld_noise > 0``; None for other methods).
     **settings
         Any other field of :class:`DIPConfig`, e.g. ``learning_rate=0.005``.
 
@@ -187,18 +224,21 @@ def restore(image: np.ndarray, *, task: str = "denoise", mask: np.ndarray | None
     ndarray
         The restored image in the input's layout, dtype and intensity range (``factor`` times
         larger for super-resolution).
+    ndarray or None
+        With ``return_uncertainty=True``: the uncertainty map, the result's shape, float32, in
+        intensity units.
     """
     last = None
     for last in iter_restore(image, task=task, mask=mask, factor=factor, guide=guide,
                              preset=preset, channel_axis=channel_axis, seed=seed, device=device,
                              max_iterations=max_iterations, **settings):
         pass
-    return last.estimate
+    return (last.estimate, last.uncertainty) if return_uncertainty else last.estimate
 
 
 def iter_restore_stack(image: np.ndarray, *, task: str = "denoise",
                        mask: np.ndarray | None = None, factor: int | None = None,
-                       guide: np.ndarray | None = None, preset: str | DIPConfig = "paper",
+                       guide: np.ndarray | None = None, preset: str | DIPConfig = "auto",
                        channel_axis: int | None = None, seed: int = 0, device: str | None = None,
                        max_iterations: int | None = None,
                        **settings: Any) -> Iterator[StackSnapshot]:
@@ -234,7 +274,7 @@ def iter_restore_stack(image: np.ndarray, *, task: str = "denoise",
 
 def restore_stack(image: np.ndarray, *, task: str = "denoise", mask: np.ndarray | None = None,
                   factor: int | None = None, guide: np.ndarray | None = None,
-                  preset: str | DIPConfig = "paper", channel_axis: int | None = None,
+                  preset: str | DIPConfig = "auto", channel_axis: int | None = None,
                   seed: int = 0, device: str | None = None, max_iterations: int | None = None,
                   **settings: Any) -> np.ndarray:
     """Restore a stack (Z, T, ... of 2D images) slice by slice.
@@ -270,7 +310,8 @@ def run_record(snapshot: Snapshot) -> dict[str, Any]:
     """Parameters and outcome of a finished run, for metadata and JSON records."""
     return {"config": snapshot.config.to_dict(), "iterations": snapshot.iteration,
             "loss": snapshot.loss, "seconds": round(snapshot.elapsed, 3),
-            "device": snapshot.device, "backtracks": snapshot.backtracks}
+            "device": snapshot.device, "backtracks": snapshot.backtracks,
+            "stopped_early": snapshot.stopped, "best_iteration": snapshot.best_iteration}
 
 
 __all__ = ["Snapshot", "StackSnapshot", "iter_restore", "iter_restore_stack", "restore",

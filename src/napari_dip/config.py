@@ -62,6 +62,41 @@ class DIPConfig:
                                      low=0.0, high=100.0)
     backtrack_every: int = _knob(100, "iterations between two divergence checks", low=1,
                                  high=100_000)
+    # data term and regularisation
+    data_term: str = _knob("gaussian", "noise model of the data term: squared error, Poisson "
+                           "deviance on photon counts, or squared error after a variance-"
+                           "stabilising transform for Poisson-Gaussian noise",
+                           choices=("gaussian", "poisson", "poisson_gaussian"))
+    gain: float = _knob(1.0, "Poisson models: intensity units per detected photon", low=1e-9,
+                        high=1e9)
+    read_noise: float = _knob(0.0, "Poisson-Gaussian model: std of the Gaussian (read) noise, in "
+                              "intensity units", low=0.0, high=1e9)
+    offset: float = _knob(0.0, "Poisson models: dark level (camera offset), in intensity units",
+                          low=-1e9, high=1e9)
+    tv_weight: float = _knob(0.0, "weight of a total-variation term on the estimate (DIP-TV; "
+                             "0: off)", low=0.0, high=10.0)
+    # automatic stopping
+    stopping: str = _knob("none", "automatic stopping rule: none (run max_iterations), the "
+                          "running variance of the outputs (any task) or a held-out share of "
+                          "pixels", choices=("none", "variance", "holdout"))
+    variance_window: int = _knob(100, "variance rule: averaging horizon in iterations", low=2,
+                                 high=100_000)
+    patience: int = _knob(500, "stopping rules: stop after this many iterations without a new "
+                          "best", low=1, high=1_000_000)
+    holdout_fraction: float = _knob(0.1, "holdout rule: share of the observed pixels left out of "
+                                    "the loss to validate on", low=0.01, high=0.5)
+    # Bayesian DIP (stochastic gradient Langevin dynamics)
+    sgld_noise: float = _knob(0.0, "SGLD: std of the Gaussian noise added to the convolution "
+                              "weights after each step, in units of the learning rate (0: off)",
+                              low=0.0, high=1000.0)
+    weight_decay: float = _knob(0.0, "L2 weight decay of the optimiser (the SGLD prior)",
+                                low=0.0, high=1.0)
+    burn_in: int = _knob(0, "SGLD: iterations before posterior samples are averaged", low=0,
+                         high=1_000_000)
+    sample_every: int = _knob(10, "SGLD: iterations between two posterior samples", low=1,
+                              high=100_000)
+    n_runs: int = _knob(1, "average the results of this many runs with seeds seed, seed+1, ...",
+                        low=1, high=64)
     # stacks
     warm_start_fraction: float = _knob(0.25, "stacks: each slice after the first continues from "
                                        "the previous slice's weights for this share of "
@@ -132,9 +167,31 @@ def _quick(task: str, factor: int | None) -> DIPConfig:
                         backtrack_every=25)
 
 
+def _auto(task: str, factor: int | None) -> DIPConfig:
+    """The paper's networks, stopped automatically by the running variance of the outputs.
+
+    The iteration count becomes a ceiling (twice the paper's) rather than a guess; the result is
+    the moving-average estimate at the point where the variance was lowest.
+    """
+    base = _paper(task, factor)
+    return base.replace(stopping="variance", variance_window=20, patience=300,
+                        max_iterations=2 * base.max_iterations, result="ema", ema_weight=0.99)
+
+
+def _bayesian(task: str, factor: int | None) -> DIPConfig:
+    """Bayesian DIP (Cheng et al., CVPR 2019): Langevin dynamics on the weights; the result is
+    the posterior mean of the outputs after burn-in, with their standard deviation as an
+    uncertainty map. No early stopping needed."""
+    base = _paper(task, factor)
+    return base.replace(sgld_noise=0.2, weight_decay=5e-8, burn_in=base.max_iterations // 3,
+                        sample_every=10, backtrack_drop_db=0.0)
+
+
 PRESETS = {
+    "auto": _auto,
     "paper": _paper,
     "quick": _quick,
+    "bayesian": _bayesian,
 }
 """Named presets: each maps (task, factor) to a :class:`DIPConfig`."""
 
@@ -157,7 +214,7 @@ def check_factor(task: str, factor: int | None) -> int | None:
     return int(factor)
 
 
-def get_config(preset: str | DIPConfig = "paper", task: str = "denoise", factor: int | None = None,
+def get_config(preset: str | DIPConfig = "auto", task: str = "denoise", factor: int | None = None,
                **overrides: Any) -> DIPConfig:
     """The configuration of a named preset for a task (and super-resolution factor).
 

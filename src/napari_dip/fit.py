@@ -1,13 +1,14 @@
 """The per-image optimisation loop of Deep Image Prior, as a generator of snapshots.
 
 :func:`fit` fits a randomly initialised generator ``f(z)`` to one :class:`~.stack.Observation`
-with Adam and yields a :class:`FitStep` every ``report_every`` iterations and after the last one.
-The consumer may stop between any two yields (``break`` or ``generator.close()``): that is how
+and yields a :class:`FitStep` every ``report_every`` iterations and after the last one. The
+consumer may stop between any two yields (``break`` or ``generator.close()``): that is how
 previews, progress bars, the stop button and tests that run 20 steps all work.
 """
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -17,18 +18,30 @@ from torch import nn
 
 from .config import DIPConfig
 from .networks import build_generator, input_channels
-from .operators import Degradation, data_loss
+from .operators import DataTerm, Degradation, total_variation
 from .stack import Observation
+from .stopping import HoldoutStop, VarianceStop, split_holdout
 
 
 @dataclass
 class FitStep:
-    """The state of a fit after ``iteration`` optimisation steps (tensors in model space)."""
+    """The state of a fit after ``iteration`` optimisation steps (tensors in model space).
+
+    ``estimate`` is what the fit returns if it ends here: the best-point estimate of the
+    stopping rule, the SGLD posterior mean, or the moving average / last output (per
+    ``config.result``). ``uncertainty`` is the SGLD posterior standard deviation (None without
+    SGLD or before two samples). ``criterion`` is the stopping rule's current value.
+    """
 
     iteration: int
     loss: float
     output: torch.Tensor
     average: torch.Tensor
+    estimate: torch.Tensor
+    uncertainty: torch.Tensor | None
+    criterion: float | None
+    best_iteration: int | None
+    stopped: bool
     elapsed: float
     backtracks: int
     done: bool
@@ -47,20 +60,73 @@ def make_input_code(config: DIPConfig, size: tuple[int, int], reduction: int,
     return code * config.input_scale
 
 
+def seeded_generator_network(config: DIPConfig, out_channels: int, in_channels: int | None,
+                             rng: torch.Generator) -> nn.Module:
+    """Build the generator and initialise its weights from ``rng`` alone.
+
+    The layers are created on the meta device (no memory, no random numbers), then given
+    PyTorch's default initialisation drawn from the local generator. The global RNG is neither
+    read nor changed, so fits running in parallel threads cannot take each other's seeds.
+    """
+    with torch.device("meta"):
+        network = build_generator(config, out_channels, in_channels)
+    network = network.to_empty(device="cpu")
+    with torch.no_grad():
+        for module in network.modules():
+            if isinstance(module, nn.Conv2d):
+                nn.init.kaiming_uniform_(module.weight, a=math.sqrt(5), generator=rng)
+                if module.bias is not None:
+                    fan_in = module.weight[0].numel()
+                    bound = 1.0 / math.sqrt(fan_in)
+                    nn.init.uniform_(module.bias, -bound, bound, generator=rng)
+            elif isinstance(module, nn.BatchNorm2d):
+                module.reset_parameters()
+    return network
+
+
 def build_fit(observation: Observation, config: DIPConfig, seed: int,
               device: torch.device) -> tuple[nn.Module, torch.Tensor]:
     """The seeded generator network and its input code, on ``device``."""
     out_channels = observation.target.shape[1]
     guide_channels = None if observation.guide is None else observation.guide.shape[1]
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        network = build_generator(config, out_channels, guide_channels)
     rng = torch.Generator().manual_seed(seed)
+    network = seeded_generator_network(config, out_channels, guide_channels, rng)
     if observation.guide is not None:
         code = observation.guide
     else:
         code = make_input_code(config, observation.size, network.input_reduction, rng)
     return network.to(device), code.to(device)
+
+
+class _Posterior:
+    """Running mean and standard deviation of sampled outputs (Welford's algorithm)."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.mean: torch.Tensor | None = None
+        self.sum_sq: torch.Tensor | None = None
+
+    def add(self, sample: torch.Tensor) -> None:
+        self.count += 1
+        if self.mean is None:
+            self.mean, self.sum_sq = sample.clone(), torch.zeros_like(sample)
+            return
+        delta = sample - self.mean
+        self.mean.add_(delta / self.count)
+        self.sum_sq.add_(delta * (sample - self.mean))
+
+    @property
+    def std(self) -> torch.Tensor | None:
+        return None if self.count < 2 else (self.sum_sq / self.count).sqrt()
+
+
+def _inject_weight_noise(network: nn.Module, std: float, generator: torch.Generator) -> None:
+    """SGLD: Gaussian noise on the convolution kernels after an optimiser step."""
+    with torch.no_grad():
+        for parameter in network.parameters():
+            if parameter.dim() == 4:
+                parameter.add_(torch.randn(parameter.shape, generator=generator,
+                                           device=parameter.device, dtype=parameter.dtype) * std)
 
 
 def fit(observation: Observation, config: DIPConfig, *, seed: int = 0,
@@ -70,8 +136,10 @@ def fit(observation: Observation, config: DIPConfig, *, seed: int = 0,
 
     Each step perturbs the input code with Gaussian noise (``reg_noise_std``), runs the
     generator, maps its output through the degradation (identity or Lanczos downsampler) and
-    takes an Adam step on the weighted squared error. The exponential moving average of the
-    outputs (``ema_weight``) is kept alongside. Every ``backtrack_every`` steps the loss is
+    takes an Adam step on the data term (plus ``tv_weight`` x total variation). Alongside it
+    keeps the exponential moving average of the outputs (``ema_weight``), feeds the stopping
+    rule (``stopping``), and with ``sgld_noise > 0`` injects weight noise after every step and
+    averages posterior samples after ``burn_in``. Every ``backtrack_every`` steps the loss is
     compared with the last good one; if the fit to the data dropped by more than
     ``backtrack_drop_db``, the last good weights are restored (the paper's guard against
     divergence). With the same seed, CPU runs are bit-for-bit repeatable.
@@ -84,15 +152,27 @@ def fit(observation: Observation, config: DIPConfig, *, seed: int = 0,
         network, code = build_fit(observation, config, seed, device)
     network.train()
     target = observation.target.to(device)
-    weight = None if observation.weight is None else observation.weight.to(device)
+    weight = observation.weight
     degrade = Degradation(observation.factor).to(device)
+    rule: VarianceStop | HoldoutStop | None = None
+    if config.stopping == "holdout":
+        weight, held = split_holdout(weight, tuple(target.shape), config.holdout_fraction,
+                                     torch.Generator().manual_seed(seed + 2))
+        rule = HoldoutStop(target, held.to(device), degrade, patience=config.patience)
+    elif config.stopping == "variance":
+        rule = VarianceStop(window=config.variance_window, patience=config.patience)
+    weight = None if weight is None else weight.to(device)
+    data_term = DataTerm(config.data_term, to_input=observation.to_input, gain=config.gain,
+                         read_noise=config.read_noise, offset=config.offset)
     noise_rng = torch.Generator(device=device).manual_seed(seed + 1)
-    optimizer = torch.optim.Adam(network.parameters(), lr=config.learning_rate)
+    optimizer = torch.optim.Adam(network.parameters(), lr=config.learning_rate,
+                                 weight_decay=config.weight_decay)
     threshold = 10.0 ** (config.backtrack_drop_db / 10.0)
+    posterior = _Posterior() if config.sgld_noise > 0 else None
 
     average: torch.Tensor | None = None
     good_weights: list[torch.Tensor] | None = None
-    good_loss = float("inf")
+    good_loss = math.inf
     backtracks = 0
     start = time.perf_counter()
     for iteration in range(1, config.max_iterations + 1):
@@ -102,7 +182,9 @@ def fit(observation: Observation, config: DIPConfig, *, seed: int = 0,
             net_input = code + config.reg_noise_std * noise
         optimizer.zero_grad(set_to_none=True)
         output = network(net_input)
-        loss = data_loss(degrade(output), target, weight)
+        loss = data_term(degrade(output), target, weight)
+        if config.tv_weight > 0:
+            loss = loss + config.tv_weight * total_variation(output)
 
         checking = config.backtrack_drop_db > 0 and iteration % config.backtrack_every == 0
         if checking and loss.item() > threshold * good_loss and good_weights is not None:
@@ -116,15 +198,33 @@ def fit(observation: Observation, config: DIPConfig, *, seed: int = 0,
                 good_weights = [p.detach().clone() for p in network.parameters()]
             loss.backward()
             optimizer.step()
+            if posterior is not None:
+                _inject_weight_noise(network, config.sgld_noise * config.learning_rate,
+                                     noise_rng)
             output = output.detach()
             if average is None or config.ema_weight == 0:
                 average = output
             else:
                 average = average * config.ema_weight + output * (1.0 - config.ema_weight)
+            if posterior is not None and iteration > config.burn_in and \
+                    (iteration - config.burn_in) % config.sample_every == 0:
+                posterior.add(output)
 
-        last = iteration == config.max_iterations
+        current = average if config.result == "ema" else output
+        stopped = rule is not None and rule.update(iteration, output, current)
+        last = stopped or iteration == config.max_iterations
         if iteration % config.report_every == 0 or last:
+            estimate = current
+            if posterior is not None and posterior.count:
+                estimate = posterior.mean
+            elif rule is not None and rule.best_estimate is not None:
+                estimate = rule.best_estimate
             yield FitStep(iteration=iteration, loss=float(loss.item()), output=output.detach(),
-                          average=average, elapsed=time.perf_counter() - start,
+                          average=average, estimate=estimate,
+                          uncertainty=None if posterior is None else posterior.std,
+                          criterion=None if rule is None else rule.criterion,
+                          best_iteration=None if rule is None else rule.best_iteration,
+                          stopped=stopped, elapsed=time.perf_counter() - start,
                           backtracks=backtracks, done=last, network=network, code=code)
-
+        if stopped:
+            return

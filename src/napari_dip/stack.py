@@ -75,6 +75,7 @@ class Observation:
     size: tuple[int, int]
     crop: tuple[int, int]
     guide: torch.Tensor | None = None
+    to_input: tuple[float, float] = (1.0, 0.0)
 
 
 def _as_array(name: str, value) -> np.ndarray:
@@ -175,7 +176,8 @@ def prepare_observation(image: np.ndarray, *, mask: np.ndarray | None, factor: i
     observation = Observation(target=_to_tensor(target),
                               weight=None if weight is None else _to_tensor(weight),
                               factor=factor, size=size, crop=(h * factor, w * factor),
-                              guide=guide_tensor)
+                              guide=guide_tensor,
+                              to_input=(scaling.high - scaling.low, scaling.low))
     return observation, scaling
 
 
@@ -299,9 +301,12 @@ class SliceLayout:
         """A snapshot whose images are in the caller's slice layout."""
         import dataclasses
 
-        return dataclasses.replace(snapshot, image=self.to_slice_layout(snapshot.image),
-                                   average=self.to_slice_layout(snapshot.average),
-                                   estimate=self.to_slice_layout(snapshot.estimate))
+        uncertainty = snapshot.uncertainty
+        return dataclasses.replace(
+            snapshot, image=self.to_slice_layout(snapshot.image),
+            average=self.to_slice_layout(snapshot.average),
+            estimate=self.to_slice_layout(snapshot.estimate),
+            uncertainty=None if uncertainty is None else self.to_slice_layout(uncertainty))
 
 
 def slice_layout(image, channel_axis: int | None, *, mask=None, guide=None,

@@ -1,0 +1,186 @@
+"""How close does automatic stopping come to the best iteration? And what does Bayesian DIP give?
+
+For each image: one long run with the stopping rule watching but not stopping (patience set
+beyond the cap), recording the PSNR of the estimate against the clean image at every snapshot
+(the clean image is used only to measure). From the rule's best iteration as it evolved we read
+off where the rule, with the preset's patience, would have stopped and the PSNR of the estimate
+it would have returned; beside it, the peak PSNR of the run and its iteration. Optionally a second
+run with Bayesian DIP (SGLD) gives the posterior mean's PSNR.
+
+Writes benchmarks/results/stopping_*.json, a table in docs/benchmarks.md and a plot
+docs/images/stopping_curves.png.
+
+    python benchmarks/stopping.py --sets cbm3d9,inpaint11,set5,fmd --crop 128 --limit 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+import napari_dip
+from napari_dip.config import get_config
+from napari_dip.operators import psnr
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from reproduce_paper import DATA, DOC, RESULTS, center_crop, load, psnr_y  # noqa: E402
+
+START, END = "<!-- stopping:start -->", "<!-- stopping:end -->"
+PLOT = DOC.parent / "images" / "stopping_curves.png"
+
+
+def cases(sets: list[str], crop: int, limit: int, seed: int):
+    """(name, task, degraded, clean, kwargs, metric) for each selected image."""
+    rng = np.random.default_rng(seed)
+    if "cbm3d9" in sets:
+        for path in sorted((DATA / "CBM3D9_color").glob("*.png"))[:limit]:
+            clean = center_crop(load(path), crop)
+            noisy = np.clip(clean + rng.normal(0, 25 / 255, clean.shape), 0, 1).astype(np.float32)
+            yield (f"{path.stem} σ=25", "denoise", noisy, clean, dict(channel_axis=-1), psnr)
+    if "inpaint11" in sets:
+        for path in sorted((DATA / "DIP_inpaint11_gray").glob("*.png"))[:limit]:
+            clean = center_crop(load(path, grey=True), crop)
+            missing = rng.random(clean.shape) < 0.5
+            damaged = np.where(missing, 0, clean).astype(np.float32)
+            yield (f"{path.stem} 50 %", "inpaint", damaged, clean, dict(mask=missing), psnr)
+    if "set5" in sets:
+        from PIL import Image
+
+        for path in sorted((DATA / "Set5").glob("*.bmp"))[:limit]:
+            clean = center_crop(load(path), crop, multiple=4)
+            h, w = clean.shape[:2]
+            hr = Image.fromarray((clean * 255).round().astype(np.uint8))
+            low = np.asarray(hr.resize((w // 4, h // 4), Image.LANCZOS), np.float32) / 255
+            yield (f"{path.stem} x4", "super_resolve", low, clean,
+                   dict(channel_axis=-1, factor=4), psnr_y)
+    if "fmd" in sets:
+        import tifffile
+
+        folder = DATA / "microscopy" / "fmd_confocal"
+        for path in sorted((folder / "Confocal").glob("*.tif"))[:limit]:
+            clean = center_crop(tifffile.imread(path).astype(np.float32) / 255, crop)
+            noisy = center_crop(tifffile.imread(folder / "Confocal_gaussianpoisson" / path.name)
+                                .astype(np.float32) / 255, crop)
+            yield (f"FMD {path.stem} (real noise)", "denoise", noisy, clean, {}, psnr)
+
+
+def long_run(image, clean, task, kwargs, metric, preset, cap, seed, **settings):
+    config = get_config(preset, task, kwargs.get("factor"))
+    patience = config.patience
+    curve, start = [], time.perf_counter()
+    for snap in napari_dip.iter_restore(image, task=task, preset=preset, seed=seed,
+                                        max_iterations=cap, report_every=10,
+                                        patience=10 * cap, **kwargs, **settings):
+        curve.append(dict(iteration=snap.iteration, psnr=metric(snap.average, clean),
+                          output_psnr=metric(snap.image, clean),
+                          estimate_psnr=metric(snap.estimate, clean),
+                          best_iteration=snap.best_iteration))
+    seconds = time.perf_counter() - start
+    # where the rule with the preset's patience would have stopped, and what it returned
+    stop = next((p for p in curve if p["best_iteration"] is not None and
+                 p["iteration"] - p["best_iteration"] >= patience), curve[-1])
+    peak = max(curve, key=lambda p: p["psnr"])
+    return dict(curve=curve, seconds=seconds, patience=patience,
+                stop_iteration=stop["iteration"], stop_psnr=stop["estimate_psnr"],
+                peak_psnr=peak["psnr"], peak_iteration=peak["iteration"],
+                stopped_before_cap=stop is not curve[-1])
+
+
+def write_doc() -> None:
+    results = [json.loads(p.read_text()) for p in sorted(RESULTS.glob("stopping_*.json"))]
+    lines = [START, "",
+             "| image | size | preset (rule) | stop iteration | PSNR at stop | peak PSNR "
+             "(iteration) | gap | Bayesian mean PSNR | input PSNR | command |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in results:
+        bayes = "–" if r.get("bayesian_psnr") is None else f"{r['bayesian_psnr']:.2f}"
+        stop = f"{r['stop_iteration']}" + ("" if r["stopped_before_cap"] else " (cap)")
+        lines.append(f"| {r['name']} | {r['size']} | {r['preset']} ({r['rule']}) | {stop} | "
+                     f"{r['stop_psnr']:.2f} | {r['peak_psnr']:.2f} ({r['peak_iteration']}) | "
+                     f"{r['peak_psnr'] - r['stop_psnr']:.2f} | {bayes} | {r['input_psnr']:.2f} | "
+                     f"`{r['command']}` |")
+    lines += ["", END]
+    block = "\n".join(lines)
+    text = DOC.read_text() if DOC.exists() else "# Benchmarks\n"
+    if START in text:
+        head, rest = text.split(START, 1)
+        text = head + block + rest.split(END, 1)[1]
+    else:
+        text = text.rstrip() + "\n\n## Automatic stopping\n\n" + block + "\n"
+    DOC.write_text(text)
+
+
+def plot(results: list[dict]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(results), figsize=(4 * len(results), 3.2), squeeze=False)
+    for ax, r in zip(axes[0], results):
+        its = [p["iteration"] for p in r["curve"]]
+        ax.plot(its, [p["psnr"] for p in r["curve"]], label="estimate (EMA)")
+        ax.plot(its, [p["output_psnr"] for p in r["curve"]], lw=0.6, alpha=0.6, label="output")
+        ax.axvline(r["stop_iteration"], color="r", ls="--", label="automatic stop")
+        ax.axvline(r["peak_iteration"], color="g", ls=":", label="peak")
+        ax.set_title(r["name"], fontsize=9)
+        ax.set_xlabel("iteration")
+        ax.set_ylabel("PSNR (dB)")
+    axes[0][0].legend(fontsize=7)
+    fig.tight_layout()
+    PLOT.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(PLOT, dpi=110)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sets", default="cbm3d9,inpaint11,set5,fmd")
+    parser.add_argument("--crop", type=int, default=128)
+    parser.add_argument("--limit", type=int, default=2, help="images per set")
+    parser.add_argument("--preset", default="auto")
+    parser.add_argument("--cap", type=int, default=None, help="iterations of the long run")
+    parser.add_argument("--bayesian", action="store_true", help="also run Bayesian DIP")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    if not DATA.is_dir():
+        print(f"evaluation data not found at {DATA}", file=sys.stderr)
+        return 1
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    command = ("python benchmarks/stopping.py " + " ".join(argv or sys.argv[1:])).strip()
+    plotted = []
+    for name, task, image, clean, kwargs, metric in cases(args.sets.split(","), args.crop,
+                                                          args.limit, args.seed):
+        config = get_config(args.preset, task, kwargs.get("factor"))
+        cap = args.cap or config.max_iterations
+        print(f"{name}: {task}, {image.shape}, cap {cap}", flush=True)
+        result = long_run(image, clean, task, kwargs, metric, args.preset, cap, args.seed)
+        degraded = image if task != "super_resolve" else None
+        result.update(name=name, size="x".join(map(str, clean.shape[:2])), preset=args.preset,
+                      rule=config.stopping, command=command,
+                      machine=f"{platform.machine()}, torch {torch.__version__}",
+                      input_psnr=metric(degraded, clean) if degraded is not None else float("nan"))
+        if args.bayesian:
+            estimate = napari_dip.restore(image, task=task, preset="bayesian", seed=args.seed,
+                                          **kwargs)
+            result["bayesian_psnr"] = metric(estimate, clean)
+        print(f"  stop {result['stop_iteration']} at {result['stop_psnr']:.2f} dB, peak "
+              f"{result['peak_psnr']:.2f} at {result['peak_iteration']}, "
+              f"{result['seconds']:.0f} s", flush=True)
+        slug = "".join(c if c.isalnum() else "_" for c in name)
+        (RESULTS / f"stopping_{slug}_{args.crop}.json").write_text(json.dumps(result, indent=1))
+        plotted.append(result)
+        write_doc()
+    if plotted:
+        plot(plotted[:4])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
