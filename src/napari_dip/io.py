@@ -183,7 +183,7 @@ def read_tiff(path: str | os.PathLike, axes: str | None = None) -> TiffImage:
     try:
         with tifffile.TiffFile(path) as tif:
             if not tif.series:
-                raise ValueError("the TIFF file holds no image")
+                raise ValueError("not a readable TIFF image (it holds no image series)")
             series = tif.series[0]
             data = series.asarray()
             page = tif.pages.first if hasattr(tif.pages, "first") else tif.pages[0]
