@@ -12,6 +12,19 @@ from napari_dip.cli import build_parser, main
 from napari_dip.config import describe_fields
 from napari_dip.io import read_tiff
 
+
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """Tiny fits gain nothing from threads, and on a busy machine OpenMP threads that wait
+    for each other make them many times slower; one thread keeps these tests quick."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 # a tiny, short fit: small generator (2 scales), 4 steps per slice
 FAST = ["--preset", "quick", "--max-iterations", "4", "--report-every", "2", "--scales", "2",
         "--quiet"]
