@@ -240,6 +240,16 @@ def test_a_local_cluster_with_two_workers_processes_a_folder(tmp_path):
                                   dashboard_address=None) as cluster:
         assert main(["denoise", str(folder), "--out", str(tmp_path / "out"), "--dask",
                      cluster.scheduler_address, *FAST]) == 0
+        # a large stack can be split into tasks of a few slices, assembled by a last task
+        assert main(["denoise", str(folder / "s0.tif"), "--out", str(tmp_path / "parts"),
+                     "--dask", cluster.scheduler_address, "--slices-per-task", "1",
+                     *FAST]) == 0
     for i in range(3):
         assert read_tiff(tmp_path / "out" / f"s{i}.tif").data.shape == (2, 16, 16)
         assert _record(tmp_path / "out" / f"s{i}.tif")["status"] == "complete"
+    whole, parts = (read_tiff(tmp_path / d / "s0.tif") for d in ("out", "parts"))
+    assert parts.data.dtype == np.uint16 and parts.axes == "ZYX"
+    record = _record(tmp_path / "parts" / "s0.tif")
+    assert record["timings"]["tasks"] == 2 and [s["index"] for s in record["slices"]] == [[0], [1]]
+    # the first slice is fitted the same way in both modes, with the same intensity scaling
+    np.testing.assert_array_equal(parts.data[0], whole.data[0])

@@ -13,6 +13,7 @@ import dataclasses
 import glob
 import os
 import platform
+import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -272,14 +273,38 @@ def restore_array(data: np.ndarray, layout: EngineLayout, mask: np.ndarray | Non
 
     slices: list[dict[str, Any]] = []
     last = None
-    for last in iter_restore_stack(data, task=request.task, mask=mask, factor=request.factor,
-                                   preset=request.preset, channel_axis=layout.channel_axis,
-                                   seed=request.seed, device=request.device, **request.settings):
+    steps = iter_restore_stack(data, task=request.task, mask=mask, factor=request.factor,
+                               preset=request.preset, channel_axis=layout.channel_axis,
+                               seed=request.seed, device=request.device, **request.settings)
+    for last in _one_start_at_a_time(steps):
         if on_snapshot is not None:
             on_snapshot(last)
         if last.snapshot.done:
             slices.append({"index": list(last.index), **slice_record(last.snapshot)})
     return last.result, slices
+
+
+_NETWORK_START_LOCK = threading.Lock()
+
+
+def _one_start_at_a_time(steps):
+    """Yield stack snapshots, holding a process-wide lock while each slice's fit starts.
+
+    The engine seeds a network's initial weights through torch's global random generator, so
+    two fits starting at once in threads of one process (a Dask worker with several threads)
+    would draw from each other's seed; with the lock, every result is repeatable from its seed.
+    """
+    starting = True
+    while True:
+        if starting:
+            with _NETWORK_START_LOCK:
+                step = next(steps, None)
+        else:
+            step = next(steps, None)
+        if step is None:
+            return
+        yield step
+        starting = step.snapshot.done
 
 
 def slice_record(snapshot) -> dict[str, Any]:
@@ -423,10 +448,10 @@ def select_jobs(jobs: Sequence[Job], *, resume: bool, overwrite: bool,
 
 
 def run_batch(jobs: Sequence[Job], *, progress: Progress | None = None,
-              dask: str | None = None) -> list[Outcome]:
+              dask: str | None = None, slices_per_task: int | None = None) -> list[Outcome]:
     """Run ``jobs`` in this process, or on a Dask cluster (an address, or ``local:N``)."""
     if dask:
-        return run_on_dask(jobs, dask, progress)
+        return run_on_dask(jobs, dask, progress, slices_per_task)
     outcomes = []
     for job in jobs:
         outcome = run_job(job, progress.on_snapshot if progress else None)
@@ -437,11 +462,13 @@ def run_batch(jobs: Sequence[Job], *, progress: Progress | None = None,
 
 
 def run_on_dask(jobs: Sequence[Job], address: str, progress: Progress | None = None,
-                ) -> list[Outcome]:
+                slices_per_task: int | None = None) -> list[Outcome]:
     """One task per file on a ``dask.distributed`` scheduler; the workers write the results.
 
     ``address`` is a scheduler address (``tcp://host:8786``) or ``local:N`` for a
     LocalCluster of N single-threaded worker processes on this machine, closed at the end.
+    With ``slices_per_task``, a stack with more slices is split into tasks of that many
+    slices (see :func:`submit_in_parts`).
     """
     try:
         from distributed import Client, LocalCluster, as_completed
@@ -459,8 +486,14 @@ def run_on_dask(jobs: Sequence[Job], address: str, progress: Progress | None = N
     outcomes = []
     try:
         with Client(address) as client:
-            futures = {client.submit(run_job, job, key=f"napari-dip-{i}-{job.input.name}",
-                                     pure=False): job for i, job in enumerate(jobs)}
+            futures = {}
+            for i, job in enumerate(jobs):
+                key = f"napari-dip-{i}-{job.input.name}"
+                if slices_per_task and count_slices(job) > slices_per_task:
+                    future = submit_in_parts(client, job, slices_per_task, key)
+                else:
+                    future = client.submit(run_job, job, key=key, pure=False)
+                futures[future] = job
             try:
                 for future in as_completed(futures):
                     job = futures[future]
@@ -480,3 +513,88 @@ def run_on_dask(jobs: Sequence[Job], address: str, progress: Progress | None = N
             cluster.close()
     order = {job.input: i for i, job in enumerate(jobs)}
     return sorted(outcomes, key=lambda o: order[o.input])
+
+
+# ----------------------------------------------------------------------------- stacks in parts
+
+def count_slices(job: Job) -> int:
+    """Number of 2D slices in a job's input, from the file's header (1 when it cannot tell)."""
+    import tifffile
+
+    try:
+        with tifffile.TiffFile(job.input) as tif:
+            series = tif.series[0]
+            shape, axes = series.shape, job.request.axes or series.axes
+        layout = EngineLayout.for_axes(axes)
+        return int(np.prod([shape[i] for i in layout.order if axes[i] in layout.stack_axes]))
+    except Exception:  # noqa: BLE001 - the file's task will report what is wrong with it
+        return 1
+
+
+def submit_in_parts(client, job: Job, slices_per_task: int, key: str):
+    """Restore one large stack as several Dask tasks of ``slices_per_task`` slices each.
+
+    One task fixes the intensity scaling from the whole stack (as the stack runner would), the
+    parts run in parallel (each warm-starts only within its own slices), and a last task
+    assembles and writes the output and its run record. Returns that last task's future.
+    """
+    n_slices = count_slices(job)
+    scaling = client.submit(_prepare_parts, job, key=f"{key}-scaling", pure=False)
+    parts = [client.submit(_restore_part, job, start, min(start + slices_per_task, n_slices),
+                           scaling, key=f"{key}-slices-{start}", pure=False)
+             for start in range(0, n_slices, slices_per_task)]
+    return client.submit(_save_parts, job, scaling, *parts, key=key, pure=False)
+
+
+def _flat_slices(data: np.ndarray, channel_axis: int | None) -> np.ndarray:
+    """Engine-layout stack -> ``(n_slices, M, N, C)``."""
+    hwc = data[..., None] if channel_axis is None else np.moveaxis(data, channel_axis, -1)
+    return hwc.reshape((-1,) + hwc.shape[-3:])
+
+
+def _prepare_parts(job: Job):
+    """First task of a stack in parts: clear earlier results; the stack's intensity scaling."""
+    from .stack import IntensityScaling
+
+    clear_previous(job)
+    _, layout, data, _ = load_job(job)
+    return {"scaling": IntensityScaling.from_image(_flat_slices(data, layout.channel_axis)),
+            "started": _now(), "clock": time.time()}
+
+
+def _restore_part(job: Job, start: int, stop: int, prepared) -> tuple[np.ndarray, list]:
+    """Restore slices ``start:stop`` in [0, 1] units with the whole stack's scaling."""
+    _, layout, data, mask = load_job(job)
+    scaling = prepared["scaling"]
+    part = scaling.to_unit(_flat_slices(data, layout.channel_axis)[start:stop])
+    if mask is not None and mask.ndim > 2:
+        mask = mask.reshape((-1,) + mask.shape[-2:])[start:stop]
+    part_layout = EngineLayout.for_axes("ZYXC")
+    result, slices = restore_array(part, part_layout, mask, job.request)
+    leading = tuple(n for i, n in enumerate(data.shape) if i != layout.channel_axis)[:-2]
+    for entry in slices:
+        entry["index"] = [int(i) for i in np.unravel_index(start + entry["index"][0], leading)]
+    return result, slices
+
+
+def _save_parts(job: Job, prepared, *parts) -> Outcome:
+    """Last task of a stack in parts: back to the input's dtype and layout, then write."""
+    start = time.perf_counter()
+    try:
+        image, layout, data, _ = load_job(job)
+        unit = np.concatenate([result for result, _ in parts])
+        hwc = prepared["scaling"].from_unit(unit)
+        leading = tuple(n for i, n in enumerate(data.shape) if i != layout.channel_axis)[:-2]
+        hwc = hwc.reshape(leading + hwc.shape[1:])
+        result = hwc[..., 0] if layout.channel_axis is None else \
+            np.moveaxis(hwc, -1, layout.channel_axis)
+        slices = [entry for _, part_slices in parts for entry in part_slices]
+        save_result(job, image, layout, result, slices,
+                    timings={"started": prepared["started"],
+                             "restore_s": time.time() - prepared["clock"], "tasks": len(parts)})
+    except Exception as error:  # noqa: BLE001 - reported like any other failed file
+        reason = _reason(error)
+        _write_failure(job, reason, prepared["started"])
+        return Outcome(job.input, "failed", reason, seconds=time.perf_counter() - start)
+    return Outcome(job.input, "written", output=job.output,
+                   seconds=time.time() - prepared["clock"])

@@ -155,6 +155,10 @@ def _add_batch_command(commands, name: str, task: str, summary: str) -> None:
                        help="run one task per file on a dask.distributed scheduler at ADDRESS "
                             "(e.g. tcp://host:8786), or local:N for a LocalCluster of N workers "
                             "on this machine")
+    batch.add_argument("--slices-per-task", type=_positive_int, default=None, metavar="N",
+                       help="with --dask: split stacks of more than N slices into tasks of N "
+                            "slices, so that one large stack spreads over several workers "
+                            "(default: one task per file)")
     batch.add_argument("--quiet", action="store_true",
                        help="no progress bars; print only failures and the summary")
 
@@ -193,6 +197,13 @@ def _setting_type(field_info: dict):
 
     parse.__name__ = str(field_info["type"])
     return parse
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
+    return value
 
 
 def _non_negative_int(text: str) -> int:
@@ -272,6 +283,8 @@ def _batch(args: argparse.Namespace) -> int:
     request = request_from_args(args)
     if request.axes is not None:
         request = dataclasses.replace(request, axes=request.axes.upper())
+    if args.slices_per_task and not args.dask:
+        raise ValueError("--slices-per-task splits stacks into Dask tasks; it needs --dask")
     if args.dask is None and request.device not in (None, "auto"):
         from .device import select_device
 
@@ -284,7 +297,8 @@ def _batch(args: argparse.Namespace) -> int:
     try:
         for outcome in outcomes + failed + settled:
             progress.finished(outcome)
-        outcomes += failed + settled + run_batch(todo, progress=progress, dask=args.dask)
+        outcomes += failed + settled + run_batch(todo, progress=progress, dask=args.dask,
+                                                  slices_per_task=args.slices_per_task)
     except KeyboardInterrupt:
         progress.close()
         print("napari-dip: interrupted; finished outputs are complete, run again with --resume "
