@@ -76,6 +76,21 @@ def test_zyx_stack_round_trips_with_metadata_and_a_full_run_record(tmp_path):
     assert all(s["iterations"] >= 1 and np.isfinite(s["loss"]) for s in record["slices"])
 
 
+def test_ome_hyperstack_with_channels_keeps_axes_and_channel_names(tmp_path):
+    source = tmp_path / "cells.ome.tif"
+    data = np.random.default_rng(5).integers(100, 4000, (2, 2, 16, 16)).astype(np.uint16)
+    tifffile.imwrite(source, data, ome=True,
+                     metadata={"axes": "TCYX", "PhysicalSizeX": 0.2, "PhysicalSizeY": 0.2,
+                               "Channel": {"Name": ["dapi", "gfp"]}})
+    assert main(["denoise", str(source), "--out", str(tmp_path / "out"), *FAST]) == 0
+    result = read_tiff(tmp_path / "out" / "cells.ome.tif")
+    assert result.flavour == "ome" and result.axes == "TCYX" and result.data.shape == data.shape
+    assert result.ome["channel_names"] == ["dapi", "gfp"]
+    assert result.ome["PhysicalSizeX"] == pytest.approx(0.2)
+    record = _record(tmp_path / "out" / "cells.ome.tif")
+    assert [s["index"] for s in record["slices"]] == [[0], [1]]  # T looped, C restored together
+
+
 def test_super_resolve_scales_the_image_plane_and_divides_the_pixel_size(tmp_path):
     source = tmp_path / "small.tif"
     _write_stack(source, shape=(2, 8, 8))
@@ -182,7 +197,7 @@ def test_existing_outputs_are_kept_unless_resume_or_overwrite(tmp_path, capsys):
     out.mkdir()
     (out / "stack.tif").write_bytes(b"someone's file")
     assert main(["denoise", str(source), "--out", str(out), *FAST]) == 1
-    assert "already exists" in capsys.readouterr().err
+    assert "already has results" in capsys.readouterr().err
     assert (out / "stack.tif").read_bytes() == b"someone's file"
     assert main(["denoise", str(source), "--out", str(out), "--overwrite", *FAST]) == 0
     assert read_tiff(out / "stack.tif").data.shape == (16, 16)

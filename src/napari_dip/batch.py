@@ -440,8 +440,9 @@ def select_jobs(jobs: Sequence[Job], *, resume: bool, overwrite: bool,
                                    output=job.output))
         elif not (resume or overwrite) and (job.output.exists() or job.record.exists()):
             settled.append(Outcome(job.input, "failed",
-                                   f"{job.output} already exists; use --resume to keep finished "
-                                   f"outputs or --overwrite to redo them"))
+                                   f"{job.output.name} already has results in {job.output.parent}"
+                                   f"; use --resume to keep finished outputs or --overwrite to "
+                                   f"redo them"))
         else:
             todo.append(job)
     return todo, settled
