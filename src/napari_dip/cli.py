@@ -268,9 +268,9 @@ def request_from_args(args: argparse.Namespace):
                       factor=options.get("factor"), seed=options.get("seed", 0),
                       device=options.get("device"), axes=options.get("axes"),
                       settings=settings)
-    request.config()  # validate every setting before any file is touched
     if args.task == "super_resolve" and request.factor is None:
         raise ValueError("super-resolve needs --factor (2, 4 or 8)")
+    request.config()  # validate every setting before any file is touched
     if not isinstance(request.seed, int) or isinstance(request.seed, bool) or request.seed < 0:
         raise ValueError(f"seed must be a non-negative integer, got {request.seed!r}")
     return request
