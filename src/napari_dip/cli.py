@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
 import sys
+import textwrap
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -42,6 +45,26 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+BATCH_COMMANDS = {
+    "denoise": ("denoise", "remove noise from TIFF files"),
+    "inpaint": ("inpaint", "fill in missing pixels of TIFF files (mask non-zero = missing)"),
+    "super-resolve": ("super_resolve", "make TIFF files FACTOR times larger on each side"),
+}
+"""Subcommand name -> (engine task, one-line help)."""
+
+# settings with their own named option among the restoration options
+_NAMED_SETTINGS = {"max_iterations"}
+# keys a --config file may hold besides the DIPConfig fields
+_CONFIG_FILE_KEYS = {"task", "preset", "seed", "device", "factor", "axes"}
+
+
+def default_preset() -> str:
+    """The preset used when none is given: "auto" when the engine has it, else "paper"."""
+    from .config import PRESETS
+
+    return "auto" if "auto" in PRESETS else "paper"
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .config import PRESETS
     from .device import DEVICE_CHOICES
@@ -68,7 +91,233 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--out", type=Path, default=Path("napari-dip-demo.png"),
                       help="before/after PNG to write (default: napari-dip-demo.png)")
     demo.set_defaults(run=_demo)
+
+    for name, (task, summary) in BATCH_COMMANDS.items():
+        _add_batch_command(commands, name, task, summary)
     return parser
+
+
+def _add_batch_command(commands, name: str, task: str, summary: str) -> None:
+    from .config import PRESETS, SUPPORTED_FACTORS, describe_fields
+
+    fields = {f["name"]: f for f in describe_fields()}
+    command = commands.add_parser(
+        name, help=summary, formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=textwrap.fill(
+            f"{summary[0].upper()}{summary[1:]} with Deep Image Prior: one output TIFF per input "
+            f"in --out (same name, dtype, axes and metadata) plus a JSON run record beside it "
+            f"(NAME.tif.json), written last. Inputs are never modified.", 79),
+        epilog="Settings are taken from, in order: the command line, --config FILE, the preset.\n"
+               "Exit status: 0 when every input was restored or already complete, 1 when some "
+               "failed\n(each with a one-line reason), 2 for a usage error.")
+    command.add_argument("inputs", nargs="+", metavar="INPUT",
+                         help="TIFF files, folders (their *.tif/*.tiff) or glob patterns")
+    command.add_argument("--out", type=Path, required=True, metavar="DIR",
+                         help="folder for the results; must not be where an input would be "
+                              "overwritten")
+
+    main = command.add_argument_group("restoration")
+    main.add_argument("--preset", choices=sorted(PRESETS), default=None,
+                      help=f"settings preset (default: {default_preset()})")
+    main.add_argument("--max-iterations", type=_setting_type(fields["max_iterations"]),
+                      default=None, metavar="N", help=_setting_help(fields["max_iterations"]))
+    main.add_argument("--seed", type=_non_negative_int, default=None,
+                      help="random seed for the network, its input and its noise (default: 0)")
+    main.add_argument("--device", default=None, metavar="DEVICE",
+                      help="auto, cuda, cuda:N, mps or cpu (default: auto, the best available)")
+    if task == "super_resolve":
+        main.add_argument("--factor", type=int, choices=SUPPORTED_FACTORS, default=None,
+                          help="enlargement on each side; the pixel size is divided by it "
+                               "(required, or from --config)")
+    if task == "inpaint":
+        masks = main.add_mutually_exclusive_group(required=True)
+        masks.add_argument("--mask", type=Path, metavar="FILE",
+                           help="one mask TIFF for every input (non-zero = missing)")
+        masks.add_argument("--mask-dir", type=Path, metavar="DIR",
+                           help="folder of masks matched by file name: NAME.tif, NAME.tiff or "
+                                "NAME_mask.tif (non-zero = missing)")
+    main.add_argument("--axes", default=None,
+                      help="axes of every input, overriding what the files say, e.g. ZYX, "
+                           "TZCYX or YXS (C/S: channels; Y, X: the image plane)")
+    main.add_argument("--config", type=Path, metavar="FILE",
+                      help="YAML or JSON file with any of these options (underscores or "
+                           "dashes), e.g. 'preset: quick', 'learning_rate: 0.005'; a run record "
+                           "(.json) repeats that run's settings")
+
+    batch = command.add_argument_group("batch")
+    batch.add_argument("--resume", action="store_true",
+                       help="skip inputs whose output has a complete run record with the same "
+                            "settings; redo the rest")
+    batch.add_argument("--overwrite", action="store_true",
+                       help="replace existing outputs (by default they are left alone and "
+                            "reported)")
+    batch.add_argument("--dask", metavar="ADDRESS", default=None,
+                       help="run one task per file on a dask.distributed scheduler at ADDRESS "
+                            "(e.g. tcp://host:8786), or local:N for a LocalCluster of N workers "
+                            "on this machine")
+    batch.add_argument("--slices-per-task", type=_positive_int, default=None, metavar="N",
+                       help="with --dask: split stacks of more than N slices into tasks of N "
+                            "slices, so that one large stack spreads over several workers "
+                            "(default: one task per file)")
+    batch.add_argument("--quiet", action="store_true",
+                       help="no progress bars; print only failures and the summary")
+
+    advanced = command.add_argument_group(
+        "advanced settings", "every other field of the configuration (napari_dip.DIPConfig); "
+                             "each defaults to the preset's value")
+    for field_name, field_info in fields.items():
+        if field_name in _NAMED_SETTINGS:
+            continue
+        advanced.add_argument(f"--{field_name.replace('_', '-')}", dest=field_name, default=None,
+                              type=_setting_type(field_info), choices=field_info["choices"],
+                              metavar=None if field_info["choices"] else field_info["type"].upper(),
+                              help=_setting_help(field_info))
+    command.set_defaults(run=_batch, task=task, setting_names=list(fields))
+
+
+def _setting_help(field_info: dict) -> str:
+    low, high = field_info["low"], field_info["high"]
+    bounds = f" [{low:g} to {high:g}]" if low is not None and high is not None else ""
+    return f"{field_info['doc']}{bounds}"
+
+
+def _setting_type(field_info: dict):
+    """An argparse type for one config field: converts, then validates with DIPConfig itself."""
+    from .config import DIPConfig
+
+    convert = {"int": int, "float": float}.get(str(field_info["type"]), str)
+
+    def parse(text: str):
+        try:
+            value = convert(text)
+            DIPConfig().replace(**{field_info["name"]: value})
+        except ValueError as error:
+            raise argparse.ArgumentTypeError(str(error)) from error
+        return value
+
+    parse.__name__ = str(field_info["type"])
+    return parse
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be a non-negative integer, got {value}")
+    return value
+
+
+def load_config_file(path: Path) -> dict:
+    """Options from a YAML or JSON file, with keys normalised to underscores.
+
+    A napari-dip run record is accepted too: its ``config``, ``preset``, ``seed`` and ``factor``
+    are used, so that a run can be repeated exactly.
+    """
+    from .config import describe_fields
+
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as error:
+        raise ValueError(f"cannot read --config {path}: {error.strerror or error}") from error
+    try:
+        if Path(path).suffix.lower() == ".json":
+            data = json.loads(text)
+        else:
+            import yaml
+
+            data = yaml.safe_load(text)
+    except ValueError as error:  # json.JSONDecodeError and yaml.YAMLError (see below)
+        raise ValueError(f"--config {path} is not valid JSON: {error}") from error
+    except Exception as error:  # yaml.YAMLError does not derive from ValueError
+        raise ValueError(f"--config {path} is not valid YAML: "
+                         f"{' '.join(str(error).split())}") from error
+    if not isinstance(data, dict):
+        raise ValueError(f"--config {path} must hold a mapping of option names to values")
+    if "napari_dip_record" in data:  # a run record: repeat its settings
+        data = {**data.get("config", {}),
+                **{k: data[k] for k in ("task", "preset", "seed", "factor") if k in data}}
+    options = {str(key).replace("-", "_"): value for key, value in data.items()}
+    known = _CONFIG_FILE_KEYS | {f["name"] for f in describe_fields()}
+    unknown = sorted(set(options) - known)
+    if unknown:
+        raise ValueError(f"--config {path}: unknown option(s) {unknown}; known options are "
+                         f"{sorted(known)}")
+    return options
+
+
+def request_from_args(args: argparse.Namespace):
+    """The :class:`~napari_dip.batch.Request` of a batch command: command line, then
+    ``--config``, then the preset. Raises ValueError for invalid settings."""
+    from .batch import Request
+
+    given = {name: value for name, value in vars(args).items() if value is not None}
+    from_file = load_config_file(args.config) if args.config else {}
+    task = from_file.pop("task", args.task)
+    if task != args.task:
+        raise ValueError(f"--config {args.config} is for task {task!r}, not {args.task!r}")
+    allowed = (_CONFIG_FILE_KEYS - {"task"}) | set(args.setting_names)
+    options = {**from_file, **{k: v for k, v in given.items() if k in allowed}}
+    settings = {k: options[k] for k in args.setting_names if k in options}
+    request = Request(task=args.task, preset=options.get("preset", default_preset()),
+                      factor=options.get("factor"), seed=options.get("seed", 0),
+                      device=options.get("device"), axes=options.get("axes"),
+                      settings=settings)
+    if args.task == "super_resolve" and request.factor is None:
+        raise ValueError("super-resolve needs --factor (2, 4 or 8)")
+    request.config()  # validate every setting before any file is touched
+    if not isinstance(request.seed, int) or isinstance(request.seed, bool) or request.seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {request.seed!r}")
+    return request
+
+
+def _batch(args: argparse.Namespace) -> int:
+    from .batch import Progress, find_inputs, plan_jobs, run_batch, select_jobs
+
+    start = time.perf_counter()
+    request = request_from_args(args)
+    if request.axes is not None:
+        request = dataclasses.replace(request, axes=request.axes.upper())
+    if args.slices_per_task and not args.dask:
+        raise ValueError("--slices-per-task splits stacks into Dask tasks; it needs --dask")
+    if args.dask is None and request.device not in (None, "auto"):
+        from .device import select_device
+
+        select_device(request.device)  # an unknown or absent device is a usage error
+    inputs, outcomes = find_inputs(args.inputs)
+    jobs, failed = plan_jobs(inputs, args.out, request, mask=getattr(args, "mask", None),
+                             mask_dir=getattr(args, "mask_dir", None))
+    todo, settled = select_jobs(jobs, resume=args.resume, overwrite=args.overwrite)
+    progress = Progress(len(outcomes) + len(failed) + len(jobs), quiet=args.quiet)
+    try:
+        for outcome in outcomes + failed + settled:
+            progress.finished(outcome)
+        outcomes += failed + settled + run_batch(todo, progress=progress, dask=args.dask,
+                                                  slices_per_task=args.slices_per_task)
+    except KeyboardInterrupt:
+        progress.close()
+        print("napari-dip: interrupted; finished outputs are complete, run again with --resume "
+              "to continue", file=sys.stderr)
+        return 130
+    progress.close()
+    return _summarise(outcomes, time.perf_counter() - start)
+
+
+def _summarise(outcomes, seconds: float) -> int:
+    """Print the batch's summary and return its exit status (1 when anything failed)."""
+    counts = {status: sum(o.status == status for o in outcomes)
+              for status in ("written", "skipped", "failed")}
+    print(f"napari-dip: {counts['written']} written, {counts['skipped']} already complete, "
+          f"{counts['failed']} failed, in {seconds:.1f} s", file=sys.stderr)
+    for outcome in outcomes:
+        if outcome.status == "failed":
+            print(f"  failed: {outcome.input}: {outcome.reason}", file=sys.stderr)
+    return 1 if counts["failed"] else 0
 
 
 def _version() -> str:

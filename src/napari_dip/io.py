@@ -1,11 +1,44 @@
-"""File output that never leaves a partial file: write to a temporary name, then rename."""
+"""Files in and out: TIFF with its metadata, masks, JSON run records, all written atomically.
+
+:func:`read_tiff` returns a :class:`TiffImage`: the pixels, their axes (tifffile's letters,
+e.g. ``"ZYX"``, ``"TZCYX"``, ``"YXS"``) and the metadata worth keeping (pixel size, ImageJ
+hyperstack settings, OME physical sizes and channel names). :func:`write_tiff` writes a restored
+image back in the same flavour (ImageJ, OME-TIFF or plain). :class:`EngineLayout` maps a file's
+axes onto the engine's convention (last two non-channel axes are the image plane).
+"""
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import os
+import platform
 import tempfile
 from collections.abc import Callable
+from dataclasses import dataclass, field
+from importlib import metadata as importlib_metadata
 from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+CHANNEL_AXES = "CS"
+"""Axis letters that hold channels: tifffile's C (channel) and S (sample, e.g. RGB)."""
+
+# ImageJ description keys that tifffile recomputes from the data's shape on writing
+_IMAGEJ_STRUCTURE = {"ImageJ", "images", "channels", "slices", "frames", "hyperstack"}
+# OME Pixels attributes carried over to the output (physical sizes are scaled for super-resolution)
+_OME_KEPT = ("PhysicalSizeX", "PhysicalSizeXUnit", "PhysicalSizeY", "PhysicalSizeYUnit",
+             "PhysicalSizeZ", "PhysicalSizeZUnit", "TimeIncrement", "TimeIncrementUnit")
+
+
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _current_umask()
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> Path:
@@ -21,8 +54,283 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> Path
     tmp_path = Path(tmp)
     try:
         write(tmp_path)
+        os.chmod(tmp_path, 0o666 & ~_UMASK)  # mkstemp makes owner-only files; use the usual mode
         os.replace(tmp_path, path)
     except BaseException:
         tmp_path.unlink(missing_ok=True)
         raise
     return path
+
+
+def leftover_temporaries(path: str | os.PathLike) -> list[Path]:
+    """Temporary files that :func:`atomic_write` left beside ``path`` when a process was killed."""
+    path = Path(path)
+    if not path.parent.is_dir():
+        return []
+    return sorted(path.parent.glob(f".{path.stem}.*.part{path.suffix}"))
+
+
+def write_json(path: str | os.PathLike, record: dict[str, Any]) -> Path:
+    """Write ``record`` as indented JSON, atomically."""
+    text = json.dumps(record, indent=2, default=_json_default) + "\n"
+    return atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+
+
+def read_json(path: str | os.PathLike) -> dict[str, Any] | None:
+    """The JSON object in ``path``, or None when it is missing or unreadable."""
+    try:
+        value = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
+def package_versions(*extra: str) -> dict[str, str | None]:
+    """Versions of Python and the packages a result depends on (None: not installed)."""
+    versions: dict[str, str | None] = {"python": platform.python_version()}
+    for name in ("napari-dip", "torch", "numpy", "tifffile", *extra):
+        try:
+            versions[name] = importlib_metadata.version(name)
+        except importlib_metadata.PackageNotFoundError:
+            versions[name] = None
+    return versions
+
+
+# ----------------------------------------------------------------------------- TIFF
+
+@dataclass
+class TiffImage:
+    """Pixels of a TIFF file with their axes and the metadata written back with a result.
+
+    Attributes
+    ----------
+    data : ndarray
+        The first image series, with length-1 axes removed (as tifffile's ``series.axes``).
+    axes : str
+        One letter per axis of ``data``: T (time), Z, C (channel), S (sample/RGB), Y, X, ...
+    flavour : {"imagej", "ome", "tiff"}
+        The metadata convention of the file, used again on writing.
+    resolution : (float, float) or None
+        Pixels per unit along X and Y (TIFF XResolution, YResolution).
+    resolution_unit : int or None
+        TIFF ResolutionUnit (1: none, 2: inch, 3: centimetre); ImageJ's unit is in ``imagej``.
+    imagej : dict
+        ImageJ settings to keep (unit, spacing, display mode, ranges, LUTs, labels, ...).
+    ome : dict
+        OME Pixels attributes to keep (physical sizes and units, time increment) and
+        ``"channel_names"``.
+    """
+
+    data: np.ndarray
+    axes: str
+    flavour: str = "tiff"
+    resolution: tuple[float, float] | None = None
+    resolution_unit: int | None = None
+    imagej: dict[str, Any] = field(default_factory=dict)
+    ome: dict[str, Any] = field(default_factory=dict)
+
+    def restored(self, data: np.ndarray, factor: int | None = None) -> TiffImage:
+        """The same metadata around new pixels; for super-resolution, pixels ``factor`` times smaller."""
+        factor = factor or 1
+        resolution = None
+        if self.resolution is not None:
+            resolution = (self.resolution[0] * factor, self.resolution[1] * factor)
+        ome = dict(self.ome)
+        for key in ("PhysicalSizeX", "PhysicalSizeY"):
+            if key in ome:
+                ome[key] = ome[key] / factor
+        return dataclasses.replace(self, data=data, resolution=resolution, ome=ome)
+
+    def describe(self) -> dict[str, Any]:
+        """Shape, dtype, axes and pixel size, for run records."""
+        return {"shape": list(self.data.shape), "dtype": str(self.data.dtype), "axes": self.axes,
+                "flavour": self.flavour,
+                "resolution": list(self.resolution) if self.resolution else None,
+                "resolution_unit": self.resolution_unit,
+                "unit": self.imagej.get("unit") or self.ome.get("PhysicalSizeXUnit")}
+
+
+def check_axes(axes: str, ndim: int) -> str:
+    """Validate an axes string such as ``"TZCYX"`` for an array with ``ndim`` dimensions."""
+    axes = axes.upper()
+    if len(axes) != ndim:
+        raise ValueError(f"axes {axes!r} name {len(axes)} dimension(s) but the image has {ndim}")
+    if len(set(axes)) != len(axes) or not axes.isalpha():
+        raise ValueError(f"axes {axes!r} must be distinct letters, e.g. 'ZYX' or 'TZCYX'")
+    if "Y" not in axes or "X" not in axes:
+        raise ValueError(f"axes {axes!r} must include Y and X (the image plane)")
+    if sum(letter in axes for letter in CHANNEL_AXES) > 1:
+        raise ValueError(f"axes {axes!r} have both C and S; only one channel axis is supported")
+    return axes
+
+
+def read_tiff(path: str | os.PathLike, axes: str | None = None) -> TiffImage:
+    """Read the first image series of a TIFF file with its axes and metadata.
+
+    ``axes`` overrides the axes the file declares (same number of letters as dimensions).
+    Raises ``ValueError`` with a one-line reason when the file is not a usable image.
+    """
+    import tifffile
+
+    try:
+        with tifffile.TiffFile(path) as tif:
+            if not tif.series:
+                raise ValueError("not a readable TIFF image (it holds no image series)")
+            series = tif.series[0]
+            data = series.asarray()
+            page = tif.pages.first if hasattr(tif.pages, "first") else tif.pages[0]
+            image = TiffImage(data=data, axes=series.axes,
+                              flavour="imagej" if tif.is_imagej else "ome" if tif.is_ome
+                              else "tiff",
+                              resolution=_resolution(page), resolution_unit=_resolution_unit(page),
+                              imagej=_imagej_settings(tif.imagej_metadata) if tif.is_imagej else {},
+                              ome=_ome_settings(tif.ome_metadata) if tif.is_ome else {})
+    except (tifffile.TiffFileError, OSError, KeyError, IndexError, TypeError) as error:
+        raise ValueError(f"not a readable TIFF image ({type(error).__name__}: "
+                         f"{_first_line(error)})") from error
+    if image.data.dtype.kind not in "biuf":
+        raise ValueError(f"pixel type {image.data.dtype} is not supported")
+    image.axes = check_axes(axes or image.axes, image.data.ndim)
+    return image
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+def _resolution(page) -> tuple[float, float] | None:
+    if "XResolution" not in page.tags or "YResolution" not in page.tags:
+        return None
+    x, y = page.get_resolution()
+    return float(x), float(y)
+
+
+def _resolution_unit(page) -> int | None:
+    tag = page.tags.get("ResolutionUnit")
+    return None if tag is None else int(tag.value)
+
+
+def _imagej_settings(meta: dict[str, Any] | None) -> dict[str, Any]:
+    settings = {k: v for k, v in (meta or {}).items() if k not in _IMAGEJ_STRUCTURE}
+    if isinstance(settings.get("Labels"), str):  # tifffile returns a single label as a string
+        settings["Labels"] = [settings["Labels"]]
+    return settings
+
+
+def _ome_settings(xml: str | None) -> dict[str, Any]:
+    import tifffile
+
+    if not xml:
+        return {}
+    images = tifffile.xml2dict(xml).get("OME", {}).get("Image", {})
+    image = images[0] if isinstance(images, list) else images
+    pixels = image.get("Pixels", {})
+    settings = {key: pixels[key] for key in _OME_KEPT if key in pixels}
+    channels = pixels.get("Channel", [])
+    channels = channels if isinstance(channels, list) else [channels]
+    names = [c.get("Name") for c in channels if isinstance(c, dict)]
+    if names and all(isinstance(n, str) for n in names):
+        settings["channel_names"] = names
+    if isinstance(image.get("Name"), str):
+        settings["image_name"] = image["Name"]
+    return settings
+
+
+def write_tiff(path: str | os.PathLike, image: TiffImage) -> Path:
+    """Write ``image`` atomically, in its flavour (ImageJ hyperstack, OME-TIFF or plain TIFF)."""
+    import tifffile
+
+    options: dict[str, Any] = {}
+    if image.resolution is not None:
+        options["resolution"] = image.resolution
+        if image.resolution_unit is not None:
+            options["resolutionunit"] = image.resolution_unit
+    if image.axes.endswith("S") and image.data.shape[-1] in (3, 4) and \
+            image.data.dtype.kind == "u":
+        options["photometric"] = "rgb"
+    elif "S" not in image.axes:
+        options["photometric"] = "minisblack"
+    if image.flavour == "imagej":
+        options.update(imagej=True, metadata={"axes": image.axes, **image.imagej})
+    elif image.flavour == "ome":
+        ome = {k: v for k, v in image.ome.items() if k in _OME_KEPT}
+        if "channel_names" in image.ome:
+            ome["Channel"] = {"Name": image.ome["channel_names"]}
+        if "image_name" in image.ome:
+            ome["Name"] = image.ome["image_name"]
+        options.update(ome=True, metadata={"axes": image.axes, **ome})
+    else:
+        options["metadata"] = {"axes": image.axes}
+    return atomic_write(path, lambda tmp: tifffile.imwrite(tmp, image.data, **options))
+
+
+# ----------------------------------------------------------------------------- engine layout
+
+@dataclass(frozen=True)
+class EngineLayout:
+    """How a file's axes map onto the stack runner's: channels anywhere, image plane last.
+
+    ``order`` permutes the file's axes so that Y and X are the last two non-channel axes (the
+    identity for usual files); ``channel_axis`` is the channel axis after that permutation.
+    """
+
+    axes: str
+    order: tuple[int, ...]
+    channel_axis: int | None
+
+    @classmethod
+    def for_axes(cls, axes: str) -> EngineLayout:
+        channel = [i for i, letter in enumerate(axes) if letter in CHANNEL_AXES]
+        others = [i for i, letter in enumerate(axes) if letter not in CHANNEL_AXES]
+        plane = [axes.index("Y"), axes.index("X")]
+        if sorted(others[-2:]) == sorted(plane):
+            order = tuple(range(len(axes)))
+        else:
+            order = tuple([i for i in others if i not in plane] + channel + plane)
+        channel_axis = order.index(channel[0]) if channel else None
+        return cls(axes, order, channel_axis)
+
+    @property
+    def stack_axes(self) -> str:
+        """The looped-over axes (everything but channels and the image plane), e.g. ``"TZ"``."""
+        permuted = "".join(self.axes[i] for i in self.order)
+        return "".join(a for a in permuted if a not in CHANNEL_AXES)[:-2]
+
+    def to_engine(self, data: np.ndarray) -> np.ndarray:
+        return np.transpose(data, self.order)
+
+    def from_engine(self, data: np.ndarray) -> np.ndarray:
+        return np.transpose(data, np.argsort(self.order))
+
+    def mask_to_engine(self, mask: np.ndarray, image_shape: tuple[int, ...]) -> np.ndarray:
+        """A mask file's array as the stack runner wants it: ``(M, N)`` or one plane per slice.
+
+        Accepts the image plane alone (Y, X), the image's shape without its channel axis, or
+        the image's full shape (a pixel is missing when it is missing in any channel).
+        Non-zero means missing.
+        """
+        mask = np.asarray(mask)
+        plane = tuple(image_shape[self.axes.index(a)] for a in "YX")
+        non_channel = [i for i, letter in enumerate(self.axes) if letter not in CHANNEL_AXES]
+        if np.squeeze(mask).shape == plane:
+            missing = np.squeeze(mask) != 0
+            engine_plane = [self.axes[i] for i in self.order if i in non_channel][-2:]
+            return missing.T if engine_plane == ["X", "Y"] else missing
+        if mask.shape == tuple(image_shape):
+            missing = self.to_engine(mask != 0)
+            return missing if self.channel_axis is None else missing.any(axis=self.channel_axis)
+        if mask.shape == tuple(image_shape[i] for i in non_channel):
+            engine_order = [non_channel.index(i) for i in self.order if i in non_channel]
+            return np.transpose(mask != 0, engine_order)
+        raise ValueError(f"mask has shape {mask.shape}; for an image of shape {tuple(image_shape)} "
+                         f"(axes {self.axes}) it must be the image plane {plane}, the image's "
+                         f"shape, or the image's shape without channels")

@@ -1,0 +1,601 @@
+"""Batch restoration of TIFF files: find inputs, plan safe outputs, resume, run here or on Dask.
+
+Every input becomes a :class:`Job` (input, output, run record, mask). A job's output is a TIFF
+of the same name in the output folder, written atomically, and its run record
+(``<output name>.json``) is written last: an output counts as finished only when its record
+exists and says ``"status": "complete"``. :func:`run_batch` runs the jobs in this process or
+as tasks on a ``dask.distributed`` cluster; either way the worker that restores a file writes it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import glob
+import os
+import platform
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .io import (EngineLayout, TiffImage, leftover_temporaries, package_versions, read_json,
+                 read_tiff, write_json, write_tiff)
+
+TIFF_SUFFIXES = (".tif", ".tiff")
+RECORD_FORMAT = 1
+# Snapshot fields that are images or already in the record; any other field (such as a
+# stopping rule's) is recorded per slice as it is, or as a mean when it is an array
+_SNAPSHOT_SKIPPED = {"image", "average", "estimate", "config", "done", "iteration", "elapsed",
+                     "device", "loss", "backtracks", "max_iterations"}
+
+
+class BatchError(ValueError):
+    """A batch that must not start (e.g. an output that would overwrite an input)."""
+
+
+@dataclass(frozen=True)
+class Request:
+    """What to do to every file; plain values only, so it travels to Dask workers.
+
+    ``settings`` are :class:`~napari_dip.DIPConfig` overrides (``max_iterations`` included).
+    """
+
+    task: str
+    preset: str = "paper"
+    factor: int | None = None
+    seed: int = 0
+    device: str | None = None
+    axes: str | None = None
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    def config(self):
+        from .config import get_config
+
+        return get_config(self.preset, self.task, self.factor, **self.settings)
+
+    def fingerprint(self, mask: Path | None) -> dict[str, Any]:
+        """What decides a result (run record keys): ``--resume`` reuses an output only if these
+        match."""
+        return {"task": self.task, "factor": self.factor, "seed": self.seed, "axes": self.axes,
+                "mask": None if mask is None else str(mask), "config": self.config().to_dict()}
+
+
+@dataclass(frozen=True)
+class Job:
+    """One input file and where its result and run record go."""
+
+    input: Path
+    output: Path
+    mask: Path | None
+    request: Request
+
+    @property
+    def record(self) -> Path:
+        return record_path(self.output)
+
+
+@dataclass
+class Outcome:
+    """What happened to one input: ``"written"``, ``"skipped"`` (already complete) or ``"failed"``."""
+
+    input: Path
+    status: str
+    reason: str = ""
+    output: Path | None = None
+    seconds: float = 0.0
+
+
+def record_path(output: Path) -> Path:
+    """The run record beside an output: ``cells.tif`` -> ``cells.tif.json``."""
+    return output.with_name(output.name + ".json")
+
+
+# ----------------------------------------------------------------------------- planning
+
+def find_inputs(patterns: Iterable[str | os.PathLike]) -> tuple[list[Path], list[Outcome]]:
+    """Files named by ``patterns`` (files, folders, globs), in order, without repeats.
+
+    A folder contributes its ``*.tif``/``*.tiff`` files (not recursively). A pattern that names
+    nothing becomes a failed :class:`Outcome` so that the batch can report it and go on.
+    """
+    found: dict[Path, None] = {}
+    missing: list[Outcome] = []
+    for pattern in patterns:
+        path = Path(pattern)
+        if path.is_dir():
+            matches = sorted(p for p in path.iterdir()
+                             if p.is_file() and p.suffix.lower() in TIFF_SUFFIXES)
+        elif path.is_file():
+            matches = [path]
+        else:
+            matches = sorted(Path(p) for p in glob.glob(str(pattern), recursive=True)
+                             if Path(p).is_file())
+        if not matches:
+            what = "folder has no .tif/.tiff files" if path.is_dir() else \
+                "no such file, folder or matching files"
+            missing.append(Outcome(path, "failed", what))
+        for match in matches:
+            found.setdefault(match.resolve(), None)
+    return list(found), missing
+
+
+def find_mask(image: Path, mask_dir: Path) -> Path:
+    """The mask for ``image`` in ``mask_dir``: the same file name, the same stem with another
+    TIFF suffix, or the stem with ``_mask`` appended (``cells.tif`` -> ``cells_mask.tif``)."""
+    candidates = [mask_dir / image.name]
+    for stem in (image.stem, f"{image.stem}_mask"):
+        candidates += [mask_dir / f"{stem}{suffix}" for suffix in TIFF_SUFFIXES]
+        candidates += [mask_dir / f"{stem}{suffix.upper()}" for suffix in TIFF_SUFFIXES]
+    for candidate in candidates:
+        if candidate.is_file():
+            return candidate.resolve()
+    raise ValueError(f"no mask named {image.name} (or {image.stem}_mask.tif) in {mask_dir}")
+
+
+def plan_jobs(inputs: Sequence[Path], out_dir: Path, request: Request, *,
+              mask: Path | None = None, mask_dir: Path | None = None,
+              ) -> tuple[list[Job], list[Outcome]]:
+    """One job per input, or a failed outcome when its mask cannot be found.
+
+    Raises :class:`BatchError` when an output or run record would land on an input or a mask,
+    or when two inputs share a name (their outputs would collide).
+    """
+    out_dir = Path(out_dir).resolve()
+    if out_dir.exists() and not out_dir.is_dir():
+        raise BatchError(f"--out {out_dir} exists and is not a folder")
+    protected = {Path(p).resolve() for p in inputs}
+    if mask is not None:
+        protected.add(Path(mask).resolve())
+    jobs, failed, names = [], [], {}
+    for source in inputs:
+        source = Path(source).resolve()
+        output = out_dir / source.name
+        if source.name in names:
+            raise BatchError(f"{source} and {names[source.name]} have the same name; their "
+                             f"results would both be {output}. Run them in separate batches")
+        names[source.name] = source
+        try:
+            job_mask = find_mask(source, mask_dir) if mask_dir is not None else \
+                (Path(mask).resolve() if mask is not None else None)
+        except ValueError as error:
+            failed.append(Outcome(source, "failed", str(error)))
+            continue
+        if job_mask is not None:
+            protected.add(job_mask)
+        jobs.append(Job(source, output, job_mask, request))
+    for job in jobs:
+        for target in (job.output, job.record):
+            clash = next((p for p in protected if _same_file(p, target)), None)
+            if clash is not None:
+                raise BatchError(f"refusing to write {target}: it would overwrite the input "
+                                 f"{clash}. Choose another --out folder")
+    return jobs, failed
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    if a.resolve() == b.resolve():
+        return True
+    try:
+        return a.exists() and b.exists() and os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def is_complete(job: Job) -> bool:
+    """True when the job's output exists and its run record says complete, for the same request."""
+    record = read_json(job.record)
+    if record is None or record.get("status") != "complete" or not job.output.is_file():
+        return False
+    expected = _jsonable(job.request.fingerprint(job.mask))
+    return all(record.get(key) == value for key, value in expected.items())
+
+
+def _jsonable(value: Any) -> Any:
+    """``value`` as it reads back from JSON (tuples become lists), for comparisons."""
+    import json
+
+    return json.loads(json.dumps(value))
+
+
+def clear_previous(job: Job) -> None:
+    """Remove a job's earlier record, output and leftover temporary files before redoing it.
+
+    The record goes first, so a run killed in between never leaves a complete-looking output.
+    """
+    for path in (job.record, job.output, *leftover_temporaries(job.output),
+                 *leftover_temporaries(job.record)):
+        path.unlink(missing_ok=True)
+
+
+# ----------------------------------------------------------------------------- one file
+
+SnapshotCallback = Callable[[Any], None]
+
+
+def run_job(job: Job, on_snapshot: SnapshotCallback | None = None) -> Outcome:
+    """Restore one file and write its output and run record; never raises for a bad file.
+
+    Reading, restoring and writing errors become a failed :class:`Outcome` with a one-line
+    reason (and a run record that says ``"failed"``).
+    """
+    start = time.perf_counter()
+    started = _now()
+    try:
+        clear_previous(job)
+        image, layout, engine_data, mask = load_job(job)
+        loaded = time.perf_counter()
+        result, slices = restore_array(engine_data, layout, mask, job.request, on_snapshot)
+        restored = time.perf_counter()
+        save_result(job, image, layout, result, slices,
+                    timings={"started": started, "read_s": loaded - start,
+                             "restore_s": restored - loaded})
+    except Exception as error:  # one bad file must not stop the batch
+        reason = _reason(error)
+        _write_failure(job, reason, started)
+        return Outcome(job.input, "failed", reason, seconds=time.perf_counter() - start)
+    return Outcome(job.input, "written", output=job.output, seconds=time.perf_counter() - start)
+
+
+def _reason(error: BaseException) -> str:
+    text = " ".join(str(error).split())
+    return text if isinstance(error, ValueError) and text else \
+        f"{type(error).__name__}: {text}" if text else type(error).__name__
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def load_job(job: Job) -> tuple[TiffImage, EngineLayout, np.ndarray, np.ndarray | None]:
+    """Read a job's image (and mask) and arrange them for the stack runner."""
+    image = read_tiff(job.input, axes=job.request.axes)
+    layout = EngineLayout.for_axes(image.axes)
+    mask = None
+    if job.mask is not None:
+        try:
+            mask_data = read_tiff(job.mask).data
+        except ValueError as error:
+            raise ValueError(f"mask {job.mask.name}: {error}") from error
+        mask = layout.mask_to_engine(mask_data, image.data.shape)
+    return image, layout, layout.to_engine(image.data), mask
+
+
+def restore_array(data: np.ndarray, layout: EngineLayout, mask: np.ndarray | None,
+                  request: Request, on_snapshot: SnapshotCallback | None = None,
+                  ) -> tuple[np.ndarray, list[dict[str, Any]]]:
+    """Run the stack runner on ``data`` (engine layout); return the result and per-slice records."""
+    from .api import iter_restore_stack
+
+    slices: list[dict[str, Any]] = []
+    last = None
+    steps = iter_restore_stack(data, task=request.task, mask=mask, factor=request.factor,
+                               preset=request.preset, channel_axis=layout.channel_axis,
+                               seed=request.seed, device=request.device, **request.settings)
+    for last in _one_start_at_a_time(steps):
+        if on_snapshot is not None:
+            on_snapshot(last)
+        if last.snapshot.done:
+            slices.append({"index": list(last.index), **slice_record(last.snapshot)})
+    return last.result, slices
+
+
+_NETWORK_START_LOCK = threading.Lock()
+
+
+def _one_start_at_a_time(steps):
+    """Yield stack snapshots, holding a process-wide lock while each slice's fit starts.
+
+    The engine seeds a network's initial weights through torch's global random generator, so
+    two fits starting at once in threads of one process (a Dask worker with several threads)
+    would draw from each other's seed; with the lock, every result is repeatable from its seed.
+    """
+    starting = True
+    while True:
+        if starting:
+            with _NETWORK_START_LOCK:
+                step = next(steps, None)
+        else:
+            step = next(steps, None)
+        if step is None:
+            return
+        yield step
+        starting = step.snapshot.done
+
+
+def slice_record(snapshot) -> dict[str, Any]:
+    """How one slice's fit ended: stop iteration, loss, time, and any extra snapshot fields."""
+    from .api import run_record
+
+    record = run_record(snapshot)
+    record.pop("config")
+    record["max_iterations"] = snapshot.max_iterations
+    for f in dataclasses.fields(snapshot):
+        if f.name in _SNAPSHOT_SKIPPED:
+            continue
+        value = getattr(snapshot, f.name)
+        if isinstance(value, (bool, int, float, str, np.generic)) or value is None:
+            record[f.name] = value.item() if isinstance(value, np.generic) else value
+        elif isinstance(value, np.ndarray) and value.dtype.kind in "biuf":
+            record[f"{f.name}_mean"] = float(value.mean())
+    return record
+
+
+def save_result(job: Job, image: TiffImage, layout: EngineLayout, result: np.ndarray,
+                slices: list[dict[str, Any]], timings: dict[str, Any]) -> None:
+    """Write the output TIFF, then its run record (last, so it marks the output complete)."""
+    begin = time.perf_counter()
+    output = image.restored(layout.from_engine(result), job.request.factor)
+    write_tiff(job.output, output)
+    timings = {**timings, "write_s": time.perf_counter() - begin, "finished": _now()}
+    for key, value in timings.items():
+        if isinstance(value, float):
+            timings[key] = round(value, 3)
+    timings["total_s"] = round(sum(v for k, v in timings.items() if k.endswith("_s")), 3)
+    write_json(job.record, {**_record_header(job, "complete"),
+                            "input": {"path": str(job.input), **image.describe()},
+                            "output": {"path": str(job.output), **output.describe()},
+                            "device": slices[0].get("device") if slices else None,
+                            "timings": timings, "slices": slices})
+
+
+def _record_header(job: Job, status: str) -> dict[str, Any]:
+    request = job.request
+    return {"napari_dip_record": RECORD_FORMAT, "status": status,
+            **request.fingerprint(job.mask), "preset": request.preset,
+            "requested_device": request.device,
+            "versions": package_versions("dask", "distributed"), "host": platform.node()}
+
+
+def _write_failure(job: Job, reason: str, started: str) -> None:
+    try:
+        write_json(job.record, {**_record_header(job, "failed"), "reason": reason,
+                                "input": {"path": str(job.input)},
+                                "timings": {"started": started, "finished": _now()}})
+    except Exception:  # noqa: BLE001 - e.g. an invalid request; the outcome still reports it
+        pass
+
+
+# ----------------------------------------------------------------------------- the batch
+
+class Progress:
+    """Bars for files, slices and iterations (tqdm, on stderr); silent when ``quiet``.
+
+    Failures are always printed, one line each; finished and skipped files only when not quiet.
+    """
+
+    def __init__(self, n_files: int, *, quiet: bool = False) -> None:
+        from tqdm.auto import tqdm
+
+        self.quiet = quiet
+        self._tqdm = tqdm
+        self.files = tqdm(total=n_files, desc="files", unit="file", disable=quiet, position=0)
+        self.slices = None
+        self.iterations = None
+        self._slice = None
+
+    def on_snapshot(self, stack_snapshot) -> None:
+        """Move the slice and iteration bars to a :class:`~napari_dip.StackSnapshot`."""
+        if self.quiet:
+            return
+        snap = stack_snapshot.snapshot
+        if self.slices is None:
+            self.slices = self._tqdm(total=stack_snapshot.n_slices, desc="slices", unit="slice",
+                                     position=1, leave=False)
+        if self.iterations is None or self._slice != stack_snapshot.slice_number:
+            if self.iterations is not None:
+                self.iterations.close()
+            self.iterations = self._tqdm(total=snap.max_iterations, desc="iterations",
+                                         unit="it", position=2, leave=False)
+            self._slice = stack_snapshot.slice_number
+        self.iterations.update(snap.iteration - self.iterations.n)
+        self.iterations.set_postfix(loss=f"{snap.loss:.4g}", refresh=False)
+        if snap.done:
+            self.slices.update(1)
+
+    def finished(self, outcome: Outcome) -> None:
+        """Count a finished file and say what happened to it."""
+        self._close_inner()
+        self.files.update(1)
+        if outcome.status == "failed":
+            self.say(f"failed  {outcome.input}: {outcome.reason}", always=True)
+        elif outcome.status == "written":
+            self.say(f"wrote   {outcome.output} ({outcome.seconds:.1f} s)")
+        else:
+            self.say(f"skipped {outcome.input}: {outcome.reason}")
+
+    def say(self, line: str, always: bool = False) -> None:
+        import sys
+
+        if always or not self.quiet:
+            self._tqdm.write(line, file=sys.stderr)
+
+    def _close_inner(self) -> None:
+        for bar in (self.iterations, self.slices):
+            if bar is not None:
+                bar.close()
+        self.iterations = self.slices = None
+
+    def close(self) -> None:
+        self._close_inner()
+        self.files.close()
+
+
+def select_jobs(jobs: Sequence[Job], *, resume: bool, overwrite: bool,
+                ) -> tuple[list[Job], list[Outcome]]:
+    """Jobs to run, and outcomes for those not to run (finished, or whose output exists).
+
+    With ``resume``, an output whose record is complete for the same request is skipped and
+    anything else is redone. Without ``resume`` or ``overwrite``, an existing output is left
+    alone and reported as failed rather than replaced.
+    """
+    todo, settled = [], []
+    for job in jobs:
+        if resume and is_complete(job):
+            settled.append(Outcome(job.input, "skipped", "complete (run record found)",
+                                   output=job.output))
+        elif not (resume or overwrite) and (job.output.exists() or job.record.exists()):
+            settled.append(Outcome(job.input, "failed",
+                                   f"{job.output.name} already has results in {job.output.parent}"
+                                   f"; use --resume to keep finished outputs or --overwrite to "
+                                   f"redo them"))
+        else:
+            todo.append(job)
+    return todo, settled
+
+
+def run_batch(jobs: Sequence[Job], *, progress: Progress | None = None,
+              dask: str | None = None, slices_per_task: int | None = None) -> list[Outcome]:
+    """Run ``jobs`` in this process, or on a Dask cluster (an address, or ``local:N``)."""
+    if dask:
+        return run_on_dask(jobs, dask, progress, slices_per_task)
+    outcomes = []
+    for job in jobs:
+        outcome = run_job(job, progress.on_snapshot if progress else None)
+        outcomes.append(outcome)
+        if progress:
+            progress.finished(outcome)
+    return outcomes
+
+
+def run_on_dask(jobs: Sequence[Job], address: str, progress: Progress | None = None,
+                slices_per_task: int | None = None) -> list[Outcome]:
+    """One task per file on a ``dask.distributed`` scheduler; the workers write the results.
+
+    ``address`` is a scheduler address (``tcp://host:8786``) or ``local:N`` for a
+    LocalCluster of N single-threaded worker processes on this machine, closed at the end.
+    With ``slices_per_task``, a stack with more slices is split into tasks of that many
+    slices (see :func:`submit_in_parts`).
+    """
+    try:
+        from distributed import Client, LocalCluster, as_completed
+    except ImportError as error:
+        raise BatchError("--dask needs dask.distributed: pip install 'napari-dip[dask]'") \
+            from error
+    cluster = None
+    if address.startswith("local:"):
+        workers = address.removeprefix("local:")
+        if not workers.isdigit() or int(workers) < 1:
+            raise BatchError(f"--dask {address!r}: expected local:N with N >= 1 workers")
+        cluster = LocalCluster(n_workers=int(workers), threads_per_worker=1, processes=True,
+                               dashboard_address=None)
+        address = cluster.scheduler_address
+    outcomes = []
+    try:
+        with Client(address) as client:
+            futures = {}
+            for i, job in enumerate(jobs):
+                key = f"napari-dip-{i}-{job.input.name}"
+                if slices_per_task and count_slices(job) > slices_per_task:
+                    future = submit_in_parts(client, job, slices_per_task, key)
+                else:
+                    future = client.submit(run_job, job, key=key, pure=False)
+                futures[future] = job
+            try:
+                for future in as_completed(futures):
+                    job = futures[future]
+                    try:
+                        outcome = future.result()
+                    except Exception as error:  # noqa: BLE001 - a worker died or was lost
+                        outcome = Outcome(job.input, "failed", f"Dask task failed: "
+                                                               f"{_reason(error)}")
+                    outcomes.append(outcome)
+                    if progress:
+                        progress.finished(outcome)
+            except BaseException:
+                client.cancel(list(futures))
+                raise
+    finally:
+        if cluster is not None:
+            cluster.close()
+    order = {job.input: i for i, job in enumerate(jobs)}
+    return sorted(outcomes, key=lambda o: order[o.input])
+
+
+# ----------------------------------------------------------------------------- stacks in parts
+
+def count_slices(job: Job) -> int:
+    """Number of 2D slices in a job's input, from the file's header (1 when it cannot tell)."""
+    import tifffile
+
+    try:
+        with tifffile.TiffFile(job.input) as tif:
+            series = tif.series[0]
+            shape, axes = series.shape, job.request.axes or series.axes
+        layout = EngineLayout.for_axes(axes)
+        return int(np.prod([shape[i] for i in layout.order if axes[i] in layout.stack_axes]))
+    except Exception:  # noqa: BLE001 - the file's task will report what is wrong with it
+        return 1
+
+
+def submit_in_parts(client, job: Job, slices_per_task: int, key: str):
+    """Restore one large stack as several Dask tasks of ``slices_per_task`` slices each.
+
+    One task fixes the intensity scaling from the whole stack (as the stack runner would), the
+    parts run in parallel (each warm-starts only within its own slices), and a last task
+    assembles and writes the output and its run record. Returns that last task's future.
+    """
+    n_slices = count_slices(job)
+    scaling = client.submit(_prepare_parts, job, key=f"{key}-scaling", pure=False)
+    parts = [client.submit(_restore_part, job, start, min(start + slices_per_task, n_slices),
+                           scaling, key=f"{key}-slices-{start}", pure=False)
+             for start in range(0, n_slices, slices_per_task)]
+    return client.submit(_save_parts, job, scaling, *parts, key=key, pure=False)
+
+
+def _flat_slices(data: np.ndarray, channel_axis: int | None) -> np.ndarray:
+    """Engine-layout stack -> ``(n_slices, M, N, C)``."""
+    hwc = data[..., None] if channel_axis is None else np.moveaxis(data, channel_axis, -1)
+    return hwc.reshape((-1,) + hwc.shape[-3:])
+
+
+def _prepare_parts(job: Job):
+    """First task of a stack in parts: clear earlier results; the stack's intensity scaling."""
+    from .stack import IntensityScaling
+
+    clear_previous(job)
+    _, layout, data, _ = load_job(job)
+    return {"scaling": IntensityScaling.from_image(_flat_slices(data, layout.channel_axis)),
+            "started": _now(), "clock": time.time()}
+
+
+def _restore_part(job: Job, start: int, stop: int, prepared) -> tuple[np.ndarray, list]:
+    """Restore slices ``start:stop`` in [0, 1] units with the whole stack's scaling."""
+    _, layout, data, mask = load_job(job)
+    scaling = prepared["scaling"]
+    part = scaling.to_unit(_flat_slices(data, layout.channel_axis)[start:stop])
+    if mask is not None and mask.ndim > 2:
+        mask = mask.reshape((-1,) + mask.shape[-2:])[start:stop]
+    part_layout = EngineLayout.for_axes("ZYXC")
+    result, slices = restore_array(part, part_layout, mask, job.request)
+    leading = tuple(n for i, n in enumerate(data.shape) if i != layout.channel_axis)[:-2]
+    for entry in slices:
+        entry["index"] = [int(i) for i in np.unravel_index(start + entry["index"][0], leading)]
+    return result, slices
+
+
+def _save_parts(job: Job, prepared, *parts) -> Outcome:
+    """Last task of a stack in parts: back to the input's dtype and layout, then write."""
+    start = time.perf_counter()
+    try:
+        image, layout, data, _ = load_job(job)
+        unit = np.concatenate([result for result, _ in parts])
+        hwc = prepared["scaling"].from_unit(unit)
+        leading = tuple(n for i, n in enumerate(data.shape) if i != layout.channel_axis)[:-2]
+        hwc = hwc.reshape(leading + hwc.shape[1:])
+        result = hwc[..., 0] if layout.channel_axis is None else \
+            np.moveaxis(hwc, -1, layout.channel_axis)
+        slices = [entry for _, part_slices in parts for entry in part_slices]
+        save_result(job, image, layout, result, slices,
+                    timings={"started": prepared["started"],
+                             "restore_s": time.time() - prepared["clock"], "tasks": len(parts)})
+    except Exception as error:  # noqa: BLE001 - reported like any other failed file
+        reason = _reason(error)
+        _write_failure(job, reason, prepared["started"])
+        return Outcome(job.input, "failed", reason, seconds=time.perf_counter() - start)
+    return Outcome(job.input, "written", output=job.output,
+                   seconds=time.time() - prepared["clock"])

@@ -1,0 +1,270 @@
+"""The batch command line: round trips, safety, resume, masks, config files and Dask."""
+
+import hashlib
+import json
+
+import numpy as np
+import pytest
+import tifffile
+
+from napari_dip import batch, get_config
+from napari_dip.cli import build_parser, main
+from napari_dip.config import describe_fields
+from napari_dip.io import read_tiff
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """Tiny fits gain nothing from threads, and on a busy machine OpenMP threads that wait
+    for each other make them many times slower; one thread keeps these tests quick."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+# a tiny, short fit: small generator (2 scales), 4 steps per slice
+FAST = ["--preset", "quick", "--max-iterations", "4", "--report-every", "2", "--scales", "2",
+        "--quiet"]
+
+
+def _write_stack(path, seed=0, shape=(3, 16, 16)):
+    """A ZYX uint16 ImageJ stack with pixel size 0.1 micron and z spacing 0.5."""
+    rng = np.random.default_rng(seed)
+    data = (1000 + 200 * rng.standard_normal(shape)).clip(0, 65535).astype(np.uint16)
+    tifffile.imwrite(path, data, imagej=True, resolution=(10.0, 10.0),
+                     metadata={"axes": "ZYX", "unit": "micron", "spacing": 0.5})
+    return data
+
+
+def _digest(path):
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _record(path):
+    return json.loads(path.with_name(path.name + ".json").read_text())
+
+
+def test_zyx_stack_round_trips_with_metadata_and_a_full_run_record(tmp_path):
+    source = tmp_path / "in" / "stack.tif"
+    source.parent.mkdir()
+    _write_stack(source)
+    before = _digest(source)
+
+    assert main(["denoise", str(source), "--out", str(tmp_path / "out"), "--seed", "3",
+                 "--learning-rate", "0.02", *FAST]) == 0
+
+    assert _digest(source) == before  # the input's bytes are unchanged
+    result = read_tiff(tmp_path / "out" / "stack.tif")
+    assert result.data.dtype == np.uint16 and result.data.shape == (3, 16, 16)
+    assert result.axes == "ZYX" and result.resolution == pytest.approx((10.0, 10.0))
+    assert result.imagej["unit"] == "micron" and result.imagej["spacing"] == 0.5
+
+    record = _record(tmp_path / "out" / "stack.tif")
+    assert record["status"] == "complete" and record["seed"] == 3
+    expected = get_config("quick", "denoise", max_iterations=4, report_every=2, scales=2,
+                          learning_rate=0.02)
+    assert record["config"] == expected.to_dict()
+    assert record["input"]["path"] == str(source) and record["input"]["axes"] == "ZYX"
+    assert record["output"]["path"] == str(tmp_path / "out" / "stack.tif")
+    assert set(record["versions"]) >= {"napari-dip", "torch", "numpy", "tifffile", "python"}
+    assert "cpu" in record["device"] or "cuda" in record["device"]
+    assert record["timings"]["restore_s"] > 0
+    assert [s["index"] for s in record["slices"]] == [[0], [1], [2]]
+    assert all(s["iterations"] >= 1 and np.isfinite(s["loss"]) for s in record["slices"])
+
+
+def test_ome_hyperstack_with_channels_keeps_axes_and_channel_names(tmp_path):
+    source = tmp_path / "cells.ome.tif"
+    data = np.random.default_rng(5).integers(100, 4000, (2, 2, 16, 16)).astype(np.uint16)
+    tifffile.imwrite(source, data, ome=True,
+                     metadata={"axes": "TCYX", "PhysicalSizeX": 0.2, "PhysicalSizeY": 0.2,
+                               "Channel": {"Name": ["dapi", "gfp"]}})
+    assert main(["denoise", str(source), "--out", str(tmp_path / "out"), *FAST]) == 0
+    result = read_tiff(tmp_path / "out" / "cells.ome.tif")
+    assert result.flavour == "ome" and result.axes == "TCYX" and result.data.shape == data.shape
+    assert result.ome["channel_names"] == ["dapi", "gfp"]
+    assert result.ome["PhysicalSizeX"] == pytest.approx(0.2)
+    record = _record(tmp_path / "out" / "cells.ome.tif")
+    assert [s["index"] for s in record["slices"]] == [[0], [1]]  # T looped, C restored together
+
+
+def test_super_resolve_scales_the_image_plane_and_divides_the_pixel_size(tmp_path):
+    source = tmp_path / "small.tif"
+    _write_stack(source, shape=(2, 8, 8))
+    assert main(["super-resolve", str(source), "--factor", "2", "--out",
+                 str(tmp_path / "out"), *FAST]) == 0
+    result = read_tiff(tmp_path / "out" / "small.tif")
+    assert result.data.shape == (2, 16, 16) and result.data.dtype == np.uint16
+    assert result.resolution == pytest.approx((20.0, 20.0))  # 0.05 micron pixels
+    assert _record(tmp_path / "out" / "small.tif")["factor"] == 2
+
+
+def test_a_corrupt_file_is_reported_the_others_written_and_the_exit_code_non_zero(tmp_path,
+                                                                                  capsys):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    _write_stack(folder / "a.tif", seed=1, shape=(1, 16, 16))
+    (folder / "broken.tif").write_bytes(b"II*\x00 truncated acquisition")
+    _write_stack(folder / "c.tif", seed=2, shape=(1, 16, 16))
+
+    assert main(["denoise", str(folder), "--out", str(tmp_path / "out"), *FAST]) == 1
+
+    err = capsys.readouterr().err
+    assert "2 written, 0 already complete, 1 failed" in err
+    reason = next(line for line in err.splitlines() if line.startswith("  failed:"))
+    assert "broken.tif" in reason and "not a readable TIFF image" in reason
+    assert (tmp_path / "out" / "a.tif").is_file() and (tmp_path / "out" / "c.tif").is_file()
+    assert not (tmp_path / "out" / "broken.tif").exists()
+    assert _record(tmp_path / "out" / "broken.tif")["status"] == "failed"
+
+
+def test_resume_after_an_interrupted_batch_processes_only_what_is_missing(tmp_path,
+                                                                        monkeypatch):
+    folder, out = tmp_path / "in", tmp_path / "out"
+    folder.mkdir()
+    for i, name in enumerate("abc"):
+        _write_stack(folder / f"{name}.tif", seed=i, shape=(1, 16, 16))
+
+    real_run_job = batch.run_job
+
+    def killed_during_b(job, on_snapshot=None):
+        if job.input.name == "b.tif":
+            # what a kill leaves: the output renamed into place but no run record yet,
+            # and a temporary file of the next write
+            (out / "b.tif").write_bytes(b"written before the kill")
+            (out / ".b.tif.x1y2.part.json").write_text("{")
+            raise KeyboardInterrupt
+        return real_run_job(job, on_snapshot)
+
+    monkeypatch.setattr(batch, "run_job", killed_during_b)
+    assert main(["denoise", str(folder), "--out", str(out), *FAST]) == 130
+    assert (out / "a.tif.json").is_file() and not (out / "c.tif").exists()
+    finished_a = (out / "a.tif.json").read_bytes()
+
+    ran = []
+    monkeypatch.setattr(batch, "run_job",
+                        lambda job, on_snapshot=None: ran.append(job.input.name)
+                        or real_run_job(job, on_snapshot))
+    assert main(["denoise", str(folder), "--out", str(out), "--resume", *FAST]) == 0
+    assert ran == ["b.tif", "c.tif"]
+    assert (out / "a.tif.json").read_bytes() == finished_a
+    assert read_tiff(out / "b.tif").data.shape == (16, 16)
+    assert sorted(p.name for p in out.iterdir()) == ["a.tif", "a.tif.json", "b.tif",
+                                                     "b.tif.json", "c.tif", "c.tif.json"]
+
+    # with other settings, resume redoes finished outputs instead of mixing results
+    ran.clear()
+    assert main(["denoise", str(folder), "--out", str(out), "--resume", "--seed", "1",
+                 *FAST]) == 0
+    assert ran == ["a.tif", "b.tif", "c.tif"]
+
+
+def test_inpaint_matches_masks_by_file_name(tmp_path, capsys):
+    images, masks, out = tmp_path / "images", tmp_path / "masks", tmp_path / "out"
+    images.mkdir()
+    masks.mkdir()
+    for name in ("a", "b", "orphan"):
+        _write_stack(images / f"{name}.tif", shape=(2, 16, 16))
+    hole = np.zeros((16, 16), np.uint8)
+    hole[4:8, 4:8] = 1
+    tifffile.imwrite(masks / "a.tif", hole)
+    tifffile.imwrite(masks / "b_mask.tif", np.stack([hole, hole.T]), photometric="minisblack")
+
+    assert main(["inpaint", str(images), "--mask-dir", str(masks), "--out", str(out),
+                 *FAST]) == 1
+    assert _record(out / "a.tif")["mask"] == str(masks / "a.tif")
+    assert _record(out / "b.tif")["mask"] == str(masks / "b_mask.tif")
+    assert not (out / "orphan.tif").exists()
+    assert "no mask named orphan.tif" in capsys.readouterr().err
+
+
+def test_refuses_an_out_folder_that_would_overwrite_an_input(tmp_path, capsys):
+    source = tmp_path / "stack.tif"
+    _write_stack(source, shape=(1, 16, 16))
+    before = _digest(source)
+    assert main(["denoise", str(source), "--out", str(tmp_path / "." / ""), *FAST]) == 2
+    assert "would overwrite the input" in capsys.readouterr().err
+    assert _digest(source) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["stack.tif"]
+
+
+def test_existing_outputs_are_kept_unless_resume_or_overwrite(tmp_path, capsys):
+    source, out = tmp_path / "stack.tif", tmp_path / "out"
+    _write_stack(source, shape=(1, 16, 16))
+    out.mkdir()
+    (out / "stack.tif").write_bytes(b"someone's file")
+    assert main(["denoise", str(source), "--out", str(out), *FAST]) == 1
+    assert "already has results" in capsys.readouterr().err
+    assert (out / "stack.tif").read_bytes() == b"someone's file"
+    assert main(["denoise", str(source), "--out", str(out), "--overwrite", *FAST]) == 0
+    assert read_tiff(out / "stack.tif").data.shape == (16, 16)
+
+
+def test_config_file_sets_options_and_the_command_line_wins(tmp_path):
+    source = tmp_path / "stack.tif"
+    _write_stack(source, shape=(1, 16, 16))
+    settings = tmp_path / "settings.yaml"
+    settings.write_text("preset: quick\nmax-iterations: 3\nreport_every: 3\nscales: 2\n"
+                        "learning_rate: 0.005\nseed: 7\n")
+    assert main(["denoise", str(source), "--out", str(tmp_path / "out"), "--config",
+                 str(settings), "--seed", "2", "--quiet"]) == 0
+    record = _record(tmp_path / "out" / "stack.tif")
+    assert record["preset"] == "quick" and record["seed"] == 2
+    assert record["config"]["learning_rate"] == 0.005 and record["config"]["max_iterations"] == 3
+
+    # a run record repeats its run
+    assert main(["denoise", str(source), "--out", str(tmp_path / "again"), "--config",
+                 str(tmp_path / "out" / "stack.tif.json"), "--quiet"]) == 0
+    again = _record(tmp_path / "again" / "stack.tif")
+    assert again["config"] == record["config"] and again["seed"] == 2
+
+
+def test_bad_settings_are_usage_errors(tmp_path, capsys):
+    source = tmp_path / "stack.tif"
+    _write_stack(source, shape=(1, 16, 16))
+    with pytest.raises(SystemExit) as exit_info:
+        main(["denoise", str(source), "--out", str(tmp_path / "out"), "--learning-rate", "5"])
+    assert exit_info.value.code == 2 and "out of range" in capsys.readouterr().err
+    settings = tmp_path / "bad.json"
+    settings.write_text(json.dumps({"learning_rat": 0.1}))
+    assert main(["denoise", str(source), "--out", str(tmp_path / "out"), "--config",
+                 str(settings)]) == 2
+    assert "unknown option(s) ['learning_rat']" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+def test_help_offers_every_config_field_with_its_description():
+    parser = build_parser()
+    text = next(action for action in parser._subparsers._group_actions
+                ).choices["denoise"].format_help()
+    for field in describe_fields():
+        assert f"--{field['name'].replace('_', '-')}" in text
+    assert "number of optimisation steps" in text
+
+
+def test_a_local_cluster_with_two_workers_processes_a_folder(tmp_path):
+    distributed = pytest.importorskip("distributed")
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for i in range(3):
+        _write_stack(folder / f"s{i}.tif", seed=i, shape=(2, 16, 16))
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False,
+                                  dashboard_address=None) as cluster:
+        assert main(["denoise", str(folder), "--out", str(tmp_path / "out"), "--dask",
+                     cluster.scheduler_address, *FAST]) == 0
+        # a large stack can be split into tasks of a few slices, assembled by a last task
+        assert main(["denoise", str(folder / "s0.tif"), "--out", str(tmp_path / "parts"),
+                     "--dask", cluster.scheduler_address, "--slices-per-task", "1",
+                     *FAST]) == 0
+    for i in range(3):
+        assert read_tiff(tmp_path / "out" / f"s{i}.tif").data.shape == (2, 16, 16)
+        assert _record(tmp_path / "out" / f"s{i}.tif")["status"] == "complete"
+    whole, parts = (read_tiff(tmp_path / d / "s0.tif") for d in ("out", "parts"))
+    assert parts.data.dtype == np.uint16 and parts.axes == "ZYX"
+    record = _record(tmp_path / "parts" / "s0.tif")
+    assert record["timings"]["tasks"] == 2 and [s["index"] for s in record["slices"]] == [[0], [1]]
+    # the first slice is fitted the same way in both modes, with the same intensity scaling
+    np.testing.assert_array_equal(parts.data[0], whole.data[0])

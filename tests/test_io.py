@@ -1,0 +1,123 @@
+"""TIFF in and out with metadata, the engine layout of a file's axes, atomic writes."""
+
+import os
+import stat
+
+import numpy as np
+import pytest
+import tifffile
+
+from napari_dip.io import (EngineLayout, atomic_write, check_axes, leftover_temporaries,
+                           read_tiff, write_tiff)
+
+
+def _stack(shape, dtype=np.uint16):
+    return (np.arange(np.prod(shape)) % 997).astype(dtype).reshape(shape)
+
+
+def test_imagej_hyperstack_keeps_axes_settings_and_scales_pixel_size(tmp_path):
+    data = _stack((3, 2, 8, 8))
+    tifffile.imwrite(tmp_path / "in.tif", data, imagej=True, resolution=(10.0, 10.0),
+                     metadata={"axes": "ZCYX", "unit": "micron", "spacing": 0.3,
+                               "mode": "composite"})
+    image = read_tiff(tmp_path / "in.tif")
+    assert (image.flavour, image.axes, image.resolution) == ("imagej", "ZCYX", (10.0, 10.0))
+    larger = np.repeat(np.repeat(image.data, 2, axis=-1), 2, axis=-2)
+    write_tiff(tmp_path / "out.tif", image.restored(larger, factor=2))
+
+    back = read_tiff(tmp_path / "out.tif")
+    assert back.flavour == "imagej" and back.axes == "ZCYX" and back.data.dtype == np.uint16
+    np.testing.assert_array_equal(back.data, larger)
+    assert back.resolution == pytest.approx((20.0, 20.0))  # pixels per micron doubled
+    assert back.imagej == {"unit": "micron", "spacing": 0.3, "mode": "composite"}
+
+
+def test_ome_tiff_keeps_physical_sizes_divided_by_factor_and_channel_names(tmp_path):
+    data = _stack((2, 3, 8, 8))
+    tifffile.imwrite(tmp_path / "in.ome.tif", data, ome=True,
+                     metadata={"axes": "TCYX", "PhysicalSizeX": 0.2, "PhysicalSizeY": 0.4,
+                               "PhysicalSizeXUnit": "µm", "PhysicalSizeZ": 1.5,
+                               "Channel": {"Name": ["dapi", "gfp", "rfp"]}})
+    image = read_tiff(tmp_path / "in.ome.tif")
+    assert image.flavour == "ome" and image.axes == "TCYX"
+    write_tiff(tmp_path / "out.ome.tif", image.restored(np.zeros((2, 3, 32, 32), np.uint16), 4))
+
+    back = read_tiff(tmp_path / "out.ome.tif")
+    assert back.axes == "TCYX" and back.data.shape == (2, 3, 32, 32)
+    assert back.ome["PhysicalSizeX"] == pytest.approx(0.05)
+    assert back.ome["PhysicalSizeY"] == pytest.approx(0.1)
+    assert back.ome["PhysicalSizeZ"] == pytest.approx(1.5)  # not an image-plane size
+    assert back.ome["channel_names"] == ["dapi", "gfp", "rfp"]
+
+
+def test_plain_tiff_keeps_axes_resolution_and_unit(tmp_path):
+    data = _stack((4, 8, 8), np.float32)
+    tifffile.imwrite(tmp_path / "in.tif", data, resolution=(5.0, 2.5), resolutionunit="CENTIMETER",
+                     photometric="minisblack", metadata={"axes": "TYX"})
+    image = read_tiff(tmp_path / "in.tif")
+    write_tiff(tmp_path / "out.tif", image.restored(image.data))
+    back = read_tiff(tmp_path / "out.tif")
+    assert (back.flavour, back.axes, back.data.dtype) == ("tiff", "TYX", np.float32)
+    assert back.resolution == pytest.approx((5.0, 2.5)) and back.resolution_unit == 3
+
+
+def test_unreadable_file_gives_a_one_line_reason(tmp_path):
+    (tmp_path / "bad.tif").write_bytes(b"II*\x00" + b"\xff" * 20)
+    with pytest.raises(ValueError, match="not a readable TIFF image") as error:
+        read_tiff(tmp_path / "bad.tif")
+    assert "\n" not in str(error.value)
+
+
+def test_axes_override_is_checked(tmp_path):
+    tifffile.imwrite(tmp_path / "in.tif", _stack((3, 8, 8)), photometric="minisblack",
+                     metadata={"axes": "ZYX"})
+    assert read_tiff(tmp_path / "in.tif", axes="tyx").axes == "TYX"
+    with pytest.raises(ValueError, match="name 4 dimension"):
+        read_tiff(tmp_path / "in.tif", axes="TZYX")
+    for bad, message in [("ZZX", "distinct"), ("ZYQ", "Y and X"), ("CSYX", "both C and S")]:
+        with pytest.raises(ValueError, match=message):
+            check_axes(bad, len(bad))
+
+
+def test_engine_layout_moves_the_image_plane_last_and_back():
+    layout = EngineLayout.for_axes("YXZ")
+    data = np.arange(4 * 5 * 3).reshape(4, 5, 3)
+    engine = layout.to_engine(data)
+    assert engine.shape == (3, 4, 5) and layout.stack_axes == "Z"
+    np.testing.assert_array_equal(layout.from_engine(engine), data)
+
+    hyperstack = EngineLayout.for_axes("TZCYX")
+    assert hyperstack.order == (0, 1, 2, 3, 4) and hyperstack.channel_axis == 2
+    assert hyperstack.stack_axes == "TZ"
+
+
+def test_masks_of_every_accepted_shape_become_plane_or_per_slice_masks():
+    layout = EngineLayout.for_axes("ZCYX")
+    shape = (3, 2, 8, 8)
+    plane = np.zeros((8, 8), np.uint8)
+    plane[2, 3] = 255
+    assert layout.mask_to_engine(plane, shape).shape == (8, 8)
+    full = np.zeros(shape, bool)
+    full[1, 1, 4, 4] = True  # missing in one channel only -> missing for the pixel
+    per_slice = layout.mask_to_engine(full, shape)
+    assert per_slice.shape == (3, 8, 8) and per_slice[1, 4, 4] and per_slice.sum() == 1
+    assert layout.mask_to_engine(np.ones((3, 8, 8)), shape).shape == (3, 8, 8)
+    with pytest.raises(ValueError, match="mask has shape"):
+        layout.mask_to_engine(np.ones((5, 5)), shape)
+
+
+def test_atomic_write_keeps_the_old_file_on_failure_and_uses_normal_permissions(tmp_path):
+    target = tmp_path / "out.tif"
+    atomic_write(target, lambda tmp: tmp.write_bytes(b"first"))
+
+    def crash(tmp):
+        tmp.write_bytes(b"half")
+        raise RuntimeError("disk full")
+
+    with pytest.raises(RuntimeError):
+        atomic_write(target, crash)
+    assert target.read_bytes() == b"first"
+    assert leftover_temporaries(target) == []
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE(target.stat().st_mode) == 0o666 & ~umask
