@@ -13,7 +13,6 @@ import dataclasses
 import glob
 import os
 import platform
-import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -276,35 +275,12 @@ def restore_array(data: np.ndarray, layout: EngineLayout, mask: np.ndarray | Non
     steps = iter_restore_stack(data, task=request.task, mask=mask, factor=request.factor,
                                preset=request.preset, channel_axis=layout.channel_axis,
                                seed=request.seed, device=request.device, **request.settings)
-    for last in _one_start_at_a_time(steps):
+    for last in steps:
         if on_snapshot is not None:
             on_snapshot(last)
         if last.snapshot.done:
             slices.append({"index": list(last.index), **slice_record(last.snapshot)})
     return last.result, slices
-
-
-_NETWORK_START_LOCK = threading.Lock()
-
-
-def _one_start_at_a_time(steps):
-    """Yield stack snapshots, holding a process-wide lock while each slice's fit starts.
-
-    The engine seeds a network's initial weights through torch's global random generator, so
-    two fits starting at once in threads of one process (a Dask worker with several threads)
-    would draw from each other's seed; with the lock, every result is repeatable from its seed.
-    """
-    starting = True
-    while True:
-        if starting:
-            with _NETWORK_START_LOCK:
-                step = next(steps, None)
-        else:
-            step = next(steps, None)
-        if step is None:
-            return
-        yield step
-        starting = step.snapshot.done
 
 
 def slice_record(snapshot) -> dict[str, Any]:
