@@ -57,12 +57,14 @@ def nuclei_image(shape: tuple[int, ...] = (256, 256), seed: int = 0) -> np.ndarr
     from skimage import data
 
     side = max(shape)
-    blobs = data.binary_blobs(side, blob_size_fraction=24.0 / side, n_dim=len(shape),
-                              volume_fraction=0.25, rng=seed).astype(np.float32)
-    blobs = blobs[tuple(slice(0, n) for n in shape)]
+    blobs = data.binary_blobs(side, blob_size_fraction=min(24.0 / side, 0.25),
+                              n_dim=len(shape), volume_fraction=0.25,
+                              rng=seed).astype(np.float32)
+    # the central part of the cube, so that a thin stack still cuts through nuclei
+    blobs = blobs[tuple(slice((side - n) // 2, (side - n) // 2 + n) for n in shape)]
     sigma = (2.0,) * len(shape) if len(shape) == 2 else (3.0, 1.5, 1.5)
     signal = ndimage.gaussian_filter(blobs, sigma)
-    signal = 0.08 + 0.8 * signal / signal.max()
+    signal = 0.08 + 0.8 * signal / max(float(signal.max()), 1e-6)
     return np.ascontiguousarray(signal, dtype=np.float32)
 
 
