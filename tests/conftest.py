@@ -33,3 +33,54 @@ def tiny(**overrides):
 @pytest.fixture
 def rng():
     return np.random.default_rng(1234)
+
+
+# ----------------------------------------------------------------------------- a display for Qt
+
+def _start_xvfb():
+    """Start a private Xvfb server and point DISPLAY at it; return the process (or None)."""
+    import os
+    import shutil
+    import subprocess
+
+    if os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY") or not shutil.which("Xvfb"):
+        return None
+    read_end, write_end = os.pipe()
+    # -displayfd: Xvfb picks a free display number and writes it to us once it is ready
+    server = subprocess.Popen(["Xvfb", "-displayfd", str(write_end), "-screen", "0",
+                               "1280x1024x24", "-nolisten", "tcp"], pass_fds=(write_end,),
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    os.close(write_end)
+    with os.fdopen(read_end) as ready:
+        number = ready.readline().strip()
+    if not number:
+        server.kill()
+        return None
+    os.environ["DISPLAY"] = f":{number}"
+    return server
+
+
+def pytest_configure(config):
+    import os
+
+    os.environ.setdefault("QT_API", "pyqt6")
+    config._napari_dip_xvfb = _start_xvfb()
+
+
+def pytest_unconfigure(config):
+    server = getattr(config, "_napari_dip_xvfb", None)
+    if server is not None:
+        server.terminate()
+        server.wait(timeout=10)
+
+
+def pytest_collection_modifyitems(config, items):
+    import os
+
+    if os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"):
+        return
+    skip = pytest.mark.skip(reason="needs a display for the napari viewer: install Xvfb "
+                                   "(Debian: apt install xvfb libgl1-mesa-dri) or set DISPLAY")
+    for item in items:
+        if "qt" in item.keywords:
+            item.add_marker(skip)

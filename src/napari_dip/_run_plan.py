@@ -1,0 +1,162 @@
+"""What a widget run restores and where its result goes, without Qt, napari or torch.
+
+The widget turns an image layer (its data, RGB flag and geometry), the viewer's current
+position and the user's choices into a :class:`RunPlan`: which part of the data to hand to
+:func:`napari_dip.iter_restore_stack`, which axis holds channels, and the geometry (scale,
+translate) that makes the result overlay the input. Kept apart from the Qt code so it is
+tested in a plain ``pytest``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class ImageAxes:
+    """The roles of the axes of an image layer's data.
+
+    ``channel`` is the data axis holding channels (the last one for RGB layers) or None;
+    ``plane`` the two image-plane axes (the last two non-channel axes); ``leading`` every other
+    axis (Z, T, ...), each a candidate for a slice-wise stack run. An ``rgb`` layer has no layer
+    dimension (no scale, no slider) for its channel axis.
+    """
+
+    ndim: int
+    channel: int | None
+    plane: tuple[int, int]
+    leading: tuple[int, ...]
+    rgb: bool = False
+
+    @classmethod
+    def of(cls, ndim: int, *, rgb: bool = False, channel: int | None = None) -> ImageAxes:
+        if rgb:
+            channel = ndim - 1
+        elif channel is not None:
+            if not -ndim <= channel < ndim:
+                raise ValueError(f"channel axis {channel} is out of range for {ndim}D data")
+            channel %= ndim
+        spatial = tuple(a for a in range(ndim) if a != channel)
+        if len(spatial) < 2:
+            raise ValueError(f"the layer has {ndim} dimension(s)"
+                             f"{' including channels' if channel is not None else ''}; "
+                             f"restoration needs two image-plane axes")
+        return cls(ndim, channel, spatial[-2:], spatial[:-2], rgb)
+
+    @property
+    def spatial(self) -> tuple[int, ...]:
+        return self.leading + self.plane
+
+    @property
+    def layer_dims(self) -> tuple[int, ...]:
+        """The data axes that are napari layer dimensions (all but an RGB axis)."""
+        return tuple(a for a in range(self.ndim) if not (self.rgb and a == self.channel))
+
+
+def stack_scopes(axes: ImageAxes) -> list[tuple[int, ...]]:
+    """The choices of axes to loop over in a whole-stack run: each leading axis alone, then
+    all of them together when there are several."""
+    scopes = [(a,) for a in axes.leading]
+    if len(axes.leading) > 1:
+        scopes.append(axes.leading)
+    return scopes
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    """The region of the layer's data one run restores.
+
+    ``region`` indexes the data and keeps every axis (fixed axes become length 1), so the
+    restored region lines up with the input once ``fixed`` offsets are added to its translate.
+    """
+
+    axes: ImageAxes
+    region: tuple[slice, ...]
+    fixed: dict[int, int]
+    looped: tuple[int, ...]
+    factor: int
+
+    def output_shape(self, region_shape: tuple[int, ...]) -> tuple[int, ...]:
+        """Shape of the restored region, given the shape of the region's input data."""
+        out = list(region_shape)
+        for a in self.axes.plane:
+            out[a] *= self.factor
+        return tuple(out)
+
+
+def plan_run(axes: ImageAxes, shape: tuple[int, ...], position: tuple[int, ...], *,
+             stack_axes: tuple[int, ...] | None, factor: int | None = None) -> RunPlan:
+    """Plan a run over the current slice (``stack_axes=None``) or a whole stack.
+
+    ``position`` is the viewer's current index along each spatial axis of the data (the layer's
+    dimensions, without an RGB axis); ``stack_axes`` are the leading axes to loop over, every
+    other leading axis stays at its current index.
+    """
+    if len(shape) != axes.ndim:
+        raise ValueError(f"data of shape {shape} does not have {axes.ndim} dimensions")
+    stack_axes = tuple(stack_axes or ())
+    stray = set(stack_axes) - set(axes.leading)
+    if stray:
+        raise ValueError(f"axes {sorted(stray)} are not stack axes of this layer; "
+                         f"choose among {list(axes.leading)}")
+    fixed = {}
+    region = [slice(None)] * axes.ndim
+    for a in axes.leading:
+        if a not in stack_axes:
+            index = int(np.clip(position[a], 0, shape[a] - 1))
+            fixed[a] = index
+            region[a] = slice(index, index + 1)
+    return RunPlan(axes, tuple(region), fixed, stack_axes, int(factor or 1))
+
+
+def mask_for_plan(labels: np.ndarray, image_shape: tuple[int, ...], plan: RunPlan) -> np.ndarray:
+    """The boolean "missing" mask (label > 0) for the planned region, shaped like the region's
+    spatial axes.
+
+    A Labels layer whose shape matches the image's last spatial axes applies along the axes it
+    lacks: a 2D one to every slice, a (Z, Y, X) one to every time point of a (T, Z, Y, X)
+    stack; one that matches all spatial axes is used slice by slice. Any other shape is refused
+    with a ``ValueError`` saying what would fit.
+    """
+    spatial_shape = tuple(image_shape[a] for a in plan.axes.spatial)
+    labels_shape = tuple(np.shape(labels))
+    k = len(labels_shape)
+    if not (2 <= k <= len(spatial_shape) and labels_shape == spatial_shape[-k:]):
+        fits = " or ".join(str(spatial_shape[-n:]) for n in range(2, len(spatial_shape) + 1))
+        raise ValueError(f"the Labels layer has shape {labels_shape}, which does not fit the "
+                         f"image (pixels {spatial_shape}); paint the mask on a Labels layer of "
+                         f"shape {fits} (label > 0 = missing), e.g. one created from the image "
+                         f"with New Labels")
+    own_axes = plan.axes.spatial[-k:]
+    region = np.asarray(labels[tuple(plan.region[a] for a in own_axes)]) > 0
+    region_shape = tuple(len(range(*plan.region[a].indices(image_shape[a])))
+                         for a in plan.axes.spatial)
+    return np.broadcast_to(region, region_shape)
+
+
+@dataclass(frozen=True)
+class Geometry:
+    """Where a layer's data sits in the world: per layer dimension (no RGB axis)."""
+
+    scale: tuple[float, ...]
+    translate: tuple[float, ...]
+
+
+def output_geometry(geometry: Geometry, plan: RunPlan) -> Geometry:
+    """Scale and translate that overlay the restored region on the input.
+
+    Fixed axes are shifted to the slice they came from. Super-resolved plane axes get
+    ``scale / factor`` and their translate moved by ``scale * (1 / factor - 1) / 2``, so the
+    first output pixel starts where the first input pixel starts.
+    """
+    scale, translate = list(geometry.scale), list(geometry.translate)
+    for position, a in enumerate(plan.axes.layer_dims):
+        if a in plan.fixed:
+            translate[position] += plan.fixed[a] * scale[position]
+        elif a in plan.axes.plane and plan.factor > 1:
+            translate[position] += scale[position] * (1.0 / plan.factor - 1.0) / 2.0
+            scale[position] /= plan.factor
+    return Geometry(tuple(scale), tuple(translate))
+

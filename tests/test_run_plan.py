@@ -1,0 +1,85 @@
+"""The widget's Qt-free planning: axes roles, regions, Labels masks and output geometry."""
+
+import numpy as np
+import pytest
+
+from napari_dip._run_plan import (Geometry, ImageAxes, mask_for_plan, output_geometry, plan_run,
+                                  stack_scopes)
+
+
+@pytest.mark.parametrize("ndim, rgb, channel, plane, leading", [
+    (2, False, None, (0, 1), ()),
+    (3, False, None, (1, 2), (0,)),            # Z, Y, X
+    (4, True, None, (1, 2), (0,)),             # Z, Y, X, RGB
+    (4, False, 1, (2, 3), (0,)),               # Z, C, Y, X
+    (4, False, None, (2, 3), (0, 1)),          # T, Z, Y, X
+])
+def test_axes_roles(ndim, rgb, channel, plane, leading):
+    axes = ImageAxes.of(ndim, rgb=rgb, channel=channel)
+    assert (axes.plane, axes.leading) == (plane, leading)
+
+
+def test_rgb_axis_is_no_layer_dimension_and_a_lone_plane_is_refused():
+    assert ImageAxes.of(3, rgb=True).layer_dims == (0, 1)
+    with pytest.raises(ValueError, match="two image-plane axes"):
+        ImageAxes.of(2, channel=0)
+
+
+def test_stack_scopes_offer_each_leading_axis_and_all_of_them():
+    assert stack_scopes(ImageAxes.of(2)) == []
+    assert stack_scopes(ImageAxes.of(4)) == [(0,), (1,), (0, 1)]
+
+
+def test_current_slice_keeps_every_axis_and_whole_stack_loops():
+    axes = ImageAxes.of(4)  # T, Z, Y, X
+    shape = (2, 5, 16, 16)
+    current = plan_run(axes, shape, (1, 3, 0, 0), stack_axes=None)
+    assert current.fixed == {0: 1, 1: 3}
+    assert np.zeros(shape)[current.region].shape == (1, 1, 16, 16)
+    along_z = plan_run(axes, shape, (1, 3, 0, 0), stack_axes=(1,), factor=2)
+    assert along_z.fixed == {0: 1}
+    assert along_z.output_shape(np.zeros(shape)[along_z.region].shape) == (1, 5, 32, 32)
+    with pytest.raises(ValueError, match="not stack axes"):
+        plan_run(axes, shape, (0, 0, 0, 0), stack_axes=(2,))
+
+
+def test_a_2d_labels_layer_masks_every_slice_and_an_nd_one_slice_by_slice():
+    axes = ImageAxes.of(3)
+    shape = (3, 8, 8)
+    labels2d = np.zeros((8, 8), dtype=np.uint8)
+    labels2d[2:4, 2:4] = 5
+    plan = plan_run(axes, shape, (0, 0, 0), stack_axes=(0,))
+    mask = mask_for_plan(labels2d, shape, plan)
+    assert mask.shape == shape and mask.dtype == bool
+    assert mask.sum() == 3 * 4
+
+    labels3d = np.zeros(shape, dtype=np.uint8)
+    labels3d[1, 0, 0] = 1
+    current = plan_run(axes, shape, (1, 0, 0), stack_axes=None)
+    assert mask_for_plan(labels3d, shape, current).sum() == 1
+    other = plan_run(axes, shape, (2, 0, 0), stack_axes=None)
+    assert mask_for_plan(labels3d, shape, other).sum() == 0
+
+
+def test_a_channel_axis_is_left_out_of_the_mask():
+    axes = ImageAxes.of(3, rgb=True)
+    plan = plan_run(axes, (8, 8, 3), (0, 0), stack_axes=None)
+    assert mask_for_plan(np.ones((8, 8)), (8, 8, 3), plan).shape == (8, 8)
+
+
+def test_a_labels_layer_that_fits_nothing_is_refused_with_the_shapes_that_would_fit():
+    axes = ImageAxes.of(3)
+    plan = plan_run(axes, (3, 8, 8), (0, 0, 0), stack_axes=None)
+    with pytest.raises(ValueError, match=r"shape \(5, 5\).*\(8, 8\) or \(3, 8, 8\)"):
+        mask_for_plan(np.zeros((5, 5)), (3, 8, 8), plan)
+
+
+def test_super_resolved_pixels_start_where_the_input_pixels_start():
+    axes = ImageAxes.of(3)
+    plan = plan_run(axes, (4, 8, 8), (2, 0, 0), stack_axes=None, factor=4)
+    geometry = output_geometry(Geometry((3.0, 2.0, 1.0), (100.0, 10.0, 20.0)), plan)
+    assert geometry.scale == (3.0, 0.5, 0.25)
+    assert geometry.translate[0] == 100.0 + 2 * 3.0  # the slice it came from
+    for k in (1, 2):
+        old_edge = (10.0, 20.0)[k - 1] - (2.0, 1.0)[k - 1] / 2
+        assert geometry.translate[k] - geometry.scale[k] / 2 == pytest.approx(old_edge)

@@ -1,0 +1,292 @@
+"""The dock widget, driven in a real napari viewer (under Xvfb when there is no display).
+
+Images are tiny and runs short ("quick" preset, tens of iterations) so the file stays fast on a
+2-core CPU.
+"""
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from qtpy.QtCore import Qt
+
+from napari_dip._sample_data import make_damaged_cell, make_noisy_nuclei
+from napari_dip.operators import psnr
+
+RUN_TIMEOUT_MS = 60_000
+
+
+# ----------------------------------------------------------------------------- without a viewer
+
+def test_the_manifest_is_valid_and_names_the_widget_and_samples():
+    from npe2 import PluginManifest
+
+    manifest = PluginManifest.from_distribution("napari-dip")
+    assert [w.display_name for w in manifest.contributions.widgets] == ["Deep Image Prior"]
+    assert {s.key for s in manifest.contributions.sample_data} >= {
+        "noisy_nuclei", "noisy_nuclei_stack", "damaged_cell"}
+
+
+def test_importing_the_widget_module_does_not_import_torch():
+    code = "import sys, napari_dip._widget; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+# ----------------------------------------------------------------------------- in a viewer
+
+@pytest.fixture(autouse=True)
+def private_settings(tmp_path, monkeypatch):
+    """Each test reads and writes its own settings file, never the user's."""
+    path = tmp_path / "widget.json"
+    monkeypatch.setenv("NAPARI_DIP_SETTINGS", str(path))
+    return path
+
+
+@pytest.fixture
+def notifications():
+    """Messages of the napari notifications dispatched during the test."""
+    from napari.utils.notifications import notification_manager
+
+    seen = []
+
+    def record(event):
+        seen.append(event.message if hasattr(event, "message") else str(event))
+
+    notification_manager.notification_ready.connect(record)
+    yield seen
+    notification_manager.notification_ready.disconnect(record)
+
+
+@pytest.fixture
+def dock(make_napari_viewer, qtbot):
+    """A viewer with the widget docked from the plugin manifest: ``(viewer, widget)``."""
+    viewer = make_napari_viewer()
+    _, widget = viewer.window.add_plugin_dock_widget("napari-dip", "Deep Image Prior")
+    yield viewer, widget
+    if widget.running:
+        widget.stop()
+        qtbot.waitUntil(lambda: not widget.running, timeout=RUN_TIMEOUT_MS)
+
+
+def configure(widget, *, task="denoise", max_iterations=40, **knobs):
+    """Pick the task and the 'quick' preset, then change single knobs under Advanced."""
+    from napari_dip._widget import task_label
+
+    widget.task_combo.setCurrentText(task_label(task))
+    widget.preset_combo.setCurrentText("quick")
+    widget.device_combo.choose("cpu")
+    for name, value in dict(max_iterations=max_iterations, **knobs).items():
+        widget.settings_panel.set_value(name, value)
+
+
+def run_to_end(qtbot, widget):
+    qtbot.mouseClick(widget.run_button, Qt.MouseButton.LeftButton)
+    assert widget.running and widget.run_button.text() == "Stop"
+    qtbot.waitUntil(lambda: not widget.running, timeout=RUN_TIMEOUT_MS)
+    assert widget.run_button.text() == "Run"
+    return widget.result_layer
+
+
+qt = pytest.mark.qt
+
+
+@qt
+def test_the_widget_opens_from_the_manifest(dock):
+    from napari_dip._widget import RestoreWidget
+    from napari_dip.config import describe_fields
+
+    viewer, widget = dock
+    assert isinstance(widget, RestoreWidget)
+    assert widget.preset_combo.currentText() in ("auto", "quick")
+    names = {spec["name"] for spec in describe_fields()}
+    assert set(widget.settings_panel.controls) == names
+
+
+@qt
+def test_denoising_a_2d_image_beats_the_input_psnr(dock, qtbot):
+    viewer, widget = dock
+    clean, noisy = make_noisy_nuclei((32, 32))
+    layer = viewer.add_image(noisy, name="noisy", colormap="green", scale=(0.5, 0.5),
+                             translate=(3.0, 4.0), contrast_limits=(0.0, 0.9))
+    before = noisy.copy()
+    configure(widget, max_iterations=40)
+    result = run_to_end(qtbot, widget)
+    assert result.name == "noisy [denoise]"
+    assert psnr(result.data, clean) > psnr(noisy, clean) + 2.0
+    np.testing.assert_array_equal(layer.data, before)  # the input layer is never changed
+    assert tuple(result.scale) == (0.5, 0.5) and tuple(result.translate) == (3.0, 4.0)
+    assert result.colormap.name == "green" and tuple(result.contrast_limits) == (0.0, 0.9)
+    record = result.metadata["napari_dip"]
+    assert record["task"] == "denoise" and record["seed"] == 0 and record["finished"]
+    assert record["iterations"] == 40 and record["config"]["max_iterations"] == 40
+    assert "[preview]" not in " ".join(layer.name for layer in viewer.layers)
+
+
+@qt
+def test_inpainting_changes_the_masked_pixels_much_more_than_the_rest(dock, qtbot):
+    viewer, widget = dock
+    clean, damaged, mask = make_damaged_cell(48)
+    viewer.add_image(damaged, name="damaged")
+    viewer.add_labels(mask, name="damage")
+    configure(widget, task="inpaint", max_iterations=40)
+    widget.labels_combo.setCurrentText("damage")
+    widget.image_combo.setCurrentText("damaged")
+    result = run_to_end(qtbot, widget)
+    change = np.abs(result.data - damaged)
+    assert change[mask > 0].mean() > 5 * change[mask == 0].mean()
+    # and the masked pixels moved towards the truth, not anywhere
+    assert (np.abs(result.data - clean)[mask > 0].mean()
+            < 0.5 * np.abs(damaged - clean)[mask > 0].mean())
+
+
+@qt
+def test_super_resolution_doubles_the_shape_and_overlays_the_input(dock, qtbot):
+    viewer, widget = dock
+    _, low = make_noisy_nuclei((16, 16), sigma=0.0)
+    layer = viewer.add_image(low, name="low", scale=(2.0, 3.0), translate=(10.0, 20.0))
+    configure(widget, task="super_resolve", max_iterations=5)
+    widget.factor_combo.setCurrentText("2")
+    result = run_to_end(qtbot, widget)
+    assert result.name == "low [super-resolve]" and result.data.shape == (32, 32)
+    assert tuple(result.scale) == (1.0, 1.5)
+    # the world position of an input pixel's centre lands on the centre of its 2x2 block
+    for pixel in [(0, 0), (5, 11), (15, 15)]:
+        world = layer.data_to_world(pixel)
+        np.testing.assert_allclose(result.world_to_data(world), 2 * np.array(pixel) + 0.5)
+
+
+@pytest.fixture
+def noisy_stack(dock):
+    viewer, widget = dock
+    clean, noisy = make_noisy_nuclei((3, 32, 32))
+    layer = viewer.add_image(noisy, name="stack", scale=(2.0, 0.5, 0.5),
+                             axis_labels=("z", "y", "x"))
+    return clean, noisy, layer
+
+
+@qt
+def test_a_current_slice_run_restores_the_slice_on_screen_only(dock, qtbot, noisy_stack):
+    viewer, widget = dock
+    clean, noisy, _ = noisy_stack
+    viewer.dims.set_current_step(0, 2)
+    configure(widget, max_iterations=40)
+    widget.set_scope(False)
+    result = run_to_end(qtbot, widget)
+    assert result.data.shape == (1, 32, 32)
+    assert tuple(result.translate) == (4.0, 0.0, 0.0)  # slice 2 at 2 units per slice
+    assert tuple(result.axis_labels) == ("z", "y", "x")
+    assert psnr(result.data[0], clean[2]) > psnr(noisy[2], clean[2]) + 2.0
+
+
+@qt
+def test_a_whole_stack_run_restores_every_slice(dock, qtbot, noisy_stack):
+    viewer, widget = dock
+    clean, noisy, _ = noisy_stack
+    configure(widget, max_iterations=40, warm_start_fraction=0.5)
+    widget.set_scope(True, axis=0)
+    assert widget.scope_combo.currentText() == "whole stack along z"
+    result = run_to_end(qtbot, widget)
+    assert result.data.shape == noisy.shape and tuple(result.translate) == (0.0, 0.0, 0.0)
+    assert result.metadata["napari_dip"]["slices_done"] == 3
+    for k in range(3):
+        assert psnr(result.data[k], clean[k]) > psnr(noisy[k], clean[k]) + 1.0, k
+
+
+@qt
+def test_the_preview_layer_updates_during_a_run(dock, qtbot, monkeypatch):
+    import napari_dip._widget as widget_module
+
+    monkeypatch.setattr(widget_module, "PREVIEW_INTERVAL_S", 0.0)
+    viewer, widget = dock
+    _, noisy = make_noisy_nuclei((32, 32))
+    viewer.add_image(noisy, name="noisy")
+    configure(widget, max_iterations=100_000, report_every=1)
+    widget.run()
+    preview = widget.preview_layer
+    assert preview is not None and preview.name == "noisy [preview]"
+    qtbot.waitUntil(lambda: preview.data.any(), timeout=RUN_TIMEOUT_MS)
+    first = preview.data.copy()
+    qtbot.waitUntil(lambda: not np.array_equal(preview.data, first), timeout=RUN_TIMEOUT_MS)
+    assert widget.running and preview in viewer.layers
+    widget.stop()
+    qtbot.waitUntil(lambda: not widget.running, timeout=RUN_TIMEOUT_MS)
+    assert preview not in viewer.layers
+
+
+@qt
+def test_stop_ends_the_run_and_keeps_the_result_so_far(dock, qtbot):
+    viewer, widget = dock
+    _, noisy = make_noisy_nuclei((32, 32))
+    layer = viewer.add_image(noisy, name="noisy")
+    before = noisy.copy()
+    configure(widget, max_iterations=100_000, report_every=1)
+    widget.run()
+    qtbot.waitUntil(lambda: widget.state.last is not None, timeout=RUN_TIMEOUT_MS)
+    qtbot.mouseClick(widget.run_button, Qt.MouseButton.LeftButton)  # it reads Stop now
+    qtbot.waitUntil(lambda: not widget.running, timeout=30_000)
+    result = widget.result_layer
+    assert result is not None and result.name == "noisy [denoise]"
+    assert result.data.shape == noisy.shape and result.data.any()
+    record = result.metadata["napari_dip"]
+    assert not record["finished"] and 1 <= record["iterations"] < 100_000
+    assert widget.run_button.text() == "Run" and "stopped" in widget.progress_bar.format()
+    np.testing.assert_array_equal(layer.data, before)
+
+
+@qt
+def test_a_mismatched_mask_gives_a_notification_and_no_run(dock, qtbot, notifications):
+    viewer, widget = dock
+    viewer.add_image(np.random.default_rng(0).random((32, 32), dtype=np.float32), name="image")
+    viewer.add_labels(np.ones((20, 20), dtype=np.uint8), name="wrong")
+    configure(widget, task="inpaint")
+    widget.labels_combo.setCurrentText("wrong")
+    widget.image_combo.setCurrentText("image")
+    n_layers = len(viewer.layers)
+    qtbot.mouseClick(widget.run_button, Qt.MouseButton.LeftButton)
+    assert not widget.running and widget.run_button.text() == "Run"
+    assert len(viewer.layers) == n_layers
+    assert any("(20, 20)" in m and "(32, 32)" in m for m in notifications), notifications
+
+
+@qt
+def test_an_error_in_the_worker_is_notified_and_the_widget_is_ready_again(dock, qtbot,
+                                                                          notifications):
+    viewer, widget = dock
+    viewer.add_image(np.zeros((32, 32), dtype=np.float32), name="image")
+    configure(widget, max_iterations=5)
+    widget.device_combo.choose("cuda:7")  # no such GPU here
+    run_to_end(qtbot, widget)
+    assert any("cuda:7" in m for m in notifications), notifications
+    assert widget.result_layer is None and [layer.name for layer in viewer.layers] == ["image"]
+    widget.device_combo.choose("cpu")
+    assert run_to_end(qtbot, widget).data.shape == (32, 32)
+
+
+@qt
+def test_settings_persist_to_the_next_widget(dock, make_napari_viewer, private_settings):
+    from napari_dip._widget import RestoreWidget
+
+    _, widget = dock
+    configure(widget, task="super_resolve", max_iterations=123)
+    widget.factor_combo.setCurrentText("4")
+    widget.seed_spin.setValue(7)
+    again = RestoreWidget(make_napari_viewer())
+    assert again.task == "super_resolve" and again.factor == 4
+    assert again.seed_spin.value() == 7 and again.device_combo.currentText() == "cpu"
+    assert again.settings_panel.overrides() == {"max_iterations": 123}
+    assert private_settings.exists()
+
+
+@qt
+@pytest.mark.parametrize("key, kinds", [
+    ("noisy_cell", ["image"]), ("noisy_nuclei", ["image"]), ("noisy_nuclei_stack", ["image"]),
+    ("damaged_cell", ["image", "labels"])])
+def test_sample_data_open(make_napari_viewer, key, kinds):
+    viewer = make_napari_viewer()
+    viewer.open_sample("napari-dip", key)
+    assert [layer._type_string for layer in viewer.layers] == kinds
+    shapes = {layer.data.shape for layer in viewer.layers}
+    assert len(shapes) == 1  # a mask has the shape of its image
+    assert all(layer.data.any() for layer in viewer.layers)
