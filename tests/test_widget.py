@@ -171,7 +171,7 @@ def test_a_current_slice_run_restores_the_slice_on_screen_only(dock, qtbot, nois
     viewer, widget = dock
     clean, noisy, _ = noisy_stack
     viewer.dims.set_current_step(0, 2)
-    configure(widget, max_iterations=40)
+    configure(widget, max_iterations=80)
     widget.set_scope(False)
     result = run_to_end(qtbot, widget)
     assert result.data.shape == (1, 32, 32)
@@ -212,7 +212,9 @@ def test_the_preview_layer_updates_during_a_run(dock, qtbot, monkeypatch):
     assert widget.running and preview in viewer.layers
     widget.stop()
     qtbot.waitUntil(lambda: not widget.running, timeout=RUN_TIMEOUT_MS)
-    assert preview not in viewer.layers
+    # the preview layer itself becomes the result layer: no preview is left behind
+    assert [layer.name for layer in viewer.layers] == ["noisy", "noisy [denoise]"]
+    assert widget.result_layer is preview
 
 
 @qt

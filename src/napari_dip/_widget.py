@@ -692,20 +692,26 @@ class RestoreWidget(QWidget):
         state, context = self.state, self._run_context
         self.worker = None
         self.run_button.setText("Run")
-        if self.preview_layer is not None and self.preview_layer in self.viewer.layers:
-            self.viewer.layers.remove(self.preview_layer)
-        self.preview_layer = None
-        if state.error is not None:
-            self.progress_bar.setFormat("failed: see the notification")
-            show_error(state.error)
-        elif state.last is None:
-            self.progress_bar.setFormat("stopped before the first result")
-            show_info("Deep Image Prior: stopped before the first snapshot; no result to keep.")
+        preview, self.preview_layer = self.preview_layer, None
+        if preview is not None and preview not in self.viewer.layers:
+            preview = None
+        if state.error is None and state.last is not None:
+            self._add_result(state, context, preview)
         else:
-            self._add_result(state, context)
+            if preview is not None:
+                self.viewer.layers.remove(preview)
+            if state.error is not None:
+                self.progress_bar.setFormat("failed: see the notification")
+                show_error(state.error)
+            else:
+                self.progress_bar.setFormat("stopped before the first result")
+                show_info("Deep Image Prior: stopped before the first snapshot; no result to "
+                          "keep.")
         self._refresh_layers()
 
-    def _add_result(self, state: RunState, context: dict[str, Any]) -> None:
+    def _add_result(self, state: RunState, context: dict[str, Any], preview=None) -> None:
+        """Turn the preview layer into the result layer (or add one): re-using the layer
+        spares the GUI thread the cost of building a new one at the end of the run."""
         from napari.utils.notifications import show_info
 
         layer, request, last = context["layer"], context["request"], state.last
@@ -721,9 +727,15 @@ class RestoreWidget(QWidget):
             "slices_done": last.slice_number + (1 if last.snapshot.done else 0),
             "n_slices": last.n_slices, **run_record(last.snapshot)}}
         suffix = f"[{task_label(request.task)}]"
-        self.result_layer = self.viewer.add_image(
-            last.result.copy(), name=f"{layer.name} {suffix}", metadata=metadata,
-            **self._layer_style(layer))
+        name = f"{layer.name} {suffix}"
+        if preview is not None:
+            preview.data = last.result.copy()
+            preview.name, preview.metadata = name, metadata
+            self.result_layer = preview
+        else:
+            self.result_layer = self.viewer.add_image(last.result.copy(), name=name,
+                                                      metadata=metadata,
+                                                      **self._layer_style(layer))
         self.uncertainty_layer = None
         if state.uncertainty:
             self.uncertainty_layer = self._add_uncertainty(state, layer, suffix, metadata)
