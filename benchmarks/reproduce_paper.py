@@ -131,7 +131,7 @@ def measure(spec: dict, args) -> dict:
 def write_doc() -> None:
     """Rewrite the table in docs/benchmarks.md from every stored result."""
     results = [json.loads(p.read_text()) for p in sorted(RESULTS.glob("paper_*.json"))]
-    lines = [START, "",
+    lines = ["",
              "| run | size | iterations (paper's) | input PSNR | PSNR at end | best PSNR (iteration) "
              "| time | machine | paper | command |",
              "|---|---|---|---|---|---|---|---|---|---|"]
@@ -142,14 +142,19 @@ def write_doc() -> None:
             f"{r['input_psnr']:.2f} ({r['input_label']}) | "
             f"{r['final_psnr']:.2f} | {r['best_psnr']:.2f} ({r['best_iteration']}) | "
             f"{r['seconds'] / 60:.1f} min | {r['machine']} | {r['paper']} | `{r['command']}` |")
-    lines += ["", END]
-    text = DOC.read_text() if DOC.exists() else "# Benchmarks\n\n"
-    block = "\n".join(lines)
-    if START in text:
-        head, rest = text.split(START, 1)
-        text = head + block + rest.split(END, 1)[1]
+    write_section(START, END, "Reproducing the paper", lines)
+
+
+def write_section(start: str, end: str, heading: str, lines: list[str]) -> None:
+    """Replace the block between ``start`` and ``end`` in docs/benchmarks.md (or append it
+    under ``heading``), leaving the rest of the page as it is."""
+    block = "\n".join([start, *lines, "", end])
+    text = DOC.read_text() if DOC.exists() else "# Benchmarks\n"
+    if start in text:
+        head, rest = text.split(start, 1)
+        text = head + block + rest.split(end, 1)[1]
     else:
-        text = text.rstrip() + "\n\n## Reproducing the paper\n\n" + block + "\n"
+        text = text.rstrip() + f"\n\n## {heading}\n\n" + block + "\n"
     DOC.write_text(text)
 
 

@@ -30,7 +30,8 @@ from napari_dip.config import get_config
 from napari_dip.operators import psnr
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from reproduce_paper import DATA, DOC, RESULTS, center_crop, load, psnr_y  # noqa: E402
+from reproduce_paper import (DATA, DOC, RESULTS, center_crop, load, psnr_y,  # noqa: E402
+                             write_section)
 
 START, END = "<!-- stopping:start -->", "<!-- stopping:end -->"
 PLOT = DOC.parent / "images" / "stopping_curves.png"
@@ -95,7 +96,7 @@ def long_run(image, clean, task, kwargs, metric, preset, cap, seed, **settings):
 
 def write_doc() -> None:
     results = [json.loads(p.read_text()) for p in sorted(RESULTS.glob("stopping_*.json"))]
-    lines = [START, "",
+    lines = ["",
              "| image | size | preset (rule) | stop iteration | PSNR at stop | peak PSNR "
              "(iteration) | gap | Bayesian mean PSNR | input PSNR | command |",
              "|---|---|---|---|---|---|---|---|---|---|"]
@@ -106,15 +107,7 @@ def write_doc() -> None:
                      f"{r['stop_psnr']:.2f} | {r['peak_psnr']:.2f} ({r['peak_iteration']}) | "
                      f"{r['peak_psnr'] - r['stop_psnr']:.2f} | {bayes} | {r['input_psnr']:.2f} | "
                      f"`{r['command']}` |")
-    lines += ["", END]
-    block = "\n".join(lines)
-    text = DOC.read_text() if DOC.exists() else "# Benchmarks\n"
-    if START in text:
-        head, rest = text.split(START, 1)
-        text = head + block + rest.split(END, 1)[1]
-    else:
-        text = text.rstrip() + "\n\n## Automatic stopping\n\n" + block + "\n"
-    DOC.write_text(text)
+    write_section(START, END, "Automatic stopping", lines)
 
 
 def plot(results: list[dict]) -> None:
