@@ -139,6 +139,8 @@ def main(argv=None) -> int:
     parser.add_argument("--limit", type=int, default=2, help="images per set")
     parser.add_argument("--preset", default="auto")
     parser.add_argument("--cap", type=int, default=None, help="iterations of the long run")
+    parser.add_argument("--stopping", default=None, choices=["variance", "holdout"],
+                        help="override the preset's stopping rule")
     parser.add_argument("--bayesian", action="store_true", help="also run Bayesian DIP")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
@@ -150,10 +152,12 @@ def main(argv=None) -> int:
     plotted = []
     for name, task, image, clean, kwargs, metric in cases(args.sets.split(","), args.crop,
                                                           args.limit, args.seed):
-        config = get_config(args.preset, task, kwargs.get("factor"))
+        settings = {"stopping": args.stopping} if args.stopping else {}
+        config = get_config(args.preset, task, kwargs.get("factor"), **settings)
         cap = args.cap or config.max_iterations
         print(f"{name}: {task}, {image.shape}, cap {cap}", flush=True)
-        result = long_run(image, clean, task, kwargs, metric, args.preset, cap, args.seed)
+        result = long_run(image, clean, task, kwargs, metric, args.preset, cap, args.seed,
+                          **settings)
         degraded = image if task != "super_resolve" else None
         result.update(name=name, size="x".join(map(str, clean.shape[:2])), preset=args.preset,
                       rule=config.stopping, command=command,
@@ -167,7 +171,8 @@ def main(argv=None) -> int:
               f"{result['peak_psnr']:.2f} at {result['peak_iteration']}, "
               f"{result['seconds']:.0f} s", flush=True)
         slug = "".join(c if c.isalnum() else "_" for c in name)
-        (RESULTS / f"stopping_{slug}_{args.crop}.json").write_text(json.dumps(result, indent=1))
+        name = f"stopping_{slug}_{args.crop}_{config.stopping}.json"
+        (RESULTS / name).write_text(json.dumps(result, indent=1))
         plotted.append(result)
         write_doc()
     if plotted:
