@@ -116,16 +116,22 @@ def plot(results: list[dict]) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(results), figsize=(4 * len(results), 3.2), squeeze=False)
-    for ax, r in zip(axes[0], results):
+    columns = min(3, len(results))
+    rows = -(-len(results) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(4.2 * columns, 3.2 * rows), squeeze=False)
+    for ax, r in zip(axes.flat, results):
         its = [p["iteration"] for p in r["curve"]]
-        ax.plot(its, [p["psnr"] for p in r["curve"]], label="estimate (EMA)")
+        ax.plot(its, [p["psnr"] for p in r["curve"]], label="estimate (moving average)")
         ax.plot(its, [p["output_psnr"] for p in r["curve"]], lw=0.6, alpha=0.6, label="output")
-        ax.axvline(r["stop_iteration"], color="r", ls="--", label="automatic stop")
+        stop = next(p for p in r["curve"] if p["iteration"] == r["stop_iteration"])
+        ax.axvline(r["stop_iteration"], color="r", ls="--", label="rule stops")
+        ax.plot([stop["best_iteration"]], [r["stop_psnr"]], "ro", label="estimate returned")
         ax.axvline(r["peak_iteration"], color="g", ls=":", label="peak")
-        ax.set_title(r["name"], fontsize=9)
+        ax.set_title(f"{r['name']} ({r['rule']})", fontsize=9)
         ax.set_xlabel("iteration")
         ax.set_ylabel("PSNR (dB)")
+    for ax in list(axes.flat)[len(results):]:
+        ax.axis("off")
     axes[0][0].legend(fontsize=7)
     fig.tight_layout()
     PLOT.parent.mkdir(parents=True, exist_ok=True)
@@ -176,7 +182,7 @@ def main(argv=None) -> int:
         plotted.append(result)
         write_doc()
     if plotted:
-        plot(plotted[:4])
+        plot(plotted[:6])
     return 0
 
 
