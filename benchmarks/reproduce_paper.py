@@ -130,19 +130,25 @@ def measure(spec: dict, args) -> dict:
 
 def write_doc() -> None:
     """Rewrite the table in docs/benchmarks.md from every stored result."""
-    results = [json.loads(p.read_text()) for p in sorted(RESULTS.glob("paper_*.json"))]
-    lines = ["",
-             "| run | size | iterations (paper's) | input PSNR | PSNR at end | best PSNR (iteration) "
-             "| time | machine | paper | command |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
-    for r in results:
-        size = "x".join(str(s) for s in r["shape"][:2])
-        lines.append(
-            f"| {r['name']} | {size} | {r['iterations']} ({r['paper_iterations']}) | "
-            f"{r['input_psnr']:.2f} ({r['input_label']}) | "
-            f"{r['final_psnr']:.2f} | {r['best_psnr']:.2f} ({r['best_iteration']}) | "
-            f"{r['seconds'] / 60:.1f} min | {r['machine']} | {r['paper']} | `{r['command']}` |")
-    write_section(START, END, "Reproducing the paper", lines)
+    def row(r):
+        return [r["name"], "x".join(str(s) for s in r["shape"][:2]),
+                f"{r['iterations']} ({r['paper_iterations']})",
+                f"{r['input_psnr']:.2f} ({r['input_label']})", f"{r['final_psnr']:.2f}",
+                f"{r['best_psnr']:.2f} ({r['best_iteration']})", f"{r['seconds'] / 60:.1f} min",
+                r["machine"], r["paper"], f"`{r['command']}`"]
+
+    write_table(START, END, "Reproducing the paper", "paper_*.json",
+                ["run", "size", "iterations (paper's)", "input PSNR", "PSNR at end",
+                 "best PSNR (iteration)", "time", "machine", "paper", "command"], row)
+
+
+def write_table(start: str, end: str, heading: str, pattern: str, columns: list[str],
+                row) -> None:
+    """A Markdown table with a ``row(result)`` per stored result matching ``pattern``."""
+    results = [json.loads(p.read_text()) for p in sorted(RESULTS.glob(pattern))]
+    lines = ["", "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(row(r)) + " |" for r in results]
+    write_section(start, end, heading, lines)
 
 
 def write_section(start: str, end: str, heading: str, lines: list[str]) -> None:

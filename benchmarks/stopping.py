@@ -31,7 +31,7 @@ from napari_dip.operators import psnr
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from reproduce_paper import (DATA, DOC, RESULTS, center_crop, load, psnr_y,  # noqa: E402
-                             write_section)
+                             write_table)
 
 START, END = "<!-- stopping:start -->", "<!-- stopping:end -->"
 PLOT = DOC.parent / "images" / "stopping_curves.png"
@@ -95,19 +95,18 @@ def long_run(image, clean, task, kwargs, metric, preset, cap, seed, **settings):
 
 
 def write_doc() -> None:
-    results = [json.loads(p.read_text()) for p in sorted(RESULTS.glob("stopping_*.json"))]
-    lines = ["",
-             "| image | size | preset (rule) | stop iteration | PSNR at stop | peak PSNR "
-             "(iteration) | gap | Bayesian mean PSNR | input PSNR | command |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
-    for r in results:
+    def row(r):
         bayes = "–" if r.get("bayesian_psnr") is None else f"{r['bayesian_psnr']:.2f}"
         stop = f"{r['stop_iteration']}" + ("" if r["stopped_before_cap"] else " (cap)")
-        lines.append(f"| {r['name']} | {r['size']} | {r['preset']} ({r['rule']}) | {stop} | "
-                     f"{r['stop_psnr']:.2f} | {r['peak_psnr']:.2f} ({r['peak_iteration']}) | "
-                     f"{r['peak_psnr'] - r['stop_psnr']:.2f} | {bayes} | {r['input_psnr']:.2f} | "
-                     f"`{r['command']}` |")
-    write_section(START, END, "Automatic stopping", lines)
+        return [r["name"], r["size"], f"{r['preset']} ({r['rule']})", stop,
+                f"{r['stop_psnr']:.2f}", f"{r['peak_psnr']:.2f} ({r['peak_iteration']})",
+                f"{r['peak_psnr'] - r['stop_psnr']:.2f}", bayes, f"{r['input_psnr']:.2f}",
+                f"`{r['command']}`"]
+
+    write_table(START, END, "Automatic stopping", "stopping_*.json",
+                ["image", "size", "preset (rule)", "stop iteration", "PSNR at stop",
+                 "peak PSNR (iteration)", "gap", "Bayesian mean PSNR", "input PSNR", "command"],
+                row)
 
 
 def plot(results: list[dict]) -> None:
