@@ -13,8 +13,8 @@ from .config import DIPConfig, check_factor, check_task, get_config
 from .device import describe_device, select_device
 from .fit import FitStep, fit
 from .networks import size_multiple
-from .stack import (IntensityScaling, Observation, from_tensor, prepare_observation,
-                    slice_layout, to_user_layout)
+from .stack import (IntensityScaling, Observation, SliceLayout, channels_to_layout, from_tensor,
+                    prepare_observation, to_user_layout)
 
 
 @dataclass
@@ -148,9 +148,8 @@ def _snapshots(observation: Observation, scaling: IntensityScaling, channel_axis
                 estimate = (torch.stack(finished).sum(0) + estimate) / (len(finished) + 1)
             uncertainty = None
             if step.uncertainty is not None:  # intensity units, no offset
-                uncertainty = from_tensor(step.uncertainty, observation.crop) * scale
-                uncertainty = uncertainty[..., 0] if channel_axis is None else \
-                    np.moveaxis(uncertainty, -1, channel_axis)
+                uncertainty = channels_to_layout(
+                    from_tensor(step.uncertainty, observation.crop) * scale, channel_axis)
             last_run = run_number == config.n_runs - 1
             yield Snapshot(iteration=step.iteration, max_iterations=config.max_iterations,
                            loss=step.loss, image=user(step.output), average=user(step.average),
@@ -251,7 +250,7 @@ def iter_restore_stack(image: np.ndarray, *, task: str = "denoise",
     of :func:`restore_stack`.
     """
     run = _setup(task, mask, factor, preset, seed, device, max_iterations, settings)
-    layout = slice_layout(image, channel_axis, mask=mask, guide=guide, factor=run.factor)
+    layout = SliceLayout(image, channel_axis, mask=mask, guide=guide, factor=run.factor)
     config, warm_config = run.config, run.config
     if config.warm_start_fraction > 0:
         warm_config = config.replace(

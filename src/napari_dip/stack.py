@@ -9,6 +9,7 @@ it. Input arrays are never modified.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -102,12 +103,17 @@ def channels_last(image: np.ndarray, channel_axis: int | None, name: str = "imag
     return np.moveaxis(image, channel_axis, -1)
 
 
+def channels_to_layout(hwc: np.ndarray, channel_axis: int | None) -> np.ndarray:
+    """``(M, N, C)`` -> ``(M, N)`` without a channel axis, else the channels moved to
+    ``channel_axis`` (the inverse of :func:`channels_last`)."""
+    if channel_axis is None:
+        return hwc[..., 0]
+    return np.moveaxis(hwc, -1, channel_axis)
+
+
 def to_user_layout(unit: np.ndarray, scaling: IntensityScaling, channel_axis: int | None) -> np.ndarray:
     """``(M, N, C)`` in [0, 1] -> the caller's layout, dtype and intensity range."""
-    image = scaling.from_unit(unit)
-    if channel_axis is None:
-        return image[..., 0]
-    return np.moveaxis(image, -1, channel_axis)
+    return channels_to_layout(scaling.from_unit(unit), channel_axis)
 
 
 def _check_finite(name: str, array: np.ndarray) -> None:
@@ -248,28 +254,29 @@ class SliceLayout:
         f = factor or 1
         self._result_hwc = np.zeros(self.leading + (hwc.shape[-3] * f, hwc.shape[-2] * f,
                                                     hwc.shape[-1]), dtype=image.dtype)
-        self.result = (self._result_hwc[..., 0] if channel_axis is None
-                       else np.moveaxis(self._result_hwc, -1, self.channel_axis))
-        self._mask = self._per_slice_or_shared("mask", mask, hwc.shape[-3:-1], 2)
-        self._guide = self._per_slice_or_shared("guide", guide, None, None)
+        self.result = channels_to_layout(self._result_hwc, self.channel_axis)  # a view
+        self._mask = self._per_slice_or_shared("mask", mask)
+        plane = hwc.shape[-3:-1]
+        if self._mask is not None:
+            value, per_slice = self._mask
+            if (value.shape[len(self.leading):] if per_slice else value.shape) != plane:
+                    raise ValueError(f"mask has shape {value.shape}; for this stack it must be "
+                                 f"{plane} (one mask for every slice) or {self.leading + plane} "
+                                 f"(one per slice), true = missing")
+        self._guide = self._per_slice_or_shared("guide", guide)
         # where the channel axis sits among the slice's three axes
         spatial = [a for a in range(image.ndim) if a != self.channel_axis][-2:]
         self._slice_channel = (None if channel_axis is None
                                else sorted(spatial + [self.channel_axis]).index(self.channel_axis))
 
-    def _per_slice_or_shared(self, name, value, plane, plane_ndim):
+    def _per_slice_or_shared(self, name, value):
+        """``(array, per_slice)``: per slice when its leading axes are the stack's, else shared
+        by every slice (its shape is then checked where the slice is prepared)."""
         if value is None:
             return None
         value = _as_array(name, value)
         n = len(self.leading)
         per_slice = n > 0 and value.shape[:n] == self.leading and value.ndim >= n + 2
-        if name == "mask":
-            if value.shape == plane:
-                per_slice = False
-            elif not (per_slice and value.shape[n:] == plane):
-                raise ValueError(f"mask has shape {value.shape}; for this stack it must be {plane} "
-                                 f"(one mask for every slice) or {self.leading + plane} (one per "
-                                 f"slice), true = missing")
         return value, per_slice
 
     def _pick(self, stored, index):
@@ -291,25 +298,12 @@ class SliceLayout:
     def put(self, index: tuple[int, ...], estimate_hwc: np.ndarray) -> None:
         self._result_hwc[index] = estimate_hwc
 
-    def to_slice_layout(self, hwc: np.ndarray) -> np.ndarray:
-        """``(M, N, C)`` -> the slice in the caller's axis order."""
-        if self._slice_channel is None:
-            return hwc[..., 0]
-        return np.moveaxis(hwc, -1, self._slice_channel)
-
     def user_snapshot(self, snapshot):
         """A snapshot whose images are in the caller's slice layout."""
-        import dataclasses
+        def layout(hwc):
+            return None if hwc is None else channels_to_layout(hwc, self._slice_channel)
 
-        uncertainty = snapshot.uncertainty
-        return dataclasses.replace(
-            snapshot, image=self.to_slice_layout(snapshot.image),
-            average=self.to_slice_layout(snapshot.average),
-            estimate=self.to_slice_layout(snapshot.estimate),
-            uncertainty=None if uncertainty is None else self.to_slice_layout(uncertainty))
-
-
-def slice_layout(image, channel_axis: int | None, *, mask=None, guide=None,
-                 factor: int | None = None) -> SliceLayout:
-    """Validate a stack and describe its slices (see :class:`SliceLayout`)."""
-    return SliceLayout(image, channel_axis, mask=mask, guide=guide, factor=factor)
+        return dataclasses.replace(snapshot, image=layout(snapshot.image),
+                                   average=layout(snapshot.average),
+                                   estimate=layout(snapshot.estimate),
+                                   uncertainty=layout(snapshot.uncertainty))
