@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from .config import DIPConfig
+from .device import autocast_dtype
 from .networks import build_generator, input_channels
 from .operators import DataTerm, Degradation, total_variation
 from .stack import Observation
@@ -98,6 +99,33 @@ def build_fit(observation: Observation, config: DIPConfig, seed: int,
     return network.to(device), code.to(device)
 
 
+class _MovingAverage:
+    """Exponential moving average of the outputs.
+
+    The paper's code starts the average at the first output, so for the first few hundred steps
+    the estimate still carries the untrained network's grey output (weight ``weight**n``).
+    ``debiased`` starts from zero and divides by ``1 - weight**n`` (as Adam does for its moments):
+    every output then counts by its own weight, and the average is usable from the start.
+    """
+
+    def __init__(self, weight: float, debiased: bool) -> None:
+        self.weight, self.debiased = weight, debiased
+        self.value: torch.Tensor | None = None
+        self.count = 0
+
+    def update(self, sample: torch.Tensor) -> torch.Tensor:
+        self.count += 1
+        if self.weight == 0:
+            return sample
+        if self.value is None:
+            self.value = sample * (1.0 - self.weight) if self.debiased else sample
+        else:
+            self.value = self.value * self.weight + sample * (1.0 - self.weight)
+        if self.debiased:
+            return self.value / (1.0 - self.weight ** self.count)
+        return self.value
+
+
 class _Posterior:
     """Running mean and standard deviation of sampled outputs (Welford's algorithm)."""
 
@@ -129,6 +157,15 @@ def _inject_weight_noise(network: nn.Module, std: float, generator: torch.Genera
                                            device=parameter.device, dtype=parameter.dtype) * std)
 
 
+def _restore(network: nn.Module, saved: list[torch.Tensor] | None) -> None:
+    """Copy saved weights back into the network (no-op when nothing was saved yet)."""
+    if saved is None:
+        return
+    with torch.no_grad():
+        for parameter, value in zip(network.parameters(), saved):
+            parameter.copy_(value)
+
+
 def fit(observation: Observation, config: DIPConfig, *, seed: int = 0,
         device: torch.device | str = "cpu", network: nn.Module | None = None,
         code: torch.Tensor | None = None) -> Iterator[FitStep]:
@@ -151,6 +188,12 @@ def fit(observation: Observation, config: DIPConfig, *, seed: int = 0,
     if network is None or code is None:
         network, code = build_fit(observation, config, seed, device)
     network.train()
+    if device.type == "cuda":  # NHWC convolutions are faster on tensor cores
+        network = network.to(memory_format=torch.channels_last)
+        code = code.contiguous(memory_format=torch.channels_last)
+    forward = network if config.compile == "off" else torch.compile(network, mode=config.compile)
+    amp_dtype = autocast_dtype(config.precision, device)
+    scaler = torch.amp.GradScaler(device.type) if amp_dtype == torch.float16 else None
     target = observation.target.to(device)
     weight = observation.weight
     degrade = Degradation(observation.factor).to(device)
@@ -170,6 +213,17 @@ def fit(observation: Observation, config: DIPConfig, *, seed: int = 0,
     threshold = 10.0 ** (config.backtrack_drop_db / 10.0)
     posterior = _Posterior() if config.sgld_noise > 0 else None
 
+    def step_loss(net_input: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        with torch.autocast(device.type, dtype=amp_dtype or torch.float32,
+                            enabled=amp_dtype is not None):
+            output = forward(net_input)
+        output = output.float()
+        loss = data_term(degrade(output), target, weight)
+        if config.tv_weight > 0:
+            loss = loss + config.tv_weight * total_variation(output)
+        return output, loss
+
+    ema = _MovingAverage(config.ema_weight, debiased=config.ema_init == "debiased")
     average: torch.Tensor | None = None
     good_weights: list[torch.Tensor] | None = None
     good_loss = math.inf
@@ -181,31 +235,34 @@ def fit(observation: Observation, config: DIPConfig, *, seed: int = 0,
             noise = torch.randn(code.shape, generator=noise_rng, device=device)
             net_input = code + config.reg_noise_std * noise
         optimizer.zero_grad(set_to_none=True)
-        output = network(net_input)
-        loss = data_term(degrade(output), target, weight)
-        if config.tv_weight > 0:
-            loss = loss + config.tv_weight * total_variation(output)
-
+        output, loss = step_loss(net_input)
+        if amp_dtype is not None and not torch.isfinite(loss):
+            # reduced precision broke down: redo the step in float32, from now on
+            amp_dtype, scaler = None, None
+            output, loss = step_loss(net_input)
+            if not torch.isfinite(loss):  # the weights themselves went bad
+                _restore(network, good_weights)
+                output, loss = step_loss(net_input)
         checking = config.backtrack_drop_db > 0 and iteration % config.backtrack_every == 0
         if checking and loss.item() > threshold * good_loss and good_weights is not None:
-            with torch.no_grad():
-                for parameter, saved in zip(network.parameters(), good_weights):
-                    parameter.copy_(saved)
+            _restore(network, good_weights)
             backtracks += 1
         else:
             if checking:
                 good_loss = loss.item()
                 good_weights = [p.detach().clone() for p in network.parameters()]
-            loss.backward()
-            optimizer.step()
+            if scaler is None:
+                loss.backward()
+                optimizer.step()
+            else:
+                scaler.scale(loss).backward()
+                scaler.step(optimizer)
+                scaler.update()
             if posterior is not None:
                 _inject_weight_noise(network, config.sgld_noise * config.learning_rate,
                                      noise_rng)
             output = output.detach()
-            if average is None or config.ema_weight == 0:
-                average = output
-            else:
-                average = average * config.ema_weight + output * (1.0 - config.ema_weight)
+            average = ema.update(output)
             if posterior is not None and iteration > config.burn_in and \
                     (iteration - config.burn_in) % config.sample_every == 0:
                 posterior.add(output)
