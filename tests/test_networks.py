@@ -44,3 +44,19 @@ def test_nearest_and_bilinear_upsampling_both_build():
 def test_deep_decoder_refuses_a_guide():
     with pytest.raises(ValueError, match="Deep Decoder takes no guide"):
         build_generator(get_config("quick", network="deep_decoder"), 1, in_channels=3)
+
+
+def test_top_channels_narrows_the_fine_levels_only():
+    """top_channels=16 gives 16, 32, 64, 128, 128 channels from full resolution down: far fewer
+    weights and much less arithmetic at full resolution, the same output shape."""
+    from napari_dip.networks import level_width
+
+    config = get_config("paper", top_channels=16)
+    assert [level_width(128, level, config) for level in range(5)] == [16, 32, 64, 128, 128]
+    narrow = build_generator(config, out_channels=1)
+    wide = build_generator(get_config("paper"), out_channels=1)
+    assert count_parameters(narrow) < 0.6 * count_parameters(wide)
+    z = torch.rand(1, 32, 64, 64)
+    assert narrow(z).shape == (1, 1, 64, 64)
+    top_convs = [m for m in narrow.body.decoder.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert all(m.out_channels == 16 for m in top_convs)

@@ -30,10 +30,9 @@ def _conv_bn_act(in_channels: int, out_channels: int, kernel: int, stride: int =
 class _HourglassLevel(nn.Module):
     """One scale: stride-2 encoder, the deeper levels, upsampling, optional skip, decoder."""
 
-    def __init__(self, in_channels: int, config: DIPConfig, inner: nn.Module | None,
-                 inner_channels: int, skip_channels: int) -> None:
+    def __init__(self, in_channels: int, down: int, up: int, config: DIPConfig,
+                 inner: nn.Module | None, inner_channels: int, skip_channels: int) -> None:
         super().__init__()
-        down, up = config.channels_down, config.channels_up
         self.encoder = nn.Sequential(_conv_bn_act(in_channels, down, config.kernel_down, stride=2),
                                      _conv_bn_act(down, down, config.kernel_down))
         self.inner = inner
@@ -72,13 +71,18 @@ class Hourglass(nn.Module):
         self.size_multiple = size_multiple(config)
         skip = config.channels_skip if use_skips else 0
         inner: nn.Module | None = None
-        inner_channels = config.channels_down  # the deepest level upsamples its own encoder output
+        inner_channels = 0
         for level in reversed(range(config.scales)):
-            level_in = in_channels if level == 0 else config.channels_down
-            inner = _HourglassLevel(level_in, config, inner, inner_channels, skip)
-            inner_channels = config.channels_up
+            down = level_width(config.channels_down, level, config)
+            up = level_width(config.channels_up, level, config)
+            level_in = in_channels if level == 0 else level_width(config.channels_down, level - 1,
+                                                                  config)
+            # the deepest level upsamples its own encoder output
+            inner = _HourglassLevel(level_in, down, up, config, inner, inner_channels or down, skip)
+            inner_channels = up
         self.body = inner
-        self.head = nn.Sequential(nn.Conv2d(config.channels_up, out_channels, 1), nn.Sigmoid())
+        self.head = nn.Sequential(nn.Conv2d(level_width(config.channels_up, 0, config),
+                                            out_channels, 1), nn.Sigmoid())
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         return self.head(self.body(z))
@@ -105,6 +109,15 @@ class DeepDecoder(nn.Module):
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         return self.body(z)
+
+
+def level_width(channels: int, level: int, config: DIPConfig) -> int:
+    """Feature channels at hourglass ``level`` (0: full resolution): ``channels`` everywhere, or
+    with ``top_channels`` set, ``top_channels * 2**level`` capped at ``channels``; narrow
+    full-resolution levels are where most of the arithmetic is saved."""
+    if config.top_channels == 0:
+        return channels
+    return min(channels, config.top_channels * 2 ** level)
 
 
 def size_multiple(config: DIPConfig) -> int:
