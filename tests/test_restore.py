@@ -230,3 +230,39 @@ def test_cuda_run_raises_psnr(noisy_cell):
     last = list(iter_restore(noisy, preset="quick", max_iterations=60, device="cuda"))[-1]
     assert last.device.startswith("cuda")
     assert psnr(last.estimate, clean) > psnr(noisy, clean) + 5.0
+
+
+def test_bfloat16_autocast_restores_like_float32(noisy_cell):
+    """Reduced precision (here bfloat16 on the CPU) converges like float32 on a small image."""
+    clean, noisy = noisy_cell
+    results = {p: restore(noisy, preset="quick", max_iterations=60, precision=p, device="cpu")
+               for p in ("float32", "bfloat16")}
+    gains = {p: psnr(r, clean) - psnr(noisy, clean) for p, r in results.items()}
+    assert gains["bfloat16"] > 3.0
+    assert gains["bfloat16"] > gains["float32"] - 1.0  # not worse than float32
+
+
+def test_auto_precision_is_float32_on_the_cpu():
+    from napari_dip.device import autocast_dtype
+
+    assert autocast_dtype("auto", torch.device("cpu")) is None
+    assert autocast_dtype("bfloat16", torch.device("cpu")) == torch.bfloat16
+    with pytest.raises(ValueError, match="precision='double'.*float32"):
+        autocast_dtype("double", torch.device("cpu"))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("precision", ["bfloat16", "float16"])
+def test_mixed_precision_on_cuda_matches_float32(noisy_cell, precision):
+    clean, noisy = noisy_cell
+    reference = restore(noisy, preset="quick", max_iterations=150, device="cuda",
+                        precision="float32")
+    mixed = restore(noisy, preset="quick", max_iterations=150, device="cuda", precision=precision)
+    assert psnr(mixed, clean) > psnr(reference, clean) - 0.5
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_compiled_generator_on_cuda_raises_psnr(noisy_cell):
+    clean, noisy = noisy_cell
+    result = restore(noisy, preset="quick", max_iterations=100, device="cuda", compile="default")
+    assert psnr(result, clean) > psnr(noisy, clean) + 3.0

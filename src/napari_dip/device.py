@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import torch
 
+from .config import PRECISIONS
+
 DEVICE_CHOICES = ("auto", "cuda", "mps", "cpu")
 
 
@@ -52,3 +54,24 @@ def describe_device(device: torch.device) -> str:
     if device.type == "cpu":
         return f"cpu ({torch.get_num_threads()} threads)"
     return str(device)
+
+
+
+def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
+    """The dtype the generator's forward pass runs in under autocast (None: plain float32).
+
+    ``"auto"`` uses bfloat16 on CUDA GPUs that support it and float32 everywhere else: on a CPU,
+    reduced precision saves no time on most processors. The loss, the optimiser state and the
+    weights always stay in float32.
+    """
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision={precision!r} is not allowed; choose one of {list(PRECISIONS)}")
+    if precision == "float32":
+        return None
+    if precision == "auto":
+        cuda_bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
+        return torch.bfloat16 if cuda_bf16 else None
+    if device.type == "mps" and precision == "bfloat16":
+        raise ValueError("precision='bfloat16' is not supported on Apple MPS; use 'float16' or "
+                         "'float32'")
+    return torch.bfloat16 if precision == "bfloat16" else torch.float16
