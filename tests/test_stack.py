@@ -93,3 +93,49 @@ def test_stack_slices_share_one_intensity_scaling(noisy_stack):
     stack[1] //= 2  # a dimmer slice must stay dimmer, not be stretched to the same range
     result = restore_stack(stack, preset="quick", max_iterations=20, warm_start_fraction=0)
     assert result[1].mean() < 0.7 * result[0].mean()
+
+
+def test_later_slices_get_a_share_of_what_the_first_slice_ran(noisy_stack):
+    """Slice 1 runs warm_start_fraction x the iterations slice 0 actually ran (it may stop
+    early), and its output average is short enough to forget slice 0 within that schedule."""
+    _, noisy = noisy_stack
+    ends = {}
+    for s in iter_restore_stack(noisy[:2], preset="quick", max_iterations=40, report_every=5,
+                                warm_start_fraction=0.5, stopping="holdout", patience=10):
+        if s.snapshot.done:
+            ends[s.slice_number] = (s.snapshot.iteration, s.snapshot.max_iterations,
+                                    s.snapshot.config.ema_weight)
+    first_ran = ends[0][0]
+    assert ends[1][1] == round(first_ran * 0.5)
+    assert ends[1][2] <= 1 - 4 / ends[1][1] + 1e-12
+
+
+def test_warm_start_config_keeps_the_rest_of_the_settings():
+    from napari_dip import get_config, warm_start_config
+
+    config = get_config("auto")
+    warm = warm_start_config(config, 800)
+    assert warm.max_iterations == round(800 * config.warm_start_fraction)
+    assert warm.ema_weight == pytest.approx(1 - 4 / warm.max_iterations)
+    assert warm.replace(max_iterations=config.max_iterations,
+                        ema_weight=config.ema_weight) == config
+
+
+def test_a_backward_pass_revisits_the_slices_in_reverse_and_averages(noisy_stack):
+    clean, noisy = noisy_stack
+    one_pass = {}
+    order = []
+    for s in iter_restore_stack(noisy, preset="quick", max_iterations=30, report_every=30,
+                                stack_passes=2):
+        if s.snapshot.done:
+            order.append((s.pass_number, s.index))
+            if s.pass_number == 0:
+                one_pass[s.index] = s.snapshot.estimate.copy()
+        last = s
+    assert order == [(0, (0,)), (0, (1,)), (0, (2,)), (1, (1,)), (1, (0,))]
+    assert last.done
+    result = last.result
+    np.testing.assert_array_equal(result[2], one_pass[(2,)])  # the turning point: one fit
+    for k in (0, 1):
+        assert not np.array_equal(result[k], one_pass[(k,)])  # averaged with the second pass
+        assert psnr(result[k], clean[k]) > psnr(noisy[k], clean[k]) + 3.0

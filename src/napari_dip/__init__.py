@@ -7,7 +7,7 @@ its napari widget does not pay for importing torch.
 
 from importlib import import_module
 
-from .config import PRESETS, TASKS, DIPConfig, get_config
+from .config import PRESETS, TASKS, DIPConfig, get_config, warm_start_config
 
 __version__ = "0.1.0"
 
@@ -16,7 +16,7 @@ _LAZY = {name: "api" for name in ("Snapshot", "StackSnapshot", "iter_restore", "
 
 __all__ = ["PRESETS", "TASKS", "DIPConfig", "Snapshot", "StackSnapshot", "get_config",
            "iter_restore", "iter_restore_stack", "restore", "restore_stack", "run_record",
-           "__version__"]
+           "warm_start_config", "__version__"]
 
 
 def __getattr__(name: str):

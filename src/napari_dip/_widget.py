@@ -186,9 +186,9 @@ def _restoration_steps(napari_dip, request: RunRequest, state: RunState):
     """The body of :func:`restoration_steps`: snapshots in, :class:`Progress` out."""
     config = get_config(request.preset, request.task, request.plan.factor or None,
                         **request.overrides)
-    later_slice_steps = config.max_iterations
-    if config.warm_start_fraction > 0:
-        later_slice_steps = max(1, round(config.max_iterations * config.warm_start_fraction))
+    later_slice_steps = napari_dip.warm_start_config(config, config.max_iterations).max_iterations
+    if config.warm_start_fraction == 0:
+        later_slice_steps = config.max_iterations
     steps = napari_dip.iter_restore_stack(
         request.data, task=request.task, mask=request.mask,
         factor=request.plan.factor if request.plan.factor > 1 else None,
@@ -203,8 +203,12 @@ def _restoration_steps(napari_dip, request: RunRequest, state: RunState):
         uncertainty = getattr(snapshot, "uncertainty", None)
         if uncertainty is not None:
             state.uncertainty[stack_step.index] = np.asarray(uncertainty)
-        total = config.max_iterations + (stack_step.n_slices - 1) * later_slice_steps
+        slices_left = stack_step.n_slices - stack_step.slice_number - 1
+        if stack_step.pass_number == 0 and config.stack_passes == 2:
+            slices_left += stack_step.n_slices - 1
         done = steps_before_slice + snapshot.iteration
+        total = done + (snapshot.max_iterations - snapshot.iteration) + \
+            slices_left * later_slice_steps
         elapsed = time.perf_counter() - start
         progress = Progress(
             slice_number=stack_step.slice_number, n_slices=stack_step.n_slices,
@@ -219,6 +223,10 @@ def _restoration_steps(napari_dip, request: RunRequest, state: RunState):
             last_preview = now
         if snapshot.done:
             steps_before_slice += snapshot.iteration
+            if stack_step.slice_number == 0 and stack_step.pass_number == 0 and \
+                    config.warm_start_fraction > 0:  # later slices' schedule is known now
+                later_slice_steps = napari_dip.warm_start_config(
+                    config, snapshot.iteration).max_iterations
         yield progress
 
 

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .config import DIPConfig, check_factor, check_task, get_config
+from .config import DIPConfig, check_factor, check_task, get_config, warm_start_config
 from .device import describe_device, select_device
 from .fit import FitStep, fit
 from .networks import size_multiple
@@ -94,6 +94,10 @@ class StackSnapshot:
         snapshots: copy it to keep it.
     done : bool
         True once every slice is finished.
+    pass_number : int
+        0 for the forward pass over the slices; 1 for the optional backward pass
+        (``stack_passes=2``), which visits the slices in reverse order, starting from the
+        second-to-last. ``slice_number`` counts within the pass.
     """
 
     index: tuple[int, ...]
@@ -102,6 +106,7 @@ class StackSnapshot:
     snapshot: Snapshot
     result: np.ndarray
     done: bool
+    pass_number: int = 0
 
 
 @dataclass
@@ -245,30 +250,55 @@ def iter_restore_stack(image: np.ndarray, *, task: str = "denoise",
 
     The last two non-channel axes are the image plane; every other axis (Z, T, ...) is looped
     over, slice by slice. Slice k continues from the weights fitted on slice k-1 for
-    ``warm_start_fraction * max_iterations`` steps (the first slice gets the full schedule).
-    All slices share one intensity scaling, taken from the whole stack. Parameters are those
-    of :func:`restore_stack`.
+    ``warm_start_fraction`` times the steps the first slice ran (the first slice gets the full
+    schedule and its stopping rule); see :func:`warm_start_config`. With ``stack_passes=2`` a
+    second pass goes back over the slices in reverse order, each continuing from the slice
+    after it, and every slice's result becomes the mean of its two passes. All slices share one
+    intensity scaling, taken from the whole stack. Parameters are those of
+    :func:`restore_stack`.
     """
     run = _setup(task, mask, factor, preset, seed, device, max_iterations, settings)
     layout = SliceLayout(image, channel_axis, mask=mask, guide=guide, factor=run.factor)
-    config, warm_config = run.config, run.config
-    if config.warm_start_fraction > 0:
-        warm_config = config.replace(
-            max_iterations=max(1, round(config.max_iterations * config.warm_start_fraction)))
+    config = run.config
+    n_slices = len(layout.indices)
+    backward = config.stack_passes == 2 and n_slices > 1
+    passes = [layout.indices] + ([layout.indices[::-1]] if backward else [])
+    first_pass: dict[tuple[int, ...], np.ndarray] = {}
     warm: FitStep | None = None
-    for number, index in enumerate(layout.indices):
-        observation, _ = prepare_observation(
-            layout.slice(index), mask=layout.mask_slice(index), factor=run.factor,
-            guide=layout.guide_slice(index), channel_axis=-1,
-            size_multiple=size_multiple(config), scaling=layout.scaling)
-        slice_config = warm_config if warm is not None else config
-        for snapshot, step in _snapshots(observation, layout.scaling, -1, run, slice_config, warm):
-            layout.put(index, snapshot.estimate)
-            last_slice = number == len(layout.indices) - 1
-            yield StackSnapshot(index=index, slice_number=number, n_slices=len(layout.indices),
-                                snapshot=layout.user_snapshot(snapshot), result=layout.result,
-                                done=snapshot.done and last_slice)
-        warm = step if config.warm_start_fraction > 0 else None
+    warm_config: DIPConfig | None = None
+    for pass_number, order in enumerate(passes):
+        last_pass = pass_number == len(passes) - 1
+        for number, index in enumerate(order):
+            if pass_number and number == 0:
+                continue  # the backward pass starts where the forward pass ended
+            observation, _ = prepare_observation(
+                layout.slice(index), mask=layout.mask_slice(index), factor=run.factor,
+                guide=layout.guide_slice(index), channel_axis=-1,
+                size_multiple=size_multiple(config), scaling=layout.scaling)
+            slice_config = warm_config if warm is not None else config
+            for snapshot, step in _snapshots(observation, layout.scaling, -1, run, slice_config,
+                                             warm):
+                estimate = snapshot.estimate
+                if pass_number:  # the two passes' results, averaged
+                    estimate = _mean_in_dtype(first_pass[index], estimate)
+                layout.put(index, estimate)
+                yield StackSnapshot(index=index, slice_number=number, n_slices=n_slices,
+                                    snapshot=layout.user_snapshot(snapshot), result=layout.result,
+                                    done=snapshot.done and last_pass and number == n_slices - 1,
+                                    pass_number=pass_number)
+            if not last_pass:
+                first_pass[index] = snapshot.estimate
+            if config.warm_start_fraction > 0:
+                if warm_config is None:
+                    warm_config = warm_start_config(config, step.iteration)
+                warm = step
+
+
+def _mean_in_dtype(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    mean = (a.astype(np.float64) + b.astype(np.float64)) / 2
+    if a.dtype.kind in "ui":
+        mean = np.rint(mean)
+    return mean.astype(a.dtype)
 
 
 def restore_stack(image: np.ndarray, *, task: str = "denoise", mask: np.ndarray | None = None,
