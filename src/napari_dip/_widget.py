@@ -25,7 +25,7 @@ from superqt import QCollapsible
 from ._qt_plot import LossPlot
 from ._run_plan import (Geometry, ImageAxes, RunPlan, mask_for_plan, output_geometry, plan_run,
                         stack_scopes)
-from .config import PRESETS, SUPPORTED_FACTORS, TASKS, describe_fields, get_config
+from .config import DEFAULT_PRESET, PRESETS, SUPPORTED_FACTORS, TASKS, describe_fields, get_config
 
 PREVIEW_INTERVAL_S = 0.5
 """Least time between two preview-layer updates, so a fast GPU run cannot flood the GUI."""
@@ -40,10 +40,6 @@ CRITERION_FIELDS = ("criterion", "stopping_criterion", "stop_value")
 def task_label(task: str) -> str:
     """``"super_resolve"`` -> ``"super-resolve"``: the name users see and layers get."""
     return task.replace("_", "-")
-
-
-def default_preset() -> str:
-    return "auto" if "auto" in PRESETS else "quick"
 
 
 # ----------------------------------------------------------------------------- settings file
@@ -567,7 +563,7 @@ class RestoreWidget(QWidget):
             self.task_combo.setCurrentIndex(TASKS.index(saved["task"]))
         if self.factor_combo.findText(str(saved.get("factor"))) >= 0:
             self.factor_combo.setCurrentText(str(saved["factor"]))
-        preset = saved.get("preset") if saved.get("preset") in PRESETS else default_preset()
+        preset = saved.get("preset") if saved.get("preset") in PRESETS else DEFAULT_PRESET
         self.preset_combo.setCurrentText(preset)
         if saved.get("whole_stack") and self.scope_combo.count() > 1:
             self.set_scope(True)

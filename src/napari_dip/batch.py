@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from .config import DEFAULT_PRESET
 from .io import (EngineLayout, TiffImage, leftover_temporaries, package_versions, read_json,
                  read_tiff, write_json, write_tiff)
 
@@ -45,7 +46,7 @@ class Request:
     """
 
     task: str
-    preset: str = "paper"
+    preset: str = DEFAULT_PRESET
     factor: int | None = None
     seed: int = 0
     device: str | None = None

@@ -58,13 +58,6 @@ _NAMED_SETTINGS = {"max_iterations"}
 _CONFIG_FILE_KEYS = {"task", "preset", "seed", "device", "factor", "axes"}
 
 
-def default_preset() -> str:
-    """The preset used when none is given: "auto" when the engine has it, else "paper"."""
-    from .config import PRESETS
-
-    return "auto" if "auto" in PRESETS else "paper"
-
-
 def build_parser() -> argparse.ArgumentParser:
     from .config import PRESETS
     from .device import DEVICE_CHOICES
@@ -98,7 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_batch_command(commands, name: str, task: str, summary: str) -> None:
-    from .config import PRESETS, SUPPORTED_FACTORS, describe_fields
+    from .config import DEFAULT_PRESET, PRESETS, SUPPORTED_FACTORS, describe_fields
 
     fields = {f["name"]: f for f in describe_fields()}
     command = commands.add_parser(
@@ -118,7 +111,7 @@ def _add_batch_command(commands, name: str, task: str, summary: str) -> None:
 
     main = command.add_argument_group("restoration")
     main.add_argument("--preset", choices=sorted(PRESETS), default=None,
-                      help=f"settings preset (default: {default_preset()})")
+                      help=f"settings preset (default: {DEFAULT_PRESET})")
     main.add_argument("--max-iterations", type=_setting_type(fields["max_iterations"]),
                       default=None, metavar="N", help=_setting_help(fields["max_iterations"]))
     main.add_argument("--seed", type=_non_negative_int, default=None,
@@ -255,6 +248,7 @@ def request_from_args(args: argparse.Namespace):
     """The :class:`~napari_dip.batch.Request` of a batch command: command line, then
     ``--config``, then the preset. Raises ValueError for invalid settings."""
     from .batch import Request
+    from .config import DEFAULT_PRESET
 
     given = {name: value for name, value in vars(args).items() if value is not None}
     from_file = load_config_file(args.config) if args.config else {}
@@ -264,7 +258,7 @@ def request_from_args(args: argparse.Namespace):
     allowed = (_CONFIG_FILE_KEYS - {"task"}) | set(args.setting_names)
     options = {**from_file, **{k: v for k, v in given.items() if k in allowed}}
     settings = {k: options[k] for k in args.setting_names if k in options}
-    request = Request(task=args.task, preset=options.get("preset", default_preset()),
+    request = Request(task=args.task, preset=options.get("preset", DEFAULT_PRESET),
                       factor=options.get("factor"), seed=options.get("seed", 0),
                       device=options.get("device"), axes=options.get("axes"),
                       settings=settings)

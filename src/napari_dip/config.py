@@ -235,6 +235,9 @@ PRESETS = {
 }
 """Named presets: each maps (task, factor) to a :class:`DIPConfig`."""
 
+DEFAULT_PRESET = "auto"
+"""The preset of the API, the widget and the command line when none is chosen."""
+
 
 def check_task(task: str) -> str:
     if task not in TASKS:

@@ -181,6 +181,11 @@ def fit(observation: Observation, config: DIPConfig, *, seed: int = 0,
     ``backtrack_drop_db``, the last good weights are restored (the paper's guard against
     divergence). With the same seed, CPU runs are bit-for-bit repeatable.
 
+    On CUDA the generator runs in channels-last memory format; ``precision`` may run its forward
+    pass under bfloat16 or float16 autocast (the loss, weights and optimiser stay float32; a
+    non-finite loss sends the fit back to float32 for good), and ``compile`` wraps it in
+    ``torch.compile``.
+
     ``network`` and ``code`` continue from an earlier fit (warm start) instead of a fresh,
     seeded initialisation.
     """
