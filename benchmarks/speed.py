@@ -1,0 +1,217 @@
+"""Time to quality: preset "paper" against our presets and auto-denoise's DIP, on the same images.
+
+Every method denoises the same noisy 256x256 greyscale image (Set12, sigma 25) on the same machine
+with the same number of threads. Our presets record the PSNR of the estimate they would return
+at every snapshot against the elapsed time (the clean image is used only to measure), so each
+run gives a PSNR-against-seconds curve. auto-denoise's DIP (PyPI ``auto-denoise``) has no
+progress hook: it is run for a fixed number of epochs and gives one point, its returned result
+(the held-out best state) at its total time.
+
+From the curves the report reads: the best PSNR that "paper" reaches and when; for each other
+method, its returned PSNR and total time, and the time it first came within 0.3 dB of paper's
+best; the ratio of those times; the peak memory of the process (``ru_maxrss``).
+
+Each method runs in its own process (so peak memory is per method) and writes
+benchmarks/results/speed_<image>_<method>.json; ``--report`` assembles the table and the plot.
+
+    OMP_NUM_THREADS=1 python benchmarks/speed.py --image 02 --method paper --crop 128 --cap 3000 --past-peak 400
+    OMP_NUM_THREADS=1 python benchmarks/speed.py --image 02 --crop 128 --method fast
+    OMP_NUM_THREADS=1 python benchmarks/speed.py --image 02 --crop 128 --method auto-denoise
+    python benchmarks/speed.py --report
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+import napari_dip
+from napari_dip.operators import psnr
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from reproduce_paper import DATA, DOC, RESULTS, center_crop, load, write_section  # noqa: E402
+
+START, END = "<!-- speed:start -->", "<!-- speed:end -->"
+PLOT = DOC.parent / "images" / "speed_curves.png"
+NAMES = {"01": "Cameraman", "02": "House", "03": "Peppers", "04": "Starfish", "05": "Monarch",
+         "06": "Airplane", "07": "Parrot"}
+TOLERANCE_DB = 0.3
+
+
+def noisy_pair(image: str, seed: int, crop: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    clean = center_crop(load(DATA / "Set12" / f"{image}.png", grey=True), crop)
+    rng = np.random.default_rng(seed)
+    noisy = np.clip(clean + rng.normal(0, 25 / 255, clean.shape), 0, 1).astype(np.float32)
+    return noisy, clean
+
+
+def peak_memory_gib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # Linux: KiB
+
+
+def run_preset(preset: str, noisy, clean, cap: int | None, seed: int, every: int,
+               past_peak: int | None, save) -> dict:
+    """Record the PSNR curve; with ``past_peak``, end the run (a reference run only) once the
+    PSNR has not reached a new best for that many iterations: the peak is then behind it."""
+    curve, last = [], None
+    for last in napari_dip.iter_restore(noisy, preset=preset, seed=seed, max_iterations=cap,
+                                        report_every=every, device="cpu"):
+        curve.append((round(last.elapsed, 3), last.iteration, round(psnr(last.estimate, clean), 3)))
+        record = dict(curve=curve, seconds=last.elapsed, iterations=last.iteration,
+                      psnr=psnr(last.estimate, clean), stopped=last.stopped,
+                      best_iteration=last.best_iteration)
+        if last.done or len(curve) % 20 == 0:
+            save(record)  # long reference runs leave a usable record if interrupted
+        best_iteration = max(curve, key=lambda point: point[2])[1]
+        if past_peak is not None and last.iteration - best_iteration >= past_peak:
+            record["ended_past_peak"] = True
+            break
+    return record
+
+
+def run_auto_denoise(noisy, clean, epochs: int, seed: int, swap_mask: bool) -> dict:
+    """auto-denoise's DIP as its documentation shows it: a 16-feature U-net, default settings.
+
+    In auto-denoise 3.0.0, ``prepare_data`` marks ``num_tst_ratio`` (20 %) of the pixels for
+    training and the other 80 % for validation. ``swap_mask`` trains on the 80 % instead."""
+    import autoden
+
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    denoiser = autoden.DIP(model=autoden.NetworkParamsUNet(n_features=16), verbose=False,
+                           device="cpu")
+    start = time.perf_counter()
+    inp, tgt, train_mask = denoiser.prepare_data(noisy)
+    if swap_mask:
+        train_mask = ~train_mask
+    data = (inp, tgt, train_mask)
+    denoiser.train(*data, epochs=epochs)
+    result = denoiser.infer(data[0])
+    seconds = time.perf_counter() - start
+    value = psnr(np.clip(result, 0, 1), clean)
+    return dict(curve=[(round(seconds, 3), epochs, round(value, 3))], seconds=seconds,
+                iterations=epochs, psnr=value, stopped=False, best_iteration=None,
+                version=autoden.__version__)
+
+
+def measure(args) -> None:
+    noisy, clean = noisy_pair(args.image, args.seed, args.crop)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    out = RESULTS / f"speed_{args.image}_{clean.shape[0]}_{args.method}.json"
+
+    def save(record: dict) -> None:
+        record.update(image=args.image, name=NAMES.get(args.image, args.image), side=clean.shape[0],
+                      method=args.method, input_psnr=psnr(noisy, clean),
+                      peak_memory_gib=peak_memory_gib(), threads=torch.get_num_threads(),
+                      cap=args.cap, seed=args.seed,
+                      machine=f"{platform.processor() or platform.machine()}, "
+                              f"{os.cpu_count()} cores, torch {torch.__version__}",
+                      command=" ".join(["python", "benchmarks/speed.py"] + sys.argv[1:]))
+        out.write_text(json.dumps(record, indent=1))
+
+    if args.method.startswith("auto-denoise"):
+        record = run_auto_denoise(noisy, clean, args.epochs, args.seed,
+                                  swap_mask=args.method == "auto-denoise-swapped-mask")
+    else:
+        record = run_preset(args.method, noisy, clean, args.cap, args.seed, args.every,
+                            args.past_peak, save)
+    save(record)
+    print(f"{record['name']} {args.method}: {record['psnr']:.2f} dB in {record['seconds']:.0f} s "
+          f"({record['iterations']} it.), peak memory {record['peak_memory_gib']:.2f} GiB -> {out}")
+
+
+# ------------------------------------------------------------------------------ the report
+
+def first_time_within(curve, level: float) -> float | None:
+    return next((seconds for seconds, _, value in curve if value >= level), None)
+
+
+def report() -> None:
+    records: dict[str, dict[str, dict]] = {}
+    for path in sorted(RESULTS.glob("speed_*_*.json")):
+        record = json.loads(path.read_text())
+        records.setdefault((record["image"], record["side"]), {})[record["method"]] = record
+    lines = []
+    for (image, side), methods in sorted(records.items()):
+        paper = methods.get("paper")
+        if paper is None:
+            continue
+        best_s, best_it, best = max(paper["curve"], key=lambda point: point[2])
+        lines += [f"**{paper['name']}** (Set12 {image}.png, {side}x{side}{' centre crop' if side < 256 else ''}, sigma 25; noisy "
+                  f"{paper['input_psnr']:.2f} dB; {paper['threads']} thread(s), "
+                  f"{paper['machine']}). Preset paper, run to {paper['iterations']} iterations: "
+                  f"best **{best:.2f} dB** at iteration {best_it}, after **{best_s:.0f} s**.", "",
+                  "| method | returned PSNR | its time | paper's best - 0.3 dB reached after | "
+                  "time ratio to paper's best | peak memory |", "|---|---|---|---|---|---|"]
+        for name, record in sorted(methods.items()):
+            if name == "paper":
+                continue
+            reached = first_time_within(record["curve"], best - TOLERANCE_DB)
+            reached_text = "not reached" if reached is None else f"{reached:.0f} s"
+            ratio = record["seconds"] / best_s
+            stop = " (stopped by itself)" if record.get("stopped") else ""
+            lines.append(f"| {name} | {record['psnr']:.2f} dB | {record['seconds']:.0f} s, "
+                         f"{record['iterations']} it.{stop} | {reached_text} | 1/{1 / ratio:.1f} | "
+                         f"{record['peak_memory_gib']:.2f} GiB |")
+        lines += [f"| paper (reference) | {paper['psnr']:.2f} dB at the end | "
+                  f"{paper['seconds']:.0f} s | {best_s:.0f} s | 1 | "
+                  f"{paper['peak_memory_gib']:.2f} GiB |", "", "Commands:", "```"]
+        lines += [methods[name]["command"] for name in sorted(methods)] + ["```", ""]
+    lines += [f"![PSNR against seconds](images/{PLOT.name})"]
+    write_section(START, END, "Speed: time to reach the paper's quality", lines)
+    plot(records)
+
+
+def plot(records) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(records), figsize=(5.5 * len(records), 4), squeeze=False)
+    for axis, (image, methods) in zip(axes[0], sorted(records.items())):
+        for name, record in sorted(methods.items()):
+            seconds, _, values = zip(*record["curve"])
+            style = "o" if len(seconds) == 1 else "-"
+            axis.plot(seconds, values, style, label=name)
+        axis.set_xscale("log")
+        axis.set_xlabel("seconds (log)")
+        axis.set_ylabel("PSNR (dB)")
+        axis.set_title(next(iter(methods.values()))["name"])
+        axis.legend()
+        axis.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(PLOT, dpi=110)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--image", default="02", help="Set12 image number (01-07 are 256x256)")
+    parser.add_argument("--method", default="fast",
+                        help="a preset name (paper, fast, auto, ...), auto-denoise, or "
+                             "auto-denoise-swapped-mask (trained on 80 %% of the pixels)")
+    parser.add_argument("--cap", type=int, default=None, help="iteration cap (default: preset's)")
+    parser.add_argument("--epochs", type=int, default=2000, help="auto-denoise's epochs")
+    parser.add_argument("--every", type=int, default=25, help="iterations between snapshots")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--crop", type=int, default=0,
+                        help="centre crop side in pixels (0: the whole 256x256 image)")
+    parser.add_argument("--past-peak", type=int, default=None,
+                        help="reference runs: end once the PSNR has not improved for this many "
+                             "iterations")
+    parser.add_argument("--report", action="store_true", help="write the table and the plot")
+    args = parser.parse_args()
+    report() if args.report else measure(args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,99 @@
+"""What warm start buys on a stack: its time against one slice's, and each slice's PSNR against
+fitting that slice alone.
+
+The MRI stack of ../shared/data/mri/brain10.tiff (10 slices, no ground truth of its own) is
+treated as clean: scaled to [0, 1], centre-cropped, and given Gaussian noise (sigma 25/255).
+Each slice is restored alone with the preset, then the whole stack with ``restore_stack`` (slice
+k warm-started from slice k-1); the clean stack is used only to measure.
+
+    OMP_NUM_THREADS=1 python benchmarks/stack_speed.py --preset fast --crop 128
+    OMP_NUM_THREADS=1 python benchmarks/stack_speed.py --preset fast --crop 128 --passes 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import tifffile
+import torch
+
+import napari_dip
+from napari_dip.operators import psnr
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from reproduce_paper import DATA, RESULTS, center_crop, write_section  # noqa: E402
+
+START, END = "<!-- stack:start -->", "<!-- stack:end -->"
+
+
+def noisy_stack(crop: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    stack = tifffile.imread(DATA / "mri" / "brain10.tiff").astype(np.float32)
+    stack /= stack.max()
+    clean = np.stack([center_crop(s, crop) for s in stack])
+    rng = np.random.default_rng(seed)
+    noisy = np.clip(clean + rng.normal(0, 25 / 255, clean.shape), 0, 1).astype(np.float32)
+    return noisy, clean
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--preset", default="fast")
+    parser.add_argument("--crop", type=int, default=0, help="centre crop side (0: 256x256)")
+    parser.add_argument("--passes", type=int, default=1, choices=(1, 2))
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+
+    noisy, clean = noisy_stack(args.crop, args.seed)
+    alone_psnr, alone_seconds = [], []
+    for k in range(len(noisy)):
+        start = time.perf_counter()
+        result = napari_dip.restore(noisy[k], preset=args.preset, seed=args.seed, device="cpu")
+        alone_seconds.append(time.perf_counter() - start)
+        alone_psnr.append(psnr(result, clean[k]))
+        print(f"slice {k} alone: {alone_psnr[-1]:.2f} dB in {alone_seconds[-1]:.1f} s", flush=True)
+
+    start = time.perf_counter()
+    stacked = napari_dip.restore_stack(noisy, preset=args.preset, seed=args.seed, device="cpu",
+                                       stack_passes=args.passes)
+    stack_seconds = time.perf_counter() - start
+    stack_psnr = [psnr(stacked[k], clean[k]) for k in range(len(noisy))]
+    input_psnr = [psnr(noisy[k], clean[k]) for k in range(len(noisy))]
+    one_slice = float(np.mean(alone_seconds))
+    record = dict(preset=args.preset, side=clean.shape[1], slices=len(noisy), passes=args.passes,
+                  input_psnr=input_psnr, alone_psnr=alone_psnr, alone_seconds=alone_seconds,
+                  stack_psnr=stack_psnr, stack_seconds=stack_seconds,
+                  ratio=stack_seconds / one_slice, threads=torch.get_num_threads(),
+                  command=" ".join(["python", "benchmarks/stack_speed.py"] + sys.argv[1:]))
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    name = f"stack_{args.preset}_{clean.shape[1]}_pass{args.passes}.json"
+    (RESULTS / name).write_text(json.dumps(record, indent=1))
+    print(f"stack: {stack_seconds:.0f} s = {record['ratio']:.2f} x one slice ({one_slice:.0f} s); "
+          f"worst slice vs alone {min(np.subtract(stack_psnr, alone_psnr)):+.2f} dB")
+    report()
+
+
+def report() -> None:
+    lines = ["", "| preset | stack | passes | one slice alone (mean) | whole stack | ratio | "
+             "PSNR: noisy -> alone -> in the stack (mean) | worst slice, stack - alone |",
+             "|---|---|---|---|---|---|---|---|"]
+    commands = []
+    for path in sorted(RESULTS.glob("stack_*_pass*.json")):
+        r = json.loads(path.read_text())
+        difference = np.subtract(r["stack_psnr"], r["alone_psnr"])
+        lines.append(
+            f"| {r['preset']} | {r['slices']} x {r['side']}x{r['side']} | {r['passes']} | "
+            f"{np.mean(r['alone_seconds']):.0f} s | {r['stack_seconds']:.0f} s | "
+            f"{r['ratio']:.2f} | {np.mean(r['input_psnr']):.2f} -> {np.mean(r['alone_psnr']):.2f}"
+            f" -> {np.mean(r['stack_psnr']):.2f} dB | {difference.min():+.2f} dB |")
+        commands.append(r["command"])
+    lines += ["", "```", *commands, "```"]
+    write_section(START, END, "Stacks: warm start", lines)
+
+
+if __name__ == "__main__":
+    main()

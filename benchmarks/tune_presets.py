@@ -1,0 +1,83 @@
+"""Candidate settings for preset "fast": PSNR against iteration on tuning images.
+
+Runs each candidate (overrides on top of preset "paper", no stopping rule) on 128x128 centre
+crops of Set12 images with Gaussian noise (sigma 25), and records the best PSNR of the
+estimate, where it was reached, the seconds per iteration and the PSNR every 100 iterations.
+Tuning images are Peppers (03) and Airplane (06); benchmarks/speed.py checks the chosen preset
+on other images (House 02, Monarch 05).
+
+    OMP_NUM_THREADS=1 python benchmarks/tune_presets.py --images 06,03 --cap 700 \\
+        --candidates c32lr02,c16lr02,t16
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import napari_dip
+from napari_dip.operators import psnr
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from reproduce_paper import RESULTS, write_section  # noqa: E402
+from speed import noisy_pair  # noqa: E402
+
+START, END = "<!-- tune:start -->", "<!-- tune:end -->"
+CANDIDATES = {
+    "c32lr02": dict(channels_down=32, channels_up=32, learning_rate=0.02),
+    "c32lr03e98": dict(channels_down=32, channels_up=32, learning_rate=0.03, ema_weight=0.98),
+    "c32lr05n0e95": dict(channels_down=32, channels_up=32, learning_rate=0.05, reg_noise_std=0,
+                         ema_weight=0.95),
+    "c16lr02": dict(channels_down=16, channels_up=16, input_channels=16, learning_rate=0.02),
+    "t16": dict(top_channels=16),
+}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--images", default="06,03")
+    parser.add_argument("--cap", type=int, default=700)
+    parser.add_argument("--crop", type=int, default=128)
+    parser.add_argument("--candidates", default=",".join(CANDIDATES))
+    parser.add_argument("--report", action="store_true", help="only rewrite the table")
+    args = parser.parse_args()
+    if args.report:
+        return report()
+    out = RESULTS / "tune_presets.jsonl"
+    for name in args.candidates.split(","):
+        for image in args.images.split(","):
+            noisy, clean = noisy_pair(image, 0, args.crop)
+            curve = [(s.elapsed, s.iteration, psnr(s.estimate, clean))
+                     for s in napari_dip.iter_restore(noisy, preset="paper", device="cpu",
+                                                      max_iterations=args.cap, report_every=25,
+                                                      **CANDIDATES[name])]
+            seconds, iteration, best = max(curve, key=lambda point: point[2])
+            line = dict(name=name, settings=CANDIDATES[name], image=image, side=clean.shape[0],
+                        best=round(best, 2), best_iteration=iteration,
+                        seconds_per_iteration=round(curve[-1][0] / curve[-1][1], 3),
+                        every_100={c[1]: round(c[2], 2) for c in curve if c[1] % 100 == 0})
+            print(json.dumps(line), flush=True)
+            with out.open("a") as f:
+                f.write(json.dumps(line) + "\n")
+    report()
+
+
+def report() -> None:
+    """The tuning table in docs/benchmarks.md, from benchmarks/results/tune_presets.jsonl."""
+    rows = [json.loads(line) for line in (RESULTS / "tune_presets.jsonl").read_text().splitlines()]
+    lines = ["", "| candidate | image | s / iteration | PSNR at 300 / 500 / 700 it. | best (iteration) |",
+             "|---|---|---|---|---|"]
+    for r in sorted(rows, key=lambda r: (r["image"], r["name"])):
+        at = r["every_100"]
+        steps = " / ".join(f"{at[str(k)]:.2f}" if str(k) in at else "–" for k in (300, 500, 700))
+        lines.append(f"| {r['name']} | {r['image']} | {r['seconds_per_iteration']:.3f} | {steps} | "
+                     f"{r['best']:.2f} ({r['best_iteration']}) |")
+    lines += ["", "```", "OMP_NUM_THREADS=1 python benchmarks/tune_presets.py --images 06,03 "
+              "--cap 700  # and --cap 1200 for c32lr02", "```"]
+    write_section(START, END, "How preset fast was chosen", lines)
+
+
+if __name__ == "__main__":
+    main()
