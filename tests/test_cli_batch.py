@@ -102,6 +102,22 @@ def test_super_resolve_scales_the_image_plane_and_divides_the_pixel_size(tmp_pat
     assert _record(tmp_path / "out" / "small.tif")["factor"] == 2
 
 
+def test_tiled_stack_through_the_command_line(tmp_path, capsys):
+    source = tmp_path / "large.tif"
+    data = _write_stack(source, shape=(2, 24, 28))
+    out = tmp_path / "out"
+    assert main(["denoise", str(source), "--out", str(out), "--tile-size", "16",
+                 "--tile-overlap", "4", *FAST]) == 0
+    result = read_tiff(out / "large.tif")
+    assert result.data.shape == data.shape and result.data.dtype == np.uint16
+    record = _record(out / "large.tif")
+    assert record["config"]["tile_size"] == 16
+    assert [(s["index"], s["n_tiles"]) for s in record["slices"]] == [([0], 4), ([1], 4)]
+    assert main(["denoise", str(source), "--out", str(out), "--overwrite", "--tile-size", "16",
+                 "--tile-overlap", "8", *FAST]) == 2
+    assert "lower tile_overlap to at most 7" in capsys.readouterr().err
+
+
 def test_a_corrupt_file_is_reported_the_others_written_and_the_exit_code_non_zero(tmp_path,
                                                                                   capsys):
     folder = tmp_path / "in"

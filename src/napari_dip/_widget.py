@@ -95,6 +95,8 @@ class Progress:
     n_slices: int
     iteration: int
     max_iterations: int
+    tile: int
+    n_tiles: int
     steps_done: int
     steps_total: int
     loss: float
@@ -202,13 +204,16 @@ def _restoration_steps(napari_dip, request: RunRequest, state: RunState):
         slices_left = stack_step.n_slices - stack_step.slice_number - 1
         if stack_step.pass_number == 0 and config.stack_passes == 2:
             slices_left += stack_step.n_slices - 1
-        done = steps_before_slice + snapshot.iteration
+        # a tiled plane is one fit per tile, each with the slice's iteration budget
+        done = steps_before_slice + snapshot.tile * snapshot.max_iterations + snapshot.iteration
+        tiles_left = snapshot.n_tiles - snapshot.tile - 1
         total = done + (snapshot.max_iterations - snapshot.iteration) + \
-            slices_left * later_slice_steps
+            tiles_left * snapshot.max_iterations + slices_left * snapshot.n_tiles * later_slice_steps
         elapsed = time.perf_counter() - start
         progress = Progress(
             slice_number=stack_step.slice_number, n_slices=stack_step.n_slices,
             iteration=snapshot.iteration, max_iterations=snapshot.max_iterations,
+            tile=snapshot.tile, n_tiles=snapshot.n_tiles,
             steps_done=done, steps_total=total, loss=snapshot.loss,
             criterion=_snapshot_criterion(snapshot),
             seconds_left=elapsed / done * (total - done) if done else None,
@@ -218,7 +223,7 @@ def _restoration_steps(napari_dip, request: RunRequest, state: RunState):
             progress.preview_index, progress.preview = stack_step.index, snapshot.estimate
             last_preview = now
         if snapshot.done:
-            steps_before_slice += snapshot.iteration
+            steps_before_slice = done
             if stack_step.slice_number == 0 and stack_step.pass_number == 0 and \
                     config.warm_start_fraction > 0:  # later slices' schedule is known now
                 later_slice_steps = napari_dip.warm_start_config(
@@ -677,8 +682,10 @@ class RestoreWidget(QWidget):
 
     def _on_progress(self, progress: Progress) -> None:
         self.device_label.setText(f"runs on: {progress.device}")
-        text = (f"slice {progress.slice_number + 1}/{progress.n_slices} · iteration "
-                f"{progress.iteration}/{progress.max_iterations}")
+        text = f"slice {progress.slice_number + 1}/{progress.n_slices} · "
+        if progress.n_tiles > 1:
+            text += f"tile {progress.tile + 1}/{progress.n_tiles} · "
+        text += f"iteration {progress.iteration}/{progress.max_iterations}"
         if progress.seconds_left is not None:
             text += f" · ~{format_duration(progress.seconds_left)} left"
         self.progress_bar.setValue(int(1000 * min(1.0, progress.steps_done

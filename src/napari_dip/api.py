@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -13,8 +14,10 @@ from .config import DIPConfig, check_factor, check_task, get_config, warm_start_
 from .device import describe_device, select_device
 from .fit import FitStep, fit
 from .networks import size_multiple
-from .stack import (IntensityScaling, Observation, SliceLayout, channels_to_layout, from_tensor,
-                    prepare_observation, to_user_layout)
+from .stack import (IntensityScaling, Observation, SliceLayout, channels_to_layout, checked_image,
+                    from_tensor, guide_to_unit, mask_to_missing, prepare_observation,
+                    to_user_layout)
+from .tiling import Tile, TileBlender, plan_tiles
 
 
 @dataclass
@@ -24,9 +27,9 @@ class Snapshot:
     Attributes
     ----------
     iteration : int
-        Optimisation steps done so far.
+        Optimisation steps done so far (on the current tile, when tiled).
     max_iterations : int
-        The run's step budget.
+        The run's step budget (per tile, when tiled).
     loss : float
         The data term at this step (mean squared error in [0, 1] units).
     image : ndarray
@@ -35,8 +38,12 @@ class Snapshot:
         The exponential moving average of the outputs (``ema_weight``).
     estimate : ndarray
         The result the run would return now (``image`` or ``average``, per ``config.result``).
+        When tiled, the blended mosaic of the tiles fitted so far with the current tile's
+        estimate blended in, and the input (enlarged by pixel repetition for
+        super-resolution) where no tile has been fitted yet; ``image``, ``average`` and
+        ``uncertainty`` are the current tile's blended into the same mosaic.
     elapsed : float
-        Seconds since the fit started.
+        Seconds since the fit started (since the first tile's, when tiled).
     device : str
         Where it runs, e.g. ``"cpu (2 threads)"``.
     backtracks : int
@@ -56,6 +63,9 @@ class Snapshot:
         True when the stopping rule ended the run before ``max_iterations``.
     run : int
         Which of ``config.n_runs`` seeded runs this is (their results are averaged).
+    tile, n_tiles : int
+        Which tile of the image plane is being fitted (0-based), and how many there are
+        (``config.tile_size``; 1 without tiling). ``done`` comes with the last tile.
     """
 
     iteration: int
@@ -74,6 +84,8 @@ class Snapshot:
     best_iteration: int | None = None
     stopped: bool = False
     run: int = 0
+    tile: int = 0
+    n_tiles: int = 1
 
 
 @dataclass
@@ -132,16 +144,23 @@ def _setup(task: str, mask, factor, preset, seed, device, max_iterations,
     return _Run(config, factor, select_device(device), int(seed))
 
 
-def _snapshots(observation: Observation, scaling: IntensityScaling, channel_axis: int | None,
-               run: _Run, config: DIPConfig | None = None,
-               warm: FitStep | None = None) -> Iterator[tuple[Snapshot, FitStep]]:
-    """Fit one observation (``n_runs`` times, averaging) and convert each step for the user."""
-    config = config or run.config
-    device = describe_device(run.device)
-    scale = scaling.high - scaling.low
+@dataclass
+class _Images:
+    """One fit step's images, ``(M, N, C)`` float32 in model units ([0, 1])."""
 
-    def user(tensor):
-        return to_user_layout(from_tensor(tensor, observation.crop), scaling, channel_axis)
+    image: np.ndarray
+    average: np.ndarray
+    estimate: np.ndarray
+    uncertainty: np.ndarray | None
+
+
+def _fit_runs(observation: Observation, run: _Run, config: DIPConfig,
+              warm: FitStep | None) -> Iterator[tuple[FitStep, _Images, int, bool]]:
+    """Fit one observation ``n_runs`` times (seeds ``seed``, ``seed + 1``, ...), averaging the
+    runs' estimates; yield each step with its images cropped to the observation, its run
+    number and whether it is the last step of the last run."""
+    def crop(tensor):
+        return None if tensor is None else from_tensor(tensor, observation.crop)
 
     finished: list[torch.Tensor] = []
     for run_number in range(config.n_runs):
@@ -151,19 +170,107 @@ def _snapshots(observation: Observation, scaling: IntensityScaling, channel_axis
             estimate = step.estimate
             if finished:
                 estimate = (torch.stack(finished).sum(0) + estimate) / (len(finished) + 1)
-            uncertainty = None
-            if step.uncertainty is not None:  # intensity units, no offset
-                uncertainty = channels_to_layout(
-                    from_tensor(step.uncertainty, observation.crop) * scale, channel_axis)
-            last_run = run_number == config.n_runs - 1
-            yield Snapshot(iteration=step.iteration, max_iterations=config.max_iterations,
-                           loss=step.loss, image=user(step.output), average=user(step.average),
-                           estimate=user(estimate), elapsed=step.elapsed, device=device,
-                           backtracks=step.backtracks, done=step.done and last_run,
-                           config=config, uncertainty=uncertainty, criterion=step.criterion,
-                           best_iteration=step.best_iteration, stopped=step.stopped,
-                           run=run_number), step
+            yield (step, _Images(crop(step.output), crop(step.average), crop(estimate),
+                                 crop(step.uncertainty)),
+                   run_number, step.done and run_number == config.n_runs - 1)
         finished.append(step.estimate)
+
+
+def _snapshot(step: FitStep, images: _Images, run_number: int, *, done: bool,
+              scaling: IntensityScaling, channel_axis: int | None, run: _Run,
+              config: DIPConfig, **progress: Any) -> Snapshot:
+    """A fit step as the user sees it: images in the caller's layout, dtype and range."""
+    def user(unit):
+        return to_user_layout(unit, scaling, channel_axis)
+
+    uncertainty = None
+    if images.uncertainty is not None:  # intensity units, no offset
+        uncertainty = channels_to_layout(images.uncertainty * (scaling.high - scaling.low),
+                                         channel_axis)
+    fields = dict(iteration=step.iteration, max_iterations=config.max_iterations,
+                  loss=step.loss, elapsed=step.elapsed, device=describe_device(run.device),
+                  backtracks=step.backtracks, done=done, config=config,
+                  criterion=step.criterion, best_iteration=step.best_iteration,
+                  stopped=step.stopped, run=run_number)
+    fields.update(progress)
+    return Snapshot(image=user(images.image), average=user(images.average),
+                    estimate=user(images.estimate), uncertainty=uncertainty, **fields)
+
+
+def _restore_plane(image: np.ndarray, *, mask, guide, channel_axis: int | None,
+                   scaling: IntensityScaling | None, run: _Run, config: DIPConfig,
+                   warm: dict[int, FitStep] | None = None,
+                   ) -> Iterator[tuple[Snapshot, FitStep]]:
+    """Restore one 2D problem: in one fit, or tile by tile when ``config.tile_size`` is set and
+    the plane is larger than a tile. ``scaling`` imposes an intensity mapping (None: the
+    image's own). ``warm`` maps tile numbers to the fits to continue from (a stack's previous
+    slice)."""
+    tiles = None
+    if config.tile_size:
+        hwc = checked_image(image, channel_axis)
+        tiles = plan_tiles(hwc.shape[:2], config.tile_size, config.tile_overlap)
+    if tiles is None or len(tiles) == 1:
+        observation, scaling = prepare_observation(image, mask=mask, factor=run.factor,
+                                                   guide=guide, channel_axis=channel_axis,
+                                                   size_multiple=size_multiple(config),
+                                                   scaling=scaling)
+        for step, images, run_number, last in _fit_runs(observation, run, config,
+                                                        (warm or {}).get(0)):
+            yield _snapshot(step, images, run_number, done=last, scaling=scaling,
+                            channel_axis=channel_axis, run=run, config=config), step
+        return
+    yield from _restore_tiles(hwc, tiles, mask=mask, guide=guide, channel_axis=channel_axis,
+                              scaling=scaling, run=run, config=config, warm=warm)
+
+
+def _restore_tiles(hwc: np.ndarray, tiles: list[Tile], *, mask, guide,
+                   channel_axis: int | None, scaling: IntensityScaling | None, run: _Run,
+                   config: DIPConfig,
+                   warm: dict[int, FitStep] | None) -> Iterator[tuple[Snapshot, FitStep]]:
+    """Fit every tile of ``hwc`` with the same config and seed and the whole image's intensity
+    scaling, and blend the tiles' estimates (see :mod:`.tiling`)."""
+    factor = run.factor or 1
+    scaling = scaling or IntensityScaling.from_image(hwc)
+    missing = None
+    if mask is not None:
+        missing = mask_to_missing(mask, hwc.shape, channel_axis)
+        missing = missing[..., 0] if missing.shape[2] == 1 else missing
+        for number, tile in enumerate(tiles):
+            if tile.cut(missing).all():
+                raise ValueError(
+                    f"tile {number + 1} of {len(tiles)} (rows {tile.rows.start}:"
+                    f"{tile.rows.stop}, columns {tile.cols.start}:{tile.cols.stop}) lies wholly "
+                    f"in the mask, so it has no known pixel to fit; raise tile_size so that "
+                    f"every tile holds known pixels, or set tile_size=0")
+    shape = (hwc.shape[0] * factor, hwc.shape[1] * factor)
+    if guide is not None:
+        guide = guide_to_unit(guide, shape)  # one scaling for the whole guide, then cut
+    estimates = TileBlender(shape, hwc.shape[2], factor=factor, background=scaling.to_unit(
+        hwc).repeat(factor, axis=0).repeat(factor, axis=1))
+    uncertainties: TileBlender | None = None
+    start = time.perf_counter()
+    for number, tile in enumerate(tiles):
+        observation, _ = prepare_observation(
+            tile.cut(hwc), mask=None if missing is None else tile.cut(missing),
+            factor=run.factor, guide=None if guide is None else tile.cut(guide, factor),
+            channel_axis=-1, size_multiple=size_multiple(config), scaling=scaling)
+        last_tile = number == len(tiles) - 1
+        for step, images, run_number, last in _fit_runs(observation, run, config,
+                                                        (warm or {}).get(number)):
+            if images.uncertainty is not None and uncertainties is None:
+                uncertainties = TileBlender(shape, hwc.shape[2], factor=factor)
+            mosaic = _Images(
+                *(estimates.mosaic(tile, values) for values in
+                  (images.image, images.average, images.estimate)),
+                uncertainty=None if uncertainties is None
+                else uncertainties.mosaic(tile, images.uncertainty))
+            yield _snapshot(step, mosaic, run_number, done=last and last_tile, scaling=scaling,
+                            channel_axis=channel_axis, run=run, config=config,
+                            elapsed=time.perf_counter() - start, tile=number,
+                            n_tiles=len(tiles)), step
+        estimates.add(tile, images.estimate)
+        if images.uncertainty is not None:
+            uncertainties.add(tile, images.uncertainty)
 
 
 def iter_restore(image: np.ndarray, *, task: str = "denoise", mask: np.ndarray | None = None,
@@ -177,10 +284,8 @@ def iter_restore(image: np.ndarray, *, task: str = "denoise", mask: np.ndarray |
     so far. Parameters are those of :func:`restore`.
     """
     run = _setup(task, mask, factor, preset, seed, device, max_iterations, settings)
-    observation, scaling = prepare_observation(image, mask=mask, factor=run.factor, guide=guide,
-                                               channel_axis=channel_axis,
-                                               size_multiple=size_multiple(run.config))
-    for snapshot, _ in _snapshots(observation, scaling, channel_axis, run):
+    for snapshot, _ in _restore_plane(image, mask=mask, guide=guide, channel_axis=channel_axis,
+                                      scaling=None, run=run, config=run.config):
         yield snapshot
 
 
@@ -221,7 +326,9 @@ def restore(image: np.ndarray, *, task: str = "denoise", mask: np.ndarray | None
         Also return the per-pixel posterior standard deviation (Bayesian DIP: preset
         ``"bayesian"`` or ``sgld_noise > 0``; None for other methods).
     **settings
-        Any other field of :class:`DIPConfig`, e.g. ``learning_rate=0.005``.
+        Any other field of :class:`DIPConfig`, e.g. ``learning_rate=0.005``, or
+        ``tile_size=256`` to restore a large image in overlapping tiles, one fit each, whose
+        estimates are blended smoothly (see :mod:`napari_dip.tiling`).
 
     Returns
     -------
@@ -254,8 +361,9 @@ def iter_restore_stack(image: np.ndarray, *, task: str = "denoise",
     schedule and its stopping rule); see :func:`warm_start_config`. With ``stack_passes=2`` a
     second pass goes back over the slices in reverse order, each continuing from the slice
     after it, and every slice's result becomes the mean of its two passes. All slices share one
-    intensity scaling, taken from the whole stack. Parameters are those of
-    :func:`restore_stack`.
+    intensity scaling, taken from the whole stack. With ``tile_size``, each slice is restored
+    in tiles, and tile k of a slice continues from tile k of the previous slice. Parameters are
+    those of :func:`restore_stack`.
     """
     run = _setup(task, mask, factor, preset, seed, device, max_iterations, settings)
     layout = SliceLayout(image, channel_axis, mask=mask, guide=guide, factor=run.factor)
@@ -264,20 +372,18 @@ def iter_restore_stack(image: np.ndarray, *, task: str = "denoise",
     backward = config.stack_passes == 2 and n_slices > 1
     passes = [layout.indices] + ([layout.indices[::-1]] if backward else [])
     first_pass: dict[tuple[int, ...], np.ndarray] = {}
-    warm: FitStep | None = None
+    warm: dict[int, FitStep] | None = None  # the previous slice's fit, per tile
     warm_config: DIPConfig | None = None
     for pass_number, order in enumerate(passes):
         last_pass = pass_number == len(passes) - 1
         for number, index in enumerate(order):
             if pass_number and number == 0:
                 continue  # the backward pass starts where the forward pass ended
-            observation, _ = prepare_observation(
-                layout.slice(index), mask=layout.mask_slice(index), factor=run.factor,
-                guide=layout.guide_slice(index), channel_axis=-1,
-                size_multiple=size_multiple(config), scaling=layout.scaling)
-            slice_config = warm_config if warm is not None else config
-            for snapshot, step in _snapshots(observation, layout.scaling, -1, run, slice_config,
-                                             warm):
+            fitted: dict[int, FitStep] = {}
+            for snapshot, step in _restore_plane(
+                    layout.slice(index), mask=layout.mask_slice(index),
+                    guide=layout.guide_slice(index), channel_axis=-1, scaling=layout.scaling,
+                    run=run, config=warm_config if warm is not None else config, warm=warm):
                 estimate = snapshot.estimate
                 if pass_number:  # the two passes' results, averaged
                     estimate = _mean_in_dtype(first_pass[index], estimate)
@@ -286,12 +392,14 @@ def iter_restore_stack(image: np.ndarray, *, task: str = "denoise",
                                     snapshot=layout.user_snapshot(snapshot), result=layout.result,
                                     done=snapshot.done and last_pass and number == n_slices - 1,
                                     pass_number=pass_number)
+                fitted[snapshot.tile] = step
             if not last_pass:
                 first_pass[index] = snapshot.estimate
             if config.warm_start_fraction > 0:
-                if warm_config is None:
-                    warm_config = warm_start_config(config, step.iteration)
-                warm = step
+                if warm_config is None:  # the first slice's (mean per tile) length sets it
+                    ran = np.mean([step.iteration for step in fitted.values()])
+                    warm_config = warm_start_config(config, int(round(ran)))
+                warm = fitted
 
 
 def _mean_in_dtype(a: np.ndarray, b: np.ndarray) -> np.ndarray:

@@ -31,7 +31,7 @@ RECORD_FORMAT = 1
 # Snapshot fields that are images or already in the record; any other field (such as a
 # stopping rule's) is recorded per slice as it is, or as a mean when it is an array
 _SNAPSHOT_SKIPPED = {"image", "average", "estimate", "config", "done", "iteration", "elapsed",
-                     "device", "loss", "backtracks", "max_iterations"}
+                     "device", "loss", "backtracks", "max_iterations", "tile"}
 
 
 class BatchError(ValueError):
@@ -353,7 +353,7 @@ class Progress:
         self.files = tqdm(total=n_files, desc="files", unit="file", disable=quiet, position=0)
         self.slices = None
         self.iterations = None
-        self._slice = None
+        self._fit = None
 
     def on_snapshot(self, stack_snapshot) -> None:
         """Move the slice and iteration bars to a :class:`~napari_dip.StackSnapshot`."""
@@ -363,12 +363,14 @@ class Progress:
         if self.slices is None:
             self.slices = self._tqdm(total=stack_snapshot.n_slices, desc="slices", unit="slice",
                                      position=1, leave=False)
-        if self.iterations is None or self._slice != stack_snapshot.slice_number:
+        fit = (stack_snapshot.slice_number, snap.tile)  # one bar per slice, or per tile
+        if self.iterations is None or self._fit != fit:
             if self.iterations is not None:
                 self.iterations.close()
-            self.iterations = self._tqdm(total=snap.max_iterations, desc="iterations",
+            desc = f"tile {snap.tile + 1}/{snap.n_tiles}" if snap.n_tiles > 1 else "iterations"
+            self.iterations = self._tqdm(total=snap.max_iterations, desc=desc,
                                          unit="it", position=2, leave=False)
-            self._slice = stack_snapshot.slice_number
+            self._fit = fit
         self.iterations.update(snap.iteration - self.iterations.n)
         self.iterations.set_postfix(loss=f"{snap.loss:.4g}", refresh=False)
         if snap.done:

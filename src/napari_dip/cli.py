@@ -175,15 +175,16 @@ def _setting_help(field_info: dict) -> str:
 
 
 def _setting_type(field_info: dict):
-    """An argparse type for one config field: converts, then validates with DIPConfig itself."""
-    from .config import DIPConfig
+    """An argparse type for one config field: converts, then checks the value against the
+    field's own bounds (combinations of settings are checked once all options are known)."""
+    from .config import check_setting
 
     convert = {"int": int, "float": float}.get(str(field_info["type"]), str)
 
     def parse(text: str):
         try:
             value = convert(text)
-            DIPConfig().replace(**{field_info["name"]: value})
+            check_setting(field_info["name"], value)
         except ValueError as error:
             raise argparse.ArgumentTypeError(str(error)) from error
         return value

@@ -120,10 +120,17 @@ class DIPConfig:
                            "to float32 if the loss becomes non-finite", choices=PRECISIONS)
     compile: str = _knob("off", "compile the generator with torch.compile (mode name; worth it "
                          "for long runs on a GPU)", choices=COMPILE_MODES)
+    # large images
+    tile_size: int = _knob(0, "side in input pixels of the overlapping tiles a larger image is "
+                           "restored in, one fit per tile (0: the whole image in one fit)",
+                           low=0, high=65536)
+    tile_overlap: int = _knob(32, "tiling: input pixels shared by neighbouring tiles, where their "
+                              "estimates are blended with smooth weights", low=0, high=32768)
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
             _check_field(f, getattr(self, f.name))
+        _check_tiling(self)
 
     def replace(self, **changes: Any) -> DIPConfig:
         """A copy with some fields changed (validated like the original)."""
@@ -151,6 +158,35 @@ def _check_field(f: dataclasses.Field, value: Any) -> None:
     low, high = meta.get("low"), meta.get("high")
     if (low is not None and value < low) or (high is not None and value > high):
         raise ValueError(f"{f.name}={value!r} is out of range; expected {low} <= {f.name} <= {high}")
+
+
+def check_setting(name: str, value: Any) -> None:
+    """Check one setting against its own bounds or choices (combinations are checked when the
+    whole config is built)."""
+    fields = {f.name: f for f in dataclasses.fields(DIPConfig)}
+    if name not in fields:
+        raise ValueError(f"unknown setting {name!r}; known settings are {sorted(fields)}")
+    _check_field(fields[name], value)
+
+
+# tiles must be several times the generator's size multiple (2**scales), so that its deepest
+# level is a few pixels wide rather than the one pixel a much smaller tile would leave
+MIN_TILE_MULTIPLES = 4
+
+
+def _check_tiling(config: DIPConfig) -> None:
+    if config.tile_size == 0:
+        return
+    smallest = MIN_TILE_MULTIPLES * 2 ** config.scales
+    if config.tile_size < smallest:
+        raise ValueError(f"tile_size={config.tile_size} is too small for a generator with "
+                         f"scales={config.scales}: tiles need at least {MIN_TILE_MULTIPLES} x "
+                         f"2**scales = {smallest} pixels per side; raise tile_size to {smallest} "
+                         f"or more, lower scales, or set tile_size=0 to restore the image whole")
+    if 2 * config.tile_overlap >= config.tile_size:
+        raise ValueError(f"tile_overlap={config.tile_overlap} must be less than half of "
+                         f"tile_size={config.tile_size}; lower tile_overlap to at most "
+                         f"{(config.tile_size - 1) // 2} or raise tile_size")
 
 
 def describe_fields() -> list[dict[str, Any]]:

@@ -130,6 +130,21 @@ def _pad_to(array: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     return np.pad(array, pads, mode=mode)
 
 
+def checked_image(image: np.ndarray, channel_axis: int | None) -> np.ndarray:
+    """Validate a user image of one 2D problem and return it as ``(M, N, C)`` (a view)."""
+    image = _as_array("image", image)
+    if image.size == 0:
+        raise ValueError(f"image is empty (shape {image.shape})")
+    if image.dtype.kind == "b":
+        raise ValueError("image is boolean; pass intensities (e.g. image.astype(np.uint8))")
+    hwc = channels_last(image, channel_axis)
+    if min(hwc.shape[:2]) < MIN_SIDE:
+        raise ValueError(f"image is {hwc.shape[0]}x{hwc.shape[1]} pixels; restoration needs at "
+                         f"least {MIN_SIDE}x{MIN_SIDE}")
+    _check_finite("image", hwc)
+    return hwc
+
+
 def prepare_observation(image: np.ndarray, *, mask: np.ndarray | None, factor: int | None,
                         guide: np.ndarray | None, channel_axis: int | None,
                         size_multiple: int, scaling: IntensityScaling | None = None,
@@ -141,16 +156,7 @@ def prepare_observation(image: np.ndarray, *, mask: np.ndarray | None, factor: i
     loss, never mistaken for data, and cropped off the result. ``scaling`` imposes an intensity
     mapping (a stack's, shared by its slices) instead of one fitted to this image.
     """
-    image = _as_array("image", image)
-    if image.size == 0:
-        raise ValueError(f"image is empty (shape {image.shape})")
-    if image.dtype.kind == "b":
-        raise ValueError("image is boolean; pass intensities (e.g. image.astype(np.uint8))")
-    hwc = channels_last(image, channel_axis)
-    if min(hwc.shape[:2]) < MIN_SIDE:
-        raise ValueError(f"image is {hwc.shape[0]}x{hwc.shape[1]} pixels; restoration needs at "
-                         f"least {MIN_SIDE}x{MIN_SIDE}")
-    _check_finite("image", hwc)
+    hwc = checked_image(image, channel_axis)
     scaling = scaling or IntensityScaling.from_image(hwc)
     unit = scaling.to_unit(hwc)
 
@@ -163,10 +169,7 @@ def prepare_observation(image: np.ndarray, *, mask: np.ndarray | None, factor: i
     ph, pw = (-(-max(side, smallest) // step) * step for side in (h, w))
     known = np.ones((h, w, 1), dtype=np.float32)
     if mask is not None:
-        missing = _mask_to_missing(mask, hwc.shape, channel_axis)
-        if missing.all():
-            raise ValueError("the mask marks every pixel as missing; nothing is left to fit. The "
-                             "mask must be true (non-zero) only where pixels are missing")
+        missing = mask_to_missing(mask, hwc.shape, channel_axis)
         known = (~missing).astype(np.float32)
     needs_weight = mask is not None or (ph, pw) != (h, w)
     weight = None
@@ -187,21 +190,30 @@ def prepare_observation(image: np.ndarray, *, mask: np.ndarray | None, factor: i
     return observation, scaling
 
 
-def _mask_to_missing(mask, image_shape: tuple[int, ...], channel_axis: int | None) -> np.ndarray:
+def mask_to_missing(mask, image_shape: tuple[int, ...], channel_axis: int | None) -> np.ndarray:
+    """A validated mask as ``(M, N, 1)`` or ``(M, N, C)`` booleans, true = missing."""
     mask = _as_array("mask", mask)
     _check_finite("mask", mask)
     spatial = image_shape[:2]
+    missing = None
     if mask.shape == spatial:
-        return (mask != 0)[..., None]
-    if channel_axis is not None and mask.ndim == 3:
+        missing = (mask != 0)[..., None]
+    elif channel_axis is not None and mask.ndim == 3:
         per_channel = np.moveaxis(mask, channel_axis, -1)
         if per_channel.shape == image_shape:
-            return per_channel != 0
+            missing = per_channel != 0
+    if missing is not None:
+        if missing.all():
+            raise ValueError("the mask marks every pixel as missing; nothing is left to fit. "
+                             "The mask must be true (non-zero) only where pixels are missing")
+        return missing
     raise ValueError(f"mask has shape {mask.shape} but the image's pixels are {spatial}; the mask "
                      f"must be {spatial} (true = missing) or match the image's full shape")
 
 
-def _prepare_guide(guide, shape: tuple[int, int], padded: tuple[int, int]) -> torch.Tensor:
+def guide_to_unit(guide, shape: tuple[int, int]) -> np.ndarray:
+    """A validated guide image of the restored image's ``shape``, as ``(M', N', C')`` float32
+    in [0, 1] (scaled by its own intensity range)."""
     guide = _as_array("guide", guide)
     if guide.ndim == 2:
         guide = guide[..., None]
@@ -209,8 +221,11 @@ def _prepare_guide(guide, shape: tuple[int, int], padded: tuple[int, int]) -> to
         raise ValueError(f"guide has shape {guide.shape}; it must be {shape} or {shape + ('C',)} "
                          f"(channels last), the size of the restored image")
     _check_finite("guide", guide)
-    unit = IntensityScaling.from_image(guide).to_unit(guide)
-    return _to_tensor(_pad_to(unit, padded))
+    return IntensityScaling.from_image(guide).to_unit(guide)
+
+
+def _prepare_guide(guide, shape: tuple[int, int], padded: tuple[int, int]) -> torch.Tensor:
+    return _to_tensor(_pad_to(guide_to_unit(guide, shape), padded))
 
 
 def _to_tensor(hwc: np.ndarray) -> torch.Tensor:
