@@ -146,6 +146,7 @@ def report() -> None:
         if paper is None:
             continue
         best_s, best_it, best = max(paper["curve"], key=lambda point: point[2])
+        peers: list[str] = []
         lines += [f"**{paper['name']}** (Set12 {image}.png, {side}x{side}{' centre crop' if side < 256 else ''}, sigma 25; noisy "
                   f"{paper['input_psnr']:.2f} dB; {paper['threads']} thread(s), "
                   f"{paper['machine']}). Preset paper, run to {paper['iterations']} iterations: "
@@ -162,10 +163,23 @@ def report() -> None:
             lines.append(f"| {name} | {record['psnr']:.2f} dB | {record['seconds']:.0f} s, "
                          f"{record['iterations']} it.{stop} | {reached_text} | 1/{1 / ratio:.1f} | "
                          f"{record['peak_memory_gib']:.2f} GiB |")
+        for peer_name, peer in sorted(methods.items()):
+            if not peer_name.startswith("auto-denoise"):
+                continue
+            for name, record in sorted(methods.items()):
+                if name in ("paper", peer_name) or name.startswith("auto-denoise"):
+                    continue
+                reached = first_time_within(record["curve"], peer["psnr"])
+                when = ("never" if reached is None else
+                        f"after {reached:.0f} s, 1/{peer['seconds'] / max(reached, 1e-9):.0f} of "
+                        f"its {peer['seconds']:.0f} s")
+                peers.append(f"- {name} reached {peer_name}'s {peer['psnr']:.2f} dB {when}.")
         lines += [f"| paper (reference) | {paper['psnr']:.2f} dB at the end | "
                   f"{paper['seconds']:.0f} s | {best_s:.0f} s | 1 | "
                   f"{paper['peak_memory_gib']:.2f} GiB |", "", "Commands:", "```"]
         lines += [methods[name]["command"] for name in sorted(methods)] + ["```", ""]
+        if peers:
+            lines += ["Against auto-denoise's DIP (PSNR of the returned result):", "", *peers, ""]
     lines += [f"![PSNR against seconds](images/{PLOT.name})"]
     write_section(START, END, "Speed: time to reach the paper's quality", lines)
     plot(records)
@@ -177,12 +191,14 @@ def plot(records) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    names = sorted({name for methods in records.values() for name in methods})
+    colours = {name: f"C{number}" for number, name in enumerate(names)}
     fig, axes = plt.subplots(1, len(records), figsize=(5.5 * len(records), 4), squeeze=False)
     for axis, (image, methods) in zip(axes[0], sorted(records.items())):
         for name, record in sorted(methods.items()):
             seconds, _, values = zip(*record["curve"])
             style = "o" if len(seconds) == 1 else "-"
-            axis.plot(seconds, values, style, label=name)
+            axis.plot(seconds, values, style, label=name, color=colours[name])
         axis.set_xscale("log")
         axis.set_xlabel("seconds (log)")
         axis.set_ylabel("PSNR (dB)")
