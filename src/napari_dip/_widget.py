@@ -105,6 +105,7 @@ class Progress:
     device: str
     preview_index: tuple | None = None
     preview: np.ndarray | None = None
+    backward: bool = False  # the optional second pass over the slices (stack_passes=2)
 
 
 @dataclass
@@ -213,7 +214,7 @@ def _restoration_steps(napari_dip, request: RunRequest, state: RunState):
         progress = Progress(
             slice_number=stack_step.slice_number, n_slices=stack_step.n_slices,
             iteration=snapshot.iteration, max_iterations=snapshot.max_iterations,
-            tile=snapshot.tile, n_tiles=snapshot.n_tiles,
+            tile=snapshot.tile, n_tiles=snapshot.n_tiles, backward=stack_step.pass_number == 1,
             steps_done=done, steps_total=total, loss=snapshot.loss,
             criterion=_snapshot_criterion(snapshot),
             seconds_left=elapsed / done * (total - done) if done else None,
@@ -682,7 +683,8 @@ class RestoreWidget(QWidget):
 
     def _on_progress(self, progress: Progress) -> None:
         self.device_label.setText(f"runs on: {progress.device}")
-        text = f"slice {progress.slice_number + 1}/{progress.n_slices} · "
+        text = "backward pass · " if progress.backward else ""
+        text += f"slice {progress.slice_number + 1}/{progress.n_slices} · "
         if progress.n_tiles > 1:
             text += f"tile {progress.tile + 1}/{progress.n_tiles} · "
         text += f"iteration {progress.iteration}/{progress.max_iterations}"
