@@ -36,6 +36,27 @@ DATA = ROOT.parent / "shared" / "data"
 RESULTS = ROOT / "benchmarks" / "results"
 DOC = ROOT / "docs" / "benchmarks.md"
 START, END = "<!-- reproduce_paper:start -->", "<!-- reproduce_paper:end -->"
+SIGMA = 25 / 255
+
+
+def with_gaussian_noise(clean: np.ndarray, rng: np.random.Generator,
+                        sigma: float = SIGMA) -> np.ndarray:
+    """The denoising protocol's input: ``clip(clean + N(0, sigma), 0, 1)`` as float32."""
+    return np.clip(clean + rng.normal(0, sigma, clean.shape), 0, 1).astype(np.float32)
+
+
+def command_line(script: str, argv: list[str] | None = None) -> str:
+    """How a benchmark was run, recorded beside its results."""
+    arguments = sys.argv[1:] if argv is None else argv
+    return f"python benchmarks/{script} {' '.join(arguments)}".strip()
+
+
+def missing_data() -> bool:
+    """True (after saying so) when the evaluation data are not there."""
+    if DATA.is_dir():
+        return False
+    print(f"evaluation data not found at {DATA}", file=sys.stderr)
+    return True
 
 
 def load(path: Path, grey: bool = False) -> np.ndarray:
@@ -69,7 +90,7 @@ def psnr_y(estimate: np.ndarray, clean: np.ndarray, shave: int = 4) -> float:
 def run_f16(args):
     clean = center_crop(load(DATA / "dip_paper/denoising/F16_GT.png"), args.crop)
     rng = np.random.default_rng(args.seed)
-    noisy = np.clip(clean + rng.normal(0, 25 / 255, clean.shape), 0, 1).astype(np.float32)
+    noisy = with_gaussian_noise(clean, rng)
     return dict(name="F16 denoising, sigma 25", task="denoise", image=noisy, clean=clean,
                 kwargs=dict(channel_axis=-1), iterations=1800, metric=psnr,
                 input_psnr=psnr(noisy, clean),
@@ -176,11 +197,10 @@ def main(argv=None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default=None)
     args = parser.parse_args(argv)
-    if not DATA.is_dir():
-        print(f"evaluation data not found at {DATA}", file=sys.stderr)
+    if missing_data():
         return 1
     RESULTS.mkdir(parents=True, exist_ok=True)
-    command = ("python benchmarks/reproduce_paper.py " + " ".join(argv or sys.argv[1:])).strip()
+    command = command_line("reproduce_paper.py", argv)
     machine = (f"{platform.machine()} {platform.system()}, torch {torch.__version__}, "
                f"napari-dip {napari_dip.__version__}")
     for key in args.runs.split(","):

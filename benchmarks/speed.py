@@ -38,7 +38,8 @@ import napari_dip
 from napari_dip.operators import psnr
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from reproduce_paper import DATA, DOC, RESULTS, center_crop, load, write_section  # noqa: E402
+from reproduce_paper import (DATA, DOC, RESULTS, center_crop, command_line,  # noqa: E402
+                             load, missing_data, with_gaussian_noise, write_section)
 
 START, END = "<!-- speed:start -->", "<!-- speed:end -->"
 PLOT = DOC.parent / "images" / "speed_curves.png"
@@ -49,8 +50,7 @@ TOLERANCE_DB = 0.3
 
 def noisy_pair(image: str, seed: int, crop: int = 0) -> tuple[np.ndarray, np.ndarray]:
     clean = center_crop(load(DATA / "Set12" / f"{image}.png", grey=True), crop)
-    rng = np.random.default_rng(seed)
-    noisy = np.clip(clean + rng.normal(0, 25 / 255, clean.shape), 0, 1).astype(np.float32)
+    noisy = with_gaussian_noise(clean, np.random.default_rng(seed))
     return noisy, clean
 
 
@@ -115,7 +115,7 @@ def measure(args) -> None:
                       cap=args.cap, seed=args.seed,
                       machine=f"{platform.processor() or platform.machine()}, "
                               f"{os.cpu_count()} cores, torch {torch.__version__}",
-                      command=" ".join(["python", "benchmarks/speed.py"] + sys.argv[1:]))
+                      command=command_line("speed.py"))
         out.write_text(json.dumps(record, indent=1))
 
     if args.method.startswith("auto-denoise"):
@@ -226,7 +226,10 @@ def main() -> None:
                              "iterations")
     parser.add_argument("--report", action="store_true", help="write the table and the plot")
     args = parser.parse_args()
-    report() if args.report else measure(args)
+    if args.report:
+        report()
+    elif not missing_data():
+        measure(args)
 
 
 if __name__ == "__main__":

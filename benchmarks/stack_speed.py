@@ -26,7 +26,8 @@ import napari_dip
 from napari_dip.operators import psnr
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from reproduce_paper import DATA, RESULTS, center_crop, write_section  # noqa: E402
+from reproduce_paper import (DATA, RESULTS, center_crop, command_line,  # noqa: E402
+                             missing_data, with_gaussian_noise, write_section)
 
 START, END = "<!-- stack:start -->", "<!-- stack:end -->"
 
@@ -35,8 +36,7 @@ def noisy_stack(crop: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     stack = tifffile.imread(DATA / "mri" / "brain10.tiff").astype(np.float32)
     stack /= stack.max()
     clean = np.stack([center_crop(s, crop) for s in stack])
-    rng = np.random.default_rng(seed)
-    noisy = np.clip(clean + rng.normal(0, 25 / 255, clean.shape), 0, 1).astype(np.float32)
+    noisy = with_gaussian_noise(clean, np.random.default_rng(seed))
     return noisy, clean
 
 
@@ -49,6 +49,8 @@ def main() -> None:
     parser.add_argument("--reuse-alone", action="store_true",
                         help="take the single-slice fits from the one-pass run's results")
     args = parser.parse_args()
+    if missing_data():
+        return
 
     noisy, clean = noisy_stack(args.crop, args.seed)
     alone_psnr, alone_seconds = [], []
@@ -74,7 +76,7 @@ def main() -> None:
                   input_psnr=input_psnr, alone_psnr=alone_psnr, alone_seconds=alone_seconds,
                   stack_psnr=stack_psnr, stack_seconds=stack_seconds,
                   ratio=stack_seconds / one_slice, threads=torch.get_num_threads(),
-                  command=" ".join(["python", "benchmarks/stack_speed.py"] + sys.argv[1:]))
+                  command=command_line("stack_speed.py"))
     RESULTS.mkdir(parents=True, exist_ok=True)
     name = f"stack_{args.preset}_{clean.shape[1]}_pass{args.passes}.json"
     (RESULTS / name).write_text(json.dumps(record, indent=1))

@@ -30,7 +30,8 @@ from napari_dip.config import get_config
 from napari_dip.operators import psnr
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from reproduce_paper import (DATA, DOC, RESULTS, center_crop, load, psnr_y,  # noqa: E402
+from reproduce_paper import (DATA, DOC, RESULTS, center_crop, command_line,  # noqa: E402
+                             load, missing_data, psnr_y, with_gaussian_noise,
                              write_table)
 
 START, END = "<!-- stopping:start -->", "<!-- stopping:end -->"
@@ -43,7 +44,7 @@ def cases(sets: list[str], crop: int, limit: int, seed: int):
     if "cbm3d9" in sets:
         for path in sorted((DATA / "CBM3D9_color").glob("*.png"))[:limit]:
             clean = center_crop(load(path), crop)
-            noisy = np.clip(clean + rng.normal(0, 25 / 255, clean.shape), 0, 1).astype(np.float32)
+            noisy = with_gaussian_noise(clean, rng)
             yield (f"{path.stem} σ=25", "denoise", noisy, clean, dict(channel_axis=-1), psnr)
     if "inpaint11" in sets:
         for path in sorted((DATA / "DIP_inpaint11_gray").glob("*.png"))[:limit]:
@@ -149,11 +150,10 @@ def main(argv=None) -> int:
     parser.add_argument("--bayesian", action="store_true", help="also run Bayesian DIP")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
-    if not DATA.is_dir():
-        print(f"evaluation data not found at {DATA}", file=sys.stderr)
+    if missing_data():
         return 1
     RESULTS.mkdir(parents=True, exist_ok=True)
-    command = ("python benchmarks/stopping.py " + " ".join(argv or sys.argv[1:])).strip()
+    command = command_line("stopping.py", argv)
     plotted = []
     for name, task, image, clean, kwargs, metric in cases(args.sets.split(","), args.crop,
                                                           args.limit, args.seed):

@@ -49,10 +49,10 @@ from napari_dip.operators import psnr
 from napari_dip.tiling import plan_tiles, seam_band, tile_interiors
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from reproduce_paper import DOC, RESULTS, write_section  # noqa: E402
+from reproduce_paper import (RESULTS, command_line,  # noqa: E402
+                             with_gaussian_noise, write_section)
 
 START, END = "<!-- tiling:start -->", "<!-- tiling:end -->"
-SIGMA = 25.0 / 255.0
 # preset "quick" made cheaper still: half its channels, and no input perturbation, which on a
 # 256x256 crop of the camera image reached +5 dB in 250 steps where "quick" itself gained none
 SETTINGS = dict(preset="quick", channels_down=16, channels_up=16, input_channels=8,
@@ -88,8 +88,7 @@ def mosaic(size: int) -> np.ndarray:
 
 def noisy_mosaic(size: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     clean = mosaic(size)
-    rng = np.random.default_rng(seed)
-    noisy = np.clip(clean + rng.normal(0.0, SIGMA, clean.shape), 0.0, 1.0).astype(np.float32)
+    noisy = with_gaussian_noise(clean, np.random.default_rng(seed))
     return clean, noisy
 
 
@@ -273,8 +272,7 @@ def main(argv=None) -> int:
         untiled_probe(args)
         return 0
     threads = os.environ.get("OMP_NUM_THREADS")
-    command = ((f"OMP_NUM_THREADS={threads} " if threads else "") + "python benchmarks/tiling.py "
-               + " ".join(argv if argv is not None else sys.argv[1:])).strip()
+    command = (f"OMP_NUM_THREADS={threads} " if threads else "") + command_line("tiling.py", argv)
     if args.seam_check:
         result, name = seam_check(args), f"tiling_seam_check_{args.seam_check}.json"
     else:
