@@ -119,6 +119,8 @@ def test_warm_start_config_keeps_the_rest_of_the_settings():
     assert warm.ema_weight == pytest.approx(1 - 4 / warm.max_iterations)
     assert warm.replace(max_iterations=config.max_iterations,
                         ema_weight=config.ema_weight) == config
+    scratch = config.replace(warm_start_fraction=0)
+    assert warm_start_config(scratch, 800) == scratch  # every slice from scratch, full length
 
 
 def test_a_backward_pass_revisits_the_slices_in_reverse_and_averages(noisy_stack):

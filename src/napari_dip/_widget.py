@@ -25,7 +25,8 @@ from superqt import QCollapsible
 from ._qt_plot import LossPlot
 from ._run_plan import (Geometry, ImageAxes, RunPlan, mask_for_plan, output_geometry, plan_run,
                         stack_scopes)
-from .config import DEFAULT_PRESET, PRESETS, SUPPORTED_FACTORS, TASKS, describe_fields, get_config
+from .config import (DEFAULT_PRESET, PRESETS, SUPPORTED_FACTORS, TASKS, describe_fields,
+                     get_config, warm_start_config)
 
 PREVIEW_INTERVAL_S = 0.5
 """Least time between two preview-layer updates, so a fast GPU run cannot flood the GUI."""
@@ -185,9 +186,7 @@ def _restoration_steps(napari_dip, request: RunRequest, state: RunState):
     """The body of :func:`restoration_steps`: snapshots in, :class:`Progress` out."""
     config = get_config(request.preset, request.task, request.plan.factor or None,
                         **request.overrides)
-    later_slice_steps = napari_dip.warm_start_config(config, config.max_iterations).max_iterations
-    if config.warm_start_fraction == 0:
-        later_slice_steps = config.max_iterations
+    later_slice_steps = warm_start_config(config, config.max_iterations).max_iterations
     steps = napari_dip.iter_restore_stack(
         request.data, task=request.task, mask=request.mask,
         factor=request.plan.factor if request.plan.factor > 1 else None,
@@ -227,8 +226,7 @@ def _restoration_steps(napari_dip, request: RunRequest, state: RunState):
             steps_before_slice = done
             if stack_step.slice_number == 0 and stack_step.pass_number == 0 and \
                     config.warm_start_fraction > 0:  # later slices' schedule is known now
-                later_slice_steps = napari_dip.warm_start_config(
-                    config, snapshot.iteration).max_iterations
+                later_slice_steps = warm_start_config(config, snapshot.iteration).max_iterations
         yield progress
 
 

@@ -322,7 +322,10 @@ def get_config(preset: str | DIPConfig = "auto", task: str = "denoise", factor: 
 def warm_start_config(config: DIPConfig, first_iterations: int) -> DIPConfig:
     """The short schedule of a warm-started slice: ``warm_start_fraction`` of the iterations the
     first slice ran (with a stopping rule, where it stopped), and an output average short enough
-    to forget the previous slice within that schedule."""
+    to forget the previous slice within that schedule. With ``warm_start_fraction=0`` every
+    slice starts from scratch and gets ``config`` itself."""
+    if config.warm_start_fraction == 0:
+        return config
     iterations = max(1, round(first_iterations * config.warm_start_fraction))
     ema_weight = config.ema_weight
     if ema_weight > 0:

@@ -56,7 +56,6 @@ def describe_device(device: torch.device) -> str:
     return str(device)
 
 
-
 def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
     """The dtype the generator's forward pass runs in under autocast (None: plain float32).
 
