@@ -104,7 +104,7 @@ def main() -> None:
     probe.start()
     start = time.perf_counter()
     widget.run()
-    widget.worker.yielded.connect(lambda progress: updates.append(progress.preview is not None))
+    widget.worker.yielded.connect(lambda progress: updates.append(bool(progress.previews)))
     widget.worker.finished.connect(loop.quit)
     loop.exec()
     seconds = time.perf_counter() - start

@@ -118,6 +118,17 @@ def test_tiled_stack_through_the_command_line(tmp_path, capsys):
     assert "lower tile_overlap to at most 7" in capsys.readouterr().err
 
 
+def test_slices_in_one_batch_through_the_command_line_get_a_record_each(tmp_path):
+    source = tmp_path / "stack.tif"
+    data = _write_stack(source, shape=(3, 16, 16))
+    out = tmp_path / "out"
+    assert main(["denoise", str(source), "--out", str(out), "--slice-batch", "2", *FAST]) == 0
+    assert read_tiff(out / "stack.tif").data.shape == data.shape
+    record = _record(out / "stack.tif")
+    assert record["config"]["slice_batch"] == 2
+    assert [s["index"] for s in record["slices"]] == [[0], [1], [2]]
+
+
 def test_a_corrupt_file_is_reported_the_others_written_and_the_exit_code_non_zero(tmp_path,
                                                                                   capsys):
     folder = tmp_path / "in"

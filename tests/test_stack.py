@@ -141,3 +141,66 @@ def test_a_backward_pass_revisits_the_slices_in_reverse_and_averages(noisy_stack
     for k in (0, 1):
         assert not np.array_equal(result[k], one_pass[(k,)])  # averaged with the second pass
         assert psnr(result[k], clean[k]) > psnr(noisy[k], clean[k]) + 3.0
+
+
+def test_slices_fitted_in_one_batch_are_each_restored(noisy_stack):
+    """slice_batch=3: one generator fits the three slices together, each from its own code."""
+    clean, noisy = noisy_stack
+    before = noisy.copy()
+    steps = list(iter_restore_stack(noisy, preset="quick", max_iterations=60, report_every=20,
+                                    slice_batch=3))
+    last = steps[-1]
+    assert last.done and last.group == ((0,), (1,), (2,)) and last.slice_number == 2
+    assert len(steps) == 3  # one snapshot per reported step for the whole group
+    assert [s.done for s in last.group_snapshots] == [True, True, True]
+    for k in range(3):
+        assert psnr(last.result[k], clean[k]) > psnr(noisy[k], clean[k]) + 3.0, k
+        np.testing.assert_array_equal(last.result[k], last.group_snapshots[k].estimate)
+    # different codes give different slices, not one image three times
+    assert psnr(last.result[0], last.result[2]) < 40
+    np.testing.assert_array_equal(noisy, before)
+
+
+def test_slice_groups_warm_start_and_a_short_last_group(noisy_stack):
+    """4 slices in groups of 3: the last group (one slice) continues from the first group's
+    weights on the short schedule."""
+    _, noisy = noisy_stack
+    stack = np.concatenate([noisy, noisy[:1]])
+    ends = [(s.group, s.snapshot.iteration, s.snapshot.max_iterations)
+            for s in iter_restore_stack(stack, preset="quick", max_iterations=40,
+                                        report_every=5, slice_batch=3,
+                                        warm_start_fraction=0.5) if s.snapshot.done]
+    assert ends == [(((0,), (1,), (2,)), 40, 40), (((3,),), 20, 20)]
+
+
+def test_slice_batch_refuses_what_it_cannot_combine_with(noisy_stack):
+    _, noisy = noisy_stack
+    for clash, fix in ((dict(stack_passes=2), "set stack_passes=1"),
+                       (dict(tile_size=128), "set tile_size=0"),
+                       (dict(input_type="meshgrid"), "use input_type='noise'")):
+        with pytest.raises(ValueError, match=f"slice_batch=2 cannot be combined.*{fix}"):
+            restore_stack(noisy, slice_batch=2, **tiny(**clash))
+    with pytest.raises(ValueError, match="one guide for every slice.*one guide per slice"):
+        restore_stack(noisy, guide=noisy[0], slice_batch=2, **tiny())
+
+
+def test_a_warm_started_slice_is_fed_its_own_guide(noisy_stack, monkeypatch):
+    """With a guide per slice, a warm start continues the weights but takes the new slice's
+    guide as the network input, not the previous slice's."""
+    import napari_dip.api as api
+
+    _, noisy = noisy_stack
+    guides = np.stack([np.full(noisy.shape[1:], value, np.float32) for value in (0.2, 0.5, 0.9)])
+    inputs = []
+    real_fit = api.fit
+
+    def recording_fit(observation, config, **kwargs):
+        inputs.append(observation.guide if kwargs.get("code") is None else kwargs["code"])
+        return real_fit(observation, config, **kwargs)
+
+    monkeypatch.setattr(api, "fit", recording_fit)
+    for batch in (1, 2):
+        inputs.clear()
+        restore_stack(noisy, guide=guides, slice_batch=batch, **tiny())
+        fed = [float(value) for code in inputs for value in code.mean(dim=(1, 2, 3))]
+        assert fed == pytest.approx([0.2, 0.5, 0.9], abs=0.05), batch

@@ -195,6 +195,31 @@ def test_a_whole_stack_run_restores_every_slice(dock, qtbot, noisy_stack):
 
 
 @qt
+def test_a_stack_run_with_slices_in_one_batch(dock, qtbot, noisy_stack, monkeypatch):
+    """slice_batch=2 on 3 slices: slices 1-2 fitted together, then slice 3; the progress names
+    the group, the preview shows both slices of it, and every slice counts as done."""
+    import napari_dip._widget as widget_module
+
+    monkeypatch.setattr(widget_module, "PREVIEW_INTERVAL_S", 0.0)
+    viewer, widget = dock
+    clean, noisy, _ = noisy_stack
+    configure(widget, max_iterations=100, warm_start_fraction=0.5, slice_batch=2)
+    widget.set_scope(True, axis=0)
+    seen, texts = [], []
+    widget.progress_bar.valueChanged.connect(lambda _: texts.append(widget.progress_bar.format()))
+    widget.run()
+    widget.worker.yielded.connect(
+        lambda progress: seen.append((progress.group_size, [i for i, _ in progress.previews])))
+    qtbot.waitUntil(lambda: not widget.running, timeout=RUN_TIMEOUT_MS)
+    assert (2, [(0,), (1,)]) in seen and (1, [(2,)]) in seen
+    assert any(text.startswith("slices 1-2/3") for text in texts)
+    result = widget.result_layer
+    assert result.metadata["napari_dip"]["slices_done"] == 3
+    for k in range(3):
+        assert psnr(result.data[k], clean[k]) > psnr(noisy[k], clean[k]) + 1.0, k
+
+
+@qt
 def test_the_preview_layer_updates_during_a_run(dock, qtbot, monkeypatch):
     import napari_dip._widget as widget_module
 

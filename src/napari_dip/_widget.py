@@ -104,9 +104,9 @@ class Progress:
     criterion: float | None
     seconds_left: float | None
     device: str
-    preview_index: tuple | None = None
-    preview: np.ndarray | None = None
+    previews: tuple[tuple[tuple, np.ndarray], ...] = ()  # (stack index, estimate) per slice
     backward: bool = False  # the optional second pass over the slices (stack_passes=2)
+    group_size: int = 1  # slices fitted together (slice_batch), ending at slice_number
 
 
 @dataclass
@@ -198,9 +198,9 @@ def _restoration_steps(napari_dip, request: RunRequest, state: RunState):
     for stack_step in steps:
         state.last = stack_step
         snapshot = stack_step.snapshot
-        uncertainty = getattr(snapshot, "uncertainty", None)
-        if uncertainty is not None:
-            state.uncertainty[stack_step.index] = np.asarray(uncertainty)
+        for index, member in zip(stack_step.group, stack_step.group_snapshots):
+            if getattr(member, "uncertainty", None) is not None:
+                state.uncertainty[index] = np.asarray(member.uncertainty)
         slices_left = stack_step.n_slices - stack_step.slice_number - 1
         if stack_step.pass_number == 0 and config.stack_passes == 2:
             slices_left += stack_step.n_slices - 1
@@ -208,7 +208,8 @@ def _restoration_steps(napari_dip, request: RunRequest, state: RunState):
         done = steps_before_slice + snapshot.tile * snapshot.max_iterations + snapshot.iteration
         tiles_left = snapshot.n_tiles - snapshot.tile - 1
         total = done + (snapshot.max_iterations - snapshot.iteration) + \
-            tiles_left * snapshot.max_iterations + slices_left * snapshot.n_tiles * later_slice_steps
+            tiles_left * snapshot.max_iterations + \
+            -(-slices_left // config.slice_batch) * snapshot.n_tiles * later_slice_steps
         elapsed = time.perf_counter() - start
         progress = Progress(
             slice_number=stack_step.slice_number, n_slices=stack_step.n_slices,
@@ -217,14 +218,16 @@ def _restoration_steps(napari_dip, request: RunRequest, state: RunState):
             steps_done=done, steps_total=total, loss=snapshot.loss,
             criterion=_snapshot_criterion(snapshot),
             seconds_left=elapsed / done * (total - done) if done else None,
-            device=snapshot.device)
+            device=snapshot.device, group_size=len(stack_step.group))
         now = time.perf_counter()
         if snapshot.done or now - last_preview >= PREVIEW_INTERVAL_S:
-            progress.preview_index, progress.preview = stack_step.index, snapshot.estimate
+            progress.previews = tuple((index, member.estimate) for index, member in
+                                      zip(stack_step.group, stack_step.group_snapshots))
             last_preview = now
         if snapshot.done:
             steps_before_slice = done
-            if stack_step.slice_number == 0 and stack_step.pass_number == 0 and \
+            first_fit = stack_step.slice_number + 1 == len(stack_step.group)
+            if first_fit and stack_step.pass_number == 0 and \
                     config.warm_start_fraction > 0:  # later slices' schedule is known now
                 later_slice_steps = warm_start_config(config, snapshot.iteration).max_iterations
         yield progress
@@ -682,7 +685,11 @@ class RestoreWidget(QWidget):
     def _on_progress(self, progress: Progress) -> None:
         self.device_label.setText(f"runs on: {progress.device}")
         text = "backward pass · " if progress.backward else ""
-        text += f"slice {progress.slice_number + 1}/{progress.n_slices} · "
+        if progress.group_size > 1:
+            first = progress.slice_number + 2 - progress.group_size
+            text += f"slices {first}-{progress.slice_number + 1}/{progress.n_slices} · "
+        else:
+            text += f"slice {progress.slice_number + 1}/{progress.n_slices} · "
         if progress.n_tiles > 1:
             text += f"tile {progress.tile + 1}/{progress.n_tiles} · "
         text += f"iteration {progress.iteration}/{progress.max_iterations}"
@@ -692,9 +699,10 @@ class RestoreWidget(QWidget):
                                                   / max(1, progress.steps_total))))
         self.progress_bar.setFormat(text)
         self.loss_plot.add(progress.steps_done, progress.loss, progress.criterion)
-        if progress.preview is not None and self.preview_layer is not None:
-            index = _slice_index(self._run_context["request"].plan.axes, progress.preview_index)
-            self.preview_layer.data[index] = progress.preview
+        if progress.previews and self.preview_layer is not None:
+            axes = self._run_context["request"].plan.axes
+            for stack_index, estimate in progress.previews:
+                self.preview_layer.data[_slice_index(axes, stack_index)] = estimate
             self.preview_layer.refresh()
 
     def _on_finished(self) -> None:
@@ -735,7 +743,8 @@ class RestoreWidget(QWidget):
             "overrides": request.overrides, "region": {str(a): i for a, i in
                                                       request.plan.fixed.items()},
             "stack_axes": list(request.plan.looped), "finished": finished,
-            "slices_done": last.slice_number + (1 if last.snapshot.done else 0),
+            "slices_done": last.slice_number + 1 - len(last.group)
+                           + (len(last.group) if last.snapshot.done else 0),
             "n_slices": last.n_slices, **run_record(last.snapshot)}}
         suffix = f"[{task_label(request.task)}]"
         name = f"{layer.name} {suffix}"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -110,6 +111,11 @@ class StackSnapshot:
         0 for the forward pass over the slices; 1 for the optional backward pass
         (``stack_passes=2``), which visits the slices in reverse order, starting from the
         second-to-last. ``slice_number`` counts within the pass.
+    group : tuple of index tuples
+        The slices fitted together with this one (``slice_batch``), in stack order, ending with
+        ``index``; just ``(index,)`` when slices are fitted one by one.
+    group_snapshots : tuple of Snapshot
+        The snapshot of every slice in ``group`` (the last is ``snapshot``).
     """
 
     index: tuple[int, ...]
@@ -119,6 +125,12 @@ class StackSnapshot:
     result: np.ndarray
     done: bool
     pass_number: int = 0
+    group: tuple[tuple[int, ...], ...] = ()
+    group_snapshots: tuple[Snapshot, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not self.group:
+            self.group, self.group_snapshots = (self.index,), (self.snapshot,)
 
 
 @dataclass
@@ -155,24 +167,31 @@ class _Images:
 
 
 def _fit_runs(observation: Observation, run: _Run, config: DIPConfig,
-              warm: FitStep | None) -> Iterator[tuple[FitStep, _Images, int, bool]]:
+              warm: FitStep | None) -> Iterator[tuple[FitStep, list[_Images], int, bool]]:
     """Fit one observation ``n_runs`` times (seeds ``seed``, ``seed + 1``, ...), averaging the
-    runs' estimates; yield each step with its images cropped to the observation, its run
-    number and whether it is the last step of the last run."""
-    def crop(tensor):
-        return None if tensor is None else from_tensor(tensor, observation.crop)
+    runs' estimates; yield each step with its images cropped to the observation (one
+    :class:`_Images` per slice of a batch), its run number and whether it is the last step of
+    the last run. A warm start continues the ``warm`` fit's weights, from its input code, or
+    from this observation's own guide when it has one."""
+    def crop(tensor, item):
+        return None if tensor is None else from_tensor(tensor, observation.crop, item)
 
     finished: list[torch.Tensor] = []
     for run_number in range(config.n_runs):
-        network, code = (warm.network, warm.code) if warm and not run_number else (None, None)
+        network, code = None, None
+        if warm and not run_number:
+            network = warm.network
+            code = warm.code[:observation.target.shape[0]] if observation.guide is None \
+                else observation.guide.to(warm.code.device)
         for step in fit(observation, config, seed=run.seed + run_number, device=run.device,
                         network=network, code=code):
             estimate = step.estimate
             if finished:
                 estimate = (torch.stack(finished).sum(0) + estimate) / (len(finished) + 1)
-            yield (step, _Images(crop(step.output), crop(step.average), crop(estimate),
-                                 crop(step.uncertainty)),
-                   run_number, step.done and run_number == config.n_runs - 1)
+            images = [_Images(crop(step.output, item), crop(step.average, item),
+                              crop(estimate, item), crop(step.uncertainty, item))
+                      for item in range(observation.target.shape[0])]
+            yield step, images, run_number, step.done and run_number == config.n_runs - 1
         finished.append(step.estimate)
 
 
@@ -214,8 +233,8 @@ def _restore_plane(image: np.ndarray, *, mask, guide, channel_axis: int | None,
                                                    guide=guide, channel_axis=channel_axis,
                                                    size_multiple=size_multiple(config),
                                                    scaling=scaling)
-        for step, images, run_number, last in _fit_runs(observation, run, config,
-                                                        (warm or {}).get(0)):
+        for step, (images,), run_number, last in _fit_runs(observation, run, config,
+                                                           (warm or {}).get(0)):
             yield _snapshot(step, images, run_number, done=last, scaling=scaling,
                             channel_axis=channel_axis, run=run, config=config), step
         return
@@ -255,8 +274,8 @@ def _restore_tiles(hwc: np.ndarray, tiles: list[Tile], *, mask, guide,
             factor=run.factor, guide=None if guide is None else tile.cut(guide, factor),
             channel_axis=-1, size_multiple=size_multiple(config), scaling=scaling)
         last_tile = number == len(tiles) - 1
-        for step, images, run_number, last in _fit_runs(observation, run, config,
-                                                        (warm or {}).get(number)):
+        for step, (images,), run_number, last in _fit_runs(observation, run, config,
+                                                           (warm or {}).get(number)):
             if images.uncertainty is not None and uncertainties is None:
                 uncertainties = TileBlender(shape, hwc.shape[2], factor=factor)
             mosaic = _Images(
@@ -369,6 +388,9 @@ def iter_restore_stack(image: np.ndarray, *, task: str = "denoise",
     layout = SliceLayout(image, channel_axis, mask=mask, guide=guide, factor=run.factor)
     config = run.config
     n_slices = len(layout.indices)
+    if config.slice_batch > 1 and n_slices > 1:
+        yield from _iter_slice_batches(layout, run)
+        return
     backward = config.stack_passes == 2 and n_slices > 1
     passes = [layout.indices] + ([layout.indices[::-1]] if backward else [])
     first_pass: dict[tuple[int, ...], np.ndarray] = {}
@@ -400,6 +422,59 @@ def iter_restore_stack(image: np.ndarray, *, task: str = "denoise",
                     ran = np.mean([step.iteration for step in fitted.values()])
                     warm_config = warm_start_config(config, int(round(ran)))
                 warm = fitted
+
+
+def _iter_slice_batches(layout: SliceLayout, run: _Run) -> Iterator[StackSnapshot]:
+    """The stack runner with ``slice_batch`` > 1: groups of consecutive slices, each group
+    fitted by one generator in one batch (one input code per slice); a group continues from
+    the previous group's weights and codes, on the warm-start schedule."""
+    config, indices = run.config, layout.indices
+    groups = [indices[start:start + config.slice_batch]
+              for start in range(0, len(indices), config.slice_batch)]
+    warm: FitStep | None = None
+    warm_config = config
+    first_slice = 0
+    for group_number, group in enumerate(groups):
+        last_group = group_number == len(groups) - 1
+        for snapshots, step in _fit_group(layout, group, run, warm_config, warm):
+            for index, snapshot in zip(group, snapshots):
+                layout.put(index, snapshot.estimate)
+            user = tuple(layout.user_snapshot(snapshot) for snapshot in snapshots)
+            yield StackSnapshot(index=group[-1], slice_number=first_slice + len(group) - 1,
+                                n_slices=len(indices), snapshot=user[-1], result=layout.result,
+                                done=user[-1].done and last_group, group=tuple(group),
+                                group_snapshots=user)
+        first_slice += len(group)
+        if config.warm_start_fraction > 0:
+            if warm is None:  # the first group's length sets the later groups' schedule
+                warm_config = warm_start_config(config, step.iteration)
+            warm = step
+
+
+def _fit_group(layout: SliceLayout, group: list[tuple[int, ...]], run: _Run, config: DIPConfig,
+               warm: FitStep | None) -> Iterator[tuple[list[Snapshot], FitStep]]:
+    """Fit the slices ``group`` together: their observations stacked along the batch axis."""
+    prepared = [prepare_observation(layout.slice(index), mask=layout.mask_slice(index),
+                                    factor=run.factor, guide=layout.guide_slice(index),
+                                    channel_axis=-1, size_multiple=size_multiple(config),
+                                    scaling=layout.scaling) for index in group]
+    parts = [observation for observation, _ in prepared]
+
+    def stacked(name: str) -> torch.Tensor | None:
+        values = [getattr(part, name) for part in parts]
+        return None if values[0] is None else torch.cat(values)
+
+    observation = dataclasses.replace(parts[0], target=stacked("target"),
+                                      weight=stacked("weight"), guide=stacked("guide"))
+    if observation.guide is not None and len(parts) > 1 and all(
+            torch.equal(parts[0].guide, part.guide) for part in parts[1:]):
+        raise ValueError(f"slice_batch={config.slice_batch} with one guide for every slice "
+                         f"gives the slices of a batch the same input, so the generator cannot "
+                         f"tell them apart; pass one guide per slice, or set slice_batch=1")
+    for step, images, run_number, last in _fit_runs(observation, run, config, warm):
+        yield [_snapshot(step, item, run_number, done=last, scaling=scaling, channel_axis=-1,
+                         run=run, config=config)
+               for item, (_, scaling) in zip(images, prepared)], step
 
 
 def _mean_in_dtype(a: np.ndarray, b: np.ndarray) -> np.ndarray:

@@ -279,8 +279,9 @@ def restore_array(data: np.ndarray, layout: EngineLayout, mask: np.ndarray | Non
     for last in steps:
         if on_snapshot is not None:
             on_snapshot(last)
-        if last.snapshot.done:
-            slices.append({"index": list(last.index), **slice_record(last.snapshot)})
+        if last.snapshot.done:  # every slice of a group fitted together ends at once
+            slices += [{"index": list(index), **slice_record(snapshot)}
+                       for index, snapshot in zip(last.group, last.group_snapshots)]
     return last.result, slices
 
 
@@ -374,7 +375,7 @@ class Progress:
         self.iterations.update(snap.iteration - self.iterations.n)
         self.iterations.set_postfix(loss=f"{snap.loss:.4g}", refresh=False)
         if snap.done:
-            self.slices.update(1)
+            self.slices.update(len(stack_snapshot.group))
 
     def finished(self, outcome: Outcome) -> None:
         """Count a finished file and say what happened to it."""

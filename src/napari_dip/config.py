@@ -114,6 +114,10 @@ class DIPConfig:
     stack_passes: int = _knob(1, "stacks: 2 adds a backward pass over the slices, each continuing "
                               "from the slice after it, and averages the two passes' results",
                               low=1, high=2)
+    slice_batch: int = _knob(1, "stacks: slices fitted together by one generator, each from its "
+                             "own input code, in one batch (on a GPU several slices cost little "
+                             "more than one; no gain on a CPU); with warm start, each group "
+                             "continues from the previous group's weights", low=1, high=64)
     # speed on GPUs
     precision: str = _knob("auto", "arithmetic of the generator's forward pass: auto (bfloat16 "
                            "on CUDA GPUs that support it, else float32), or forced; falls back "
@@ -131,6 +135,7 @@ class DIPConfig:
         for f in dataclasses.fields(self):
             _check_field(f, getattr(self, f.name))
         _check_tiling(self)
+        _check_slice_batch(self)
 
     def replace(self, **changes: Any) -> DIPConfig:
         """A copy with some fields changed (validated like the original)."""
@@ -187,6 +192,20 @@ def _check_tiling(config: DIPConfig) -> None:
         raise ValueError(f"tile_overlap={config.tile_overlap} must be less than half of "
                          f"tile_size={config.tile_size}; lower tile_overlap to at most "
                          f"{(config.tile_size - 1) // 2} or raise tile_size")
+
+
+def _check_slice_batch(config: DIPConfig) -> None:
+    if config.slice_batch == 1:
+        return
+    clash = [(config.tile_size > 0, f"tile_size={config.tile_size}", "set tile_size=0"),
+             (config.stack_passes == 2, "stack_passes=2", "set stack_passes=1"),
+             (config.input_type == "meshgrid", "input_type='meshgrid'",
+              "use input_type='noise' (a meshgrid input is the same for every slice, so the "
+              "generator could not tell them apart)")]
+    for present, name, fix in clash:
+        if present:
+            raise ValueError(f"slice_batch={config.slice_batch} cannot be combined with {name}; "
+                             f"{fix}, or set slice_batch=1")
 
 
 def describe_fields() -> list[dict[str, Any]]:

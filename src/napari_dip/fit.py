@@ -51,13 +51,14 @@ class FitStep:
 
 
 def make_input_code(config: DIPConfig, size: tuple[int, int], reduction: int,
-                    generator: torch.Generator) -> torch.Tensor:
-    """The fixed random input ``z``: uniform noise times ``input_scale``, or a meshgrid."""
+                    generator: torch.Generator, batch: int = 1) -> torch.Tensor:
+    """The fixed random input ``z``: uniform noise times ``input_scale`` (one independent code
+    per item of a ``batch`` of slices), or a meshgrid."""
     h, w = size[0] // reduction, size[1] // reduction
     if config.input_type == "meshgrid" and config.network != "deep_decoder":
         ys, xs = torch.meshgrid(torch.linspace(0, 1, h), torch.linspace(0, 1, w), indexing="ij")
         return torch.stack([xs, ys])[None]
-    code = torch.rand((1, input_channels(config), h, w), generator=generator)
+    code = torch.rand((batch, input_channels(config), h, w), generator=generator)
     return code * config.input_scale
 
 
@@ -95,7 +96,8 @@ def build_fit(observation: Observation, config: DIPConfig, seed: int,
     if observation.guide is not None:
         code = observation.guide
     else:
-        code = make_input_code(config, observation.size, network.input_reduction, rng)
+        code = make_input_code(config, observation.size, network.input_reduction, rng,
+                               batch=observation.target.shape[0])
     return network.to(device), code.to(device)
 
 

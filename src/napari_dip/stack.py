@@ -232,9 +232,10 @@ def _to_tensor(hwc: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(hwc.transpose(2, 0, 1)))[None]
 
 
-def from_tensor(tensor: torch.Tensor, crop: tuple[int, int]) -> np.ndarray:
-    """``(1, C, H, W)`` tensor -> ``(M, N, C)`` float32 array cropped to ``crop``."""
-    array = tensor.detach()[0, :, :crop[0], :crop[1]].float().cpu().numpy()
+def from_tensor(tensor: torch.Tensor, crop: tuple[int, int], item: int = 0) -> np.ndarray:
+    """Item ``item`` of a ``(B, C, H, W)`` tensor -> ``(M, N, C)`` float32 array cropped to
+    ``crop``."""
+    array = tensor.detach()[item, :, :crop[0], :crop[1]].float().cpu().numpy()
     return array.transpose(1, 2, 0)
 
 

@@ -105,10 +105,11 @@ def split_holdout(weight: torch.Tensor | None, shape: tuple[int, ...], fraction:
                   generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
     """Split the known pixels into training and held-out weights (both 0/1 images).
 
-    ``shape`` is the observation's ``(1, C, H, W)``; the same pixels are held out in every
-    channel. Only known pixels (``weight > 0``) can be held out.
+    ``shape`` is the observation's ``(B, C, H, W)`` (B slices fitted together); the same pixels
+    are held out in every channel, different ones in every slice. Only known pixels
+    (``weight > 0``) can be held out.
     """
     known = torch.ones((1, 1) + tuple(shape[2:])) if weight is None else (weight > 0).float()
-    pick = (torch.rand((1, 1) + tuple(shape[2:]), generator=generator) < fraction).float()
+    pick = (torch.rand((shape[0], 1) + tuple(shape[2:]), generator=generator) < fraction).float()
     held = known * pick
     return known - held, held
