@@ -204,3 +204,12 @@ def test_a_warm_started_slice_is_fed_its_own_guide(noisy_stack, monkeypatch):
         restore_stack(noisy, guide=guides, slice_batch=batch, **tiny())
         fed = [float(value) for code in inputs for value in code.mean(dim=(1, 2, 3))]
         assert fed == pytest.approx([0.2, 0.5, 0.9], abs=0.05), batch
+
+
+@pytest.mark.skipif(not __import__("torch").cuda.is_available(), reason="needs a CUDA GPU")
+def test_slices_in_one_batch_on_cuda_with_mixed_precision(noisy_stack):
+    clean, noisy = noisy_stack
+    result = restore_stack(noisy, preset="quick", max_iterations=100, slice_batch=3,
+                           device="cuda", precision="auto")
+    for k in range(3):
+        assert psnr(result[k], clean[k]) > psnr(noisy[k], clean[k]) + 3.0, k
