@@ -211,7 +211,8 @@ def write_doc() -> None:
                 f"**The same pixels on a seam and inside a tile.** Two {r['crop']}x{r['crop']} "
                 f"crops of the same noisy mosaic, the second moved by {r['shift']} pixels (half "
                 f"a tile step) along both axes, restored with the same settings "
-                f"({r['tiles_per_crop']} tiles each, {r['iterations_per_tile']} iterations per "
+                f"(noise and network seed {r['seed']}, {r['tiles_per_crop']} tiles each, "
+                f"{r['iterations_per_tile']} iterations per "
                 f"tile, {settings}); on the {r['pixels']} pixels that lie on a seam band of one "
                 f"crop and inside a tile of the other (more than {r['tile_overlap']} pixels from "
                 f"either crop's border), PSNR **{r['seam_psnr']:.2f} dB on the seam** and "
@@ -274,7 +275,8 @@ def main(argv=None) -> int:
     threads = os.environ.get("OMP_NUM_THREADS")
     command = (f"OMP_NUM_THREADS={threads} " if threads else "") + command_line("tiling.py", argv)
     if args.seam_check:
-        result, name = seam_check(args), f"tiling_seam_check_{args.seam_check}.json"
+        seed = f"_seed{args.seed}" if args.seed else ""
+        result, name = seam_check(args), f"tiling_seam_check_{args.seam_check}{seed}.json"
     else:
         result, name = run_tiled(args), f"tiling_{args.size}.json"
         if args.untiled_probe:

@@ -25,6 +25,7 @@ from reproduce_paper import RESULTS, write_section  # noqa: E402
 from speed import noisy_pair  # noqa: E402
 
 START, END = "<!-- tune:start -->", "<!-- tune:end -->"
+NO_STOP = dict(stopping="none")  # whole curves: the stopping rule is measured elsewhere
 CANDIDATES = {
     "c32lr02": dict(channels_down=32, channels_up=32, learning_rate=0.02),
     "c32lr03e98": dict(channels_down=32, channels_up=32, learning_rate=0.03, ema_weight=0.98),
@@ -32,6 +33,16 @@ CANDIDATES = {
                          ema_weight=0.95),
     "c16lr02": dict(channels_down=16, channels_up=16, input_channels=16, learning_rate=0.02),
     "t16": dict(top_channels=16),
+    # on top of preset fast (debiased moving average), no stopping rule
+    "fast": dict(),
+    "fast_skip16": dict(channels_skip=16),
+    "fast_lr03": dict(learning_rate=0.03),
+    "fast_nearest": dict(upsample="nearest"),
+    "fast_noise60": dict(reg_noise_std=1 / 60),
+    "fast_scales4": dict(scales=4),
+    "fast_nearest_lr03": dict(upsample="nearest", learning_rate=0.03),
+    "fast_nearest_s4": dict(upsample="nearest", scales=4),
+    "fast_nearest_skip16": dict(upsample="nearest", channels_skip=16),
 }
 
 
@@ -41,6 +52,7 @@ def main() -> None:
     parser.add_argument("--cap", type=int, default=700)
     parser.add_argument("--crop", type=int, default=128)
     parser.add_argument("--candidates", default=",".join(CANDIDATES))
+    parser.add_argument("--base", default="paper", help="the preset the candidates modify")
     parser.add_argument("--report", action="store_true", help="only rewrite the table")
     args = parser.parse_args()
     if args.report:
@@ -50,11 +62,11 @@ def main() -> None:
         for image in args.images.split(","):
             noisy, clean = noisy_pair(image, 0, args.crop)
             curve = [(s.elapsed, s.iteration, psnr(s.estimate, clean))
-                     for s in napari_dip.iter_restore(noisy, preset="paper", device="cpu",
+                     for s in napari_dip.iter_restore(noisy, preset=args.base, device="cpu",
                                                       max_iterations=args.cap, report_every=25,
-                                                      **CANDIDATES[name])]
+                                                      **{**NO_STOP, **CANDIDATES[name]})]
             seconds, iteration, best = max(curve, key=lambda point: point[2])
-            line = dict(name=name, settings=CANDIDATES[name], image=image, side=clean.shape[0],
+            line = dict(name=name, base=args.base, settings=CANDIDATES[name], image=image, side=clean.shape[0],
                         best=round(best, 2), best_iteration=iteration,
                         seconds_per_iteration=round(curve[-1][0] / curve[-1][1], 3),
                         every_100={c[1]: round(c[2], 2) for c in curve if c[1] % 100 == 0})

@@ -381,8 +381,11 @@ def iter_restore_stack(image: np.ndarray, *, task: str = "denoise",
     second pass goes back over the slices in reverse order, each continuing from the slice
     after it, and every slice's result becomes the mean of its two passes. All slices share one
     intensity scaling, taken from the whole stack. With ``tile_size``, each slice is restored
-    in tiles, and tile k of a slice continues from tile k of the previous slice. Parameters are
-    those of :func:`restore_stack`.
+    in tiles, and tile k of a slice continues from tile k of the previous slice. With
+    ``slice_batch=B``, B consecutive slices are fitted together by one generator (one input code
+    each), group after group; each snapshot then stands for its group (``group``,
+    ``group_snapshots``), with ``index`` and ``slice_number`` those of its last slice.
+    Parameters are those of :func:`restore_stack`.
     """
     run = _setup(task, mask, factor, preset, seed, device, max_iterations, settings)
     layout = SliceLayout(image, channel_axis, mask=mask, guide=guide, factor=run.factor)
