@@ -79,15 +79,25 @@ def main() -> None:
 def report() -> None:
     """The tuning table in docs/benchmarks.md, from benchmarks/results/tune_presets.jsonl."""
     rows = [json.loads(line) for line in (RESULTS / "tune_presets.jsonl").read_text().splitlines()]
-    lines = ["", "| candidate | image | s / iteration | PSNR at 300 / 500 / 700 it. | best (iteration) |",
-             "|---|---|---|---|---|"]
-    for r in sorted(rows, key=lambda r: (r["image"], r["name"])):
+    lines = ["", "| candidate | on top of | settings | output average | image | s / iteration | "
+             "PSNR at 300 / 500 / 700 it. | best (iteration) |", "|---|---|---|---|---|---|---|---|"]
+    for r in sorted(rows, key=lambda r: (r.get("base", "paper"), r["image"], r["name"])):
         at = r["every_100"]
         steps = " / ".join(f"{at[str(k)]:.2f}" if str(k) in at else "–" for k in (300, 500, 700))
-        lines.append(f"| {r['name']} | {r['image']} | {r['seconds_per_iteration']:.3f} | {steps} | "
+        settings = ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}"
+                             for k, v in r["settings"].items()) or "–"
+        average = "first output" if "moving_average" in r else "debiased"
+        lines.append(f"| {r['name']} | {r.get('base', 'paper')} | {settings} | {average} | "
+                     f"{r['image']} | {r['seconds_per_iteration']:.3f} | {steps} | "
                      f"{r['best']:.2f} ({r['best_iteration']}) |")
     lines += ["", "```", "OMP_NUM_THREADS=1 python benchmarks/tune_presets.py --images 06,03 "
-              "--cap 700  # and --cap 1200 for c32lr02", "```"]
+              "--cap 700  # and --cap 1200 for c32lr02",
+              "OMP_NUM_THREADS=1 python benchmarks/tune_presets.py --base fast --images 06,03 "
+              "--cap 1000 --candidates fast,fast_skip16,fast_lr03,fast_nearest,fast_noise60,"
+              "fast_scales4",
+              "OMP_NUM_THREADS=1 python benchmarks/tune_presets.py --base fast --images 06,03 "
+              "--cap 800 --candidates fast_nearest_lr03,fast_nearest_s4,fast_nearest_skip16",
+              "```"]
     write_section(START, END, "How preset fast was chosen", lines)
 
 
