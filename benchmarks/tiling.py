@@ -275,8 +275,9 @@ def main(argv=None) -> int:
     threads = os.environ.get("OMP_NUM_THREADS")
     command = (f"OMP_NUM_THREADS={threads} " if threads else "") + command_line("tiling.py", argv)
     if args.seam_check:
-        seed = f"_seed{args.seed}" if args.seed else ""
-        result, name = seam_check(args), f"tiling_seam_check_{args.seam_check}{seed}.json"
+        suffix = (f"_overlap{args.overlap}" if args.overlap != 32 else "") + \
+            (f"_seed{args.seed}" if args.seed else "")
+        result, name = seam_check(args), f"tiling_seam_check_{args.seam_check}{suffix}.json"
     else:
         result, name = run_tiled(args), f"tiling_{args.size}.json"
         if args.untiled_probe:
