@@ -136,26 +136,32 @@ def seam_check(args) -> dict:
     if side + shift > args.size:
         raise SystemExit(f"--seam-check {side} needs an image of at least {side + shift}")
     runs = []
-    start = time.perf_counter()
+    tiles = plan_tiles((side, side), args.tile_size, args.overlap)
     for offset in (0, shift):
         window = (slice(offset, offset + side),) * 2
-        tiles = plan_tiles((side, side), args.tile_size, args.overlap)
-        result = np.full(clean.shape, np.nan, np.float32)
-        result[window] = napari_dip.restore(noisy[window], seed=args.seed, device="cpu",
-                                            max_iterations=args.iterations,
-                                            report_every=args.iterations,
-                                            tile_size=args.tile_size,
-                                            tile_overlap=args.overlap, **SETTINGS)
         band, interior = (np.zeros(clean.shape, bool) for _ in range(2))
         band[window] = seam_band((side, side), tiles, args.band)
         interior[window] = tile_interiors((side, side), tiles, args.band)
         inner = np.zeros(clean.shape, bool)  # away from this crop's own outer border
         inner[(slice(offset + args.overlap, offset + side - args.overlap),) * 2] = True
-        runs.append(dict(result=result, band=band & inner, interior=interior & inner,
+        runs.append(dict(window=window, band=band & inner, interior=interior & inner,
                          tiles=len(tiles)))
-        print(f"  crop at {offset}: {len(tiles)} tiles, {time.perf_counter() - start:.0f} s",
-              flush=True)
     a, b = runs
+    if not ((a["band"] & b["interior"]).any() or (b["band"] & a["interior"]).any()):
+        step = args.tile_size - args.overlap
+        raise SystemExit(f"--seam-check {side}: no pixel lies on a seam of one crop and inside "
+                         f"a tile of the other, because the tiles are spread to a step other "
+                         f"than {step}; choose a side of tile_size + k x (tile_size - overlap), "
+                         f"e.g. {args.tile_size + 2 * step}")
+    start = time.perf_counter()
+    for run in runs:
+        run["result"] = np.full(clean.shape, np.nan, np.float32)
+        run["result"][run["window"]] = napari_dip.restore(
+            noisy[run["window"]], seed=args.seed, device="cpu", max_iterations=args.iterations,
+            report_every=args.iterations, tile_size=args.tile_size, tile_overlap=args.overlap,
+            **SETTINGS)
+        print(f"  crop at {run['window'][0].start}: {run['tiles']} tiles, "
+              f"{time.perf_counter() - start:.0f} s", flush=True)
     on_seam = np.zeros(clean.shape, np.float32)
     inside = np.zeros(clean.shape, np.float32)
     pixels = np.zeros(clean.shape, bool)
