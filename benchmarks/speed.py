@@ -146,8 +146,11 @@ def measure(args) -> None:
 
 # ------------------------------------------------------------------------------ the report
 
-def first_time_within(curve, level: float) -> float | None:
-    return next((seconds for seconds, _, value in curve if value >= level), None)
+def first_time_within(curve, level: float, times=None) -> float | None:
+    """The first time the curve's PSNR reaches ``level``: its own seconds, or the matching
+    entry of ``times`` (e.g. CPU seconds recorded beside it)."""
+    times = times or [seconds for seconds, _, _ in curve]
+    return next((t for t, (_, _, value) in zip(times, curve) if value >= level), None)
 
 
 def cpu_time_lines(paper: dict, methods: dict, best: float) -> list[str]:
@@ -162,8 +165,7 @@ def cpu_time_lines(paper: dict, methods: dict, best: float) -> list[str]:
     for name, record in sorted(methods.items()):
         if name == "paper" or "cpu_seconds" not in record:
             continue
-        within = next((cpu for cpu, point in zip(record["cpu_seconds"], record["curve"])
-                       if point[2] >= best - TOLERANCE_DB), None)
+        within = first_time_within(record["curve"], best - TOLERANCE_DB, record["cpu_seconds"])
         reached = ("never came within 0.3 dB of it" if within is None else
                    f"came within 0.3 dB of it after {within:.0f} s ({within / paper_best:.3f} "
                    f"= 1/{paper_best / within:.1f} of paper's time)")

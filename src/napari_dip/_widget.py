@@ -743,8 +743,7 @@ class RestoreWidget(QWidget):
             "overrides": request.overrides, "region": {str(a): i for a, i in
                                                       request.plan.fixed.items()},
             "stack_axes": list(request.plan.looped), "finished": finished,
-            "slices_done": last.slice_number + 1 - len(last.group)
-                           + (len(last.group) if last.snapshot.done else 0),
+            "slices_done": last.slice_number + 1 - (0 if last.snapshot.done else len(last.group)),
             "n_slices": last.n_slices, **run_record(last.snapshot)}}
         suffix = f"[{task_label(request.task)}]"
         name = f"{layer.name} {suffix}"
