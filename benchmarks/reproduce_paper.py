@@ -59,6 +59,17 @@ def missing_data() -> bool:
     return True
 
 
+def parse_setting(text: str) -> tuple[str, object]:
+    """``name=value`` -> a config override (numbers parsed, anything else kept as text)."""
+    name, _, value = text.partition("=")
+    for kind in (int, float):
+        try:
+            return name, kind(value)
+        except ValueError:
+            pass
+    return name, value
+
+
 def load(path: Path, grey: bool = False) -> np.ndarray:
     image = Image.open(path).convert("L" if grey else "RGB")
     return np.asarray(image, dtype=np.float32) / 255.0
@@ -164,10 +175,12 @@ def write_doc() -> None:
 
 
 def write_table(start: str, end: str, heading: str, pattern: str, columns: list[str],
-                row) -> None:
-    """A Markdown table with a ``row(result)`` per stored result matching ``pattern``."""
+                row, summary=None) -> None:
+    """A Markdown table with a ``row(result)`` per stored result matching ``pattern``, after
+    the lines ``summary(results)`` gives (if any)."""
     results = [json.loads(p.read_text()) for p in sorted(RESULTS.glob(pattern))]
-    lines = ["", "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines = [] if summary is None else summary(results)
+    lines += ["", "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     lines += ["| " + " | ".join(row(r)) + " |" for r in results]
     write_section(start, end, heading, lines)
 

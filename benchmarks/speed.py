@@ -39,7 +39,8 @@ from napari_dip.operators import psnr
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from reproduce_paper import (DATA, DOC, RESULTS, center_crop, command_line,  # noqa: E402
-                             load, missing_data, with_gaussian_noise, write_section)
+                             load, missing_data, parse_setting, with_gaussian_noise,
+                             write_section)
 
 START, END = "<!-- speed:start -->", "<!-- speed:end -->"
 PLOT = DOC.parent / "images" / "speed_curves.png"
@@ -103,17 +104,6 @@ def run_auto_denoise(noisy, clean, epochs: int, seed: int, swap_mask: bool) -> d
     return dict(curve=[(round(seconds, 3), epochs, round(value, 3))], seconds=seconds,
                 iterations=epochs, psnr=value, stopped=False, best_iteration=None,
                 version=autoden.__version__)
-
-
-def parse_setting(text: str) -> tuple[str, object]:
-    """``name=value`` -> a config override (numbers parsed, anything else kept as text)."""
-    name, _, value = text.partition("=")
-    for kind in (int, float):
-        try:
-            return name, kind(value)
-        except ValueError:
-            pass
-    return name, value
 
 
 def measure(args) -> None:

@@ -31,27 +31,29 @@ from napari_dip.operators import psnr
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from reproduce_paper import (DATA, DOC, RESULTS, center_crop, command_line,  # noqa: E402
-                             load, missing_data, psnr_y, with_gaussian_noise,
-                             write_table)
+                             load, missing_data, parse_setting, psnr_y,
+                             with_gaussian_noise, write_table)
 
 START, END = "<!-- stopping:start -->", "<!-- stopping:end -->"
 PLOT = DOC.parent / "images" / "stopping_curves.png"
 
 
 def cases(sets: list[str], crop: int, limit: int, seed: int):
-    """(name, task, degraded, clean, kwargs, metric) for each selected image."""
+    """(set, name, task, degraded, clean, kwargs, metric) for each selected image."""
     rng = np.random.default_rng(seed)
     if "cbm3d9" in sets:
         for path in sorted((DATA / "CBM3D9_color").glob("*.png"))[:limit]:
             clean = center_crop(load(path), crop)
             noisy = with_gaussian_noise(clean, rng)
-            yield (f"{path.stem} σ=25", "denoise", noisy, clean, dict(channel_axis=-1), psnr)
+            yield ("CBM3D9", f"{path.stem} σ=25", "denoise", noisy, clean, dict(channel_axis=-1),
+                   psnr)
     if "inpaint11" in sets:
         for path in sorted((DATA / "DIP_inpaint11_gray").glob("*.png"))[:limit]:
             clean = center_crop(load(path, grey=True), crop)
             missing = rng.random(clean.shape) < 0.5
             damaged = np.where(missing, 0, clean).astype(np.float32)
-            yield (f"{path.stem} 50 %", "inpaint", damaged, clean, dict(mask=missing), psnr)
+            yield ("inpainting 11", f"{path.stem} 50 %", "inpaint", damaged, clean,
+                   dict(mask=missing), psnr)
     if "set5" in sets:
         from PIL import Image
 
@@ -60,7 +62,7 @@ def cases(sets: list[str], crop: int, limit: int, seed: int):
             h, w = clean.shape[:2]
             hr = Image.fromarray((clean * 255).round().astype(np.uint8))
             low = np.asarray(hr.resize((w // 4, h // 4), Image.LANCZOS), np.float32) / 255
-            yield (f"{path.stem} x4", "super_resolve", low, clean,
+            yield ("Set5", f"{path.stem} x4", "super_resolve", low, clean,
                    dict(channel_axis=-1, factor=4), psnr_y)
     if "fmd" in sets:
         import tifffile
@@ -70,11 +72,12 @@ def cases(sets: list[str], crop: int, limit: int, seed: int):
             clean = center_crop(tifffile.imread(path).astype(np.float32) / 255, crop)
             noisy = center_crop(tifffile.imread(folder / "Confocal_gaussianpoisson" / path.name)
                                 .astype(np.float32) / 255, crop)
-            yield (f"FMD {path.stem} (real noise)", "denoise", noisy, clean, {}, psnr)
+            yield ("FMD confocal", f"FMD {path.stem} (real noise)", "denoise", noisy, clean, {},
+                   psnr)
 
 
 def long_run(image, clean, task, kwargs, metric, preset, cap, seed, **settings):
-    config = get_config(preset, task, kwargs.get("factor"))
+    config = get_config(preset, task, kwargs.get("factor"), **settings)
     patience = config.patience
     curve, start = [], time.perf_counter()
     for snap in napari_dip.iter_restore(image, task=task, preset=preset, seed=seed,
@@ -98,16 +101,33 @@ def long_run(image, clean, task, kwargs, metric, preset, cap, seed, **settings):
 def write_doc() -> None:
     def row(r):
         bayes = "–" if r.get("bayesian_psnr") is None else f"{r['bayesian_psnr']:.2f}"
+        command = f"`{r['command']}`"
+        if r.get("bayesian_command", r["command"]) != r["command"]:
+            command += f"; Bayesian: `{r['bayesian_command']}`"
         stop = f"{r['stop_iteration']}" + ("" if r["stopped_before_cap"] else " (cap)")
         return [r["name"], r["size"], f"{r['preset']} ({r['rule']})", stop,
                 f"{r['stop_psnr']:.2f}", f"{r['peak_psnr']:.2f} ({r['peak_iteration']})",
                 f"{r['peak_psnr'] - r['stop_psnr']:.2f}", bayes, f"{r['input_psnr']:.2f}",
-                f"`{r['command']}`"]
+                command]
+
+    def summary(results):
+        groups: dict[tuple, list[float]] = {}
+        for r in results:
+            if "set" in r:
+                key = (r["set"], r["size"], r["preset"], r["rule"])
+                groups.setdefault(key, []).append(r["peak_psnr"] - r["stop_psnr"])
+        lines = ["", "| set | size | preset (rule) | images | within 0.5 dB of the peak | "
+                 "mean gap | largest gap |", "|---|---|---|---|---|---|---|"]
+        for (group, size, preset, rule), gaps in sorted(groups.items()):
+            lines.append(f"| {group} | {size} | {preset} ({rule}) | {len(gaps)} | "
+                         f"{sum(g <= 0.5 for g in gaps)} | {np.mean(gaps):.2f} | "
+                         f"{max(gaps):.2f} |")
+        return lines
 
     write_table(START, END, "Automatic stopping", "stopping_*.json",
                 ["image", "size", "preset (rule)", "stop iteration", "PSNR at stop",
                  "peak PSNR (iteration)", "gap", "Bayesian mean PSNR", "input PSNR", "command"],
-                row)
+                row, summary)
 
 
 def plot(results: list[dict]) -> None:
@@ -147,6 +167,8 @@ def main(argv=None) -> int:
     parser.add_argument("--cap", type=int, default=None, help="iterations of the long run")
     parser.add_argument("--stopping", default=None, choices=["variance", "holdout"],
                         help="override the preset's stopping rule")
+    parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
+                        help="a config override on top of the preset (a candidate); repeatable")
     parser.add_argument("--bayesian", action="store_true", help="also run Bayesian DIP")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
@@ -154,30 +176,39 @@ def main(argv=None) -> int:
         return 1
     RESULTS.mkdir(parents=True, exist_ok=True)
     command = command_line("stopping.py", argv)
+    label = args.preset + "".join(f"+{text}" for text in args.set)
     plotted = []
-    for name, task, image, clean, kwargs, metric in cases(args.sets.split(","), args.crop,
+    for group, name, task, image, clean, kwargs, metric in cases(args.sets.split(","), args.crop,
                                                           args.limit, args.seed):
-        settings = {"stopping": args.stopping} if args.stopping else {}
+        settings = dict(parse_setting(text) for text in args.set)
+        if args.stopping:
+            settings["stopping"] = args.stopping
         config = get_config(args.preset, task, kwargs.get("factor"), **settings)
         cap = args.cap or config.max_iterations
         print(f"{name}: {task}, {image.shape}, cap {cap}", flush=True)
         result = long_run(image, clean, task, kwargs, metric, args.preset, cap, args.seed,
                           **settings)
         degraded = image if task != "super_resolve" else None
-        result.update(name=name, size="x".join(map(str, clean.shape[:2])), preset=args.preset,
+        result.update(set=group, name=name, size="x".join(map(str, clean.shape[:2])), preset=label,
                       rule=config.stopping, command=command,
                       machine=f"{platform.machine()}, torch {torch.__version__}",
                       input_psnr=metric(degraded, clean) if degraded is not None else float("nan"))
+        slug = "".join(c if c.isalnum() else "_" for c in name)
+        extra = "".join("_" + "".join(c if c.isalnum() else "-" for c in text) for text in args.set)
+        out = RESULTS / f"stopping_{slug}_{args.crop}_{config.stopping}{extra}.json"
         if args.bayesian:
             estimate = napari_dip.restore(image, task=task, preset="bayesian", seed=args.seed,
                                           **kwargs)
-            result["bayesian_psnr"] = metric(estimate, clean)
+            result.update(bayesian_psnr=metric(estimate, clean), bayesian_command=command)
+        elif out.exists():  # the Bayesian run does not depend on the preset: keep an earlier one
+            earlier = json.loads(out.read_text())
+            if "bayesian_psnr" in earlier:
+                result.update(bayesian_psnr=earlier["bayesian_psnr"],
+                              bayesian_command=earlier.get("bayesian_command", earlier["command"]))
         print(f"  stop {result['stop_iteration']} at {result['stop_psnr']:.2f} dB, peak "
               f"{result['peak_psnr']:.2f} at {result['peak_iteration']}, "
               f"{result['seconds']:.0f} s", flush=True)
-        slug = "".join(c if c.isalnum() else "_" for c in name)
-        name = f"stopping_{slug}_{args.crop}_{config.stopping}.json"
-        (RESULTS / name).write_text(json.dumps(result, indent=1))
+        out.write_text(json.dumps(result, indent=1))
         plotted.append(result)
         write_doc()
     if plotted:

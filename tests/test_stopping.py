@@ -165,3 +165,29 @@ def test_fast_preset_raises_psnr_within_a_tight_step_budget(noisy_cell):
     last = list(iter_restore(noisy, preset="fast", max_iterations=150))[-1]
     assert last.iteration <= 150
     assert psnr(last.estimate, clean) > psnr(noisy, clean) + 6.0
+
+
+def test_recent_average_forgets_the_untrained_output_that_debiased_keeps():
+    # an untrained network's grey first outputs, then the fitted image: the estimate a stopping
+    # rule sees after 80 steps must be the image, not a blend that still carries the grey
+    image = torch.zeros((1, 1, 4, 4))
+    grey = torch.full((1, 1, 4, 4), 0.5)
+    errors = {}
+    for start in ("first", "debiased", "recent"):
+        average = fit_module._MovingAverage(0.99, start)
+        for step in range(1, 81):
+            value = average.update(grey if step <= 10 else image)
+        errors[start] = float(value.mean())  # the grey share left in the estimate
+    assert errors["recent"] < 1e-3  # forgotten: the window spans the latest quarter
+    assert errors["debiased"] > 0.03 and errors["first"] > errors["debiased"]
+
+
+def test_recent_average_reaches_the_configured_weight():
+    average = fit_module._MovingAverage(0.9, "recent")
+    first = average.update(torch.ones(1))
+    assert float(first) == 1.0  # no bias: the first output is taken as it is
+    for _ in range(100):
+        average.update(torch.zeros(1))
+    before = float(average.value)
+    average.update(torch.zeros(1))  # past 40 steps the weight is capped at 0.9
+    assert float(average.value) == pytest.approx(0.9 * before)

@@ -397,8 +397,7 @@ def iter_restore_stack(image: np.ndarray, *, task: str = "denoise",
     backward = config.stack_passes == 2 and n_slices > 1
     passes = [layout.indices] + ([layout.indices[::-1]] if backward else [])
     first_pass: dict[tuple[int, ...], np.ndarray] = {}
-    warm: dict[int, FitStep] | None = None  # the previous slice's fit, per tile
-    warm_config: DIPConfig | None = None
+    warm = _WarmStart(config)  # holds the previous slice's fit, per tile
     for pass_number, order in enumerate(passes):
         last_pass = pass_number == len(passes) - 1
         for number, index in enumerate(order):
@@ -408,7 +407,7 @@ def iter_restore_stack(image: np.ndarray, *, task: str = "denoise",
             for snapshot, step in _restore_plane(
                     layout.slice(index), mask=layout.mask_slice(index),
                     guide=layout.guide_slice(index), channel_axis=-1, scaling=layout.scaling,
-                    run=run, config=warm_config if warm is not None else config, warm=warm):
+                    run=run, config=warm.config, warm=warm.fit):
                 estimate = snapshot.estimate
                 if pass_number:  # the two passes' results, averaged
                     estimate = _mean_in_dtype(first_pass[index], estimate)
@@ -420,11 +419,26 @@ def iter_restore_stack(image: np.ndarray, *, task: str = "denoise",
                 fitted[snapshot.tile] = step
             if not last_pass:
                 first_pass[index] = snapshot.estimate
-            if config.warm_start_fraction > 0:
-                if warm_config is None:  # the first slice's (mean per tile) length sets it
-                    ran = np.mean([step.iteration for step in fitted.values()])
-                    warm_config = warm_start_config(config, int(round(ran)))
-                warm = fitted
+            # a tiled slice's length is the mean over its tiles
+            warm.fitted(fitted, np.mean([step.iteration for step in fitted.values()]))
+
+
+class _WarmStart:
+    """A stack's warm start: each fit after the first continues from the previous one
+    (:attr:`fit`) on the short schedule that the first fit's length sets (:attr:`config`)."""
+
+    def __init__(self, config: DIPConfig) -> None:
+        self.first = config
+        self.config = config
+        self.fit = None  # what the next fit continues from; None: a fresh start
+
+    def fitted(self, fit, iterations: float) -> None:
+        """Record a finished fit of ``iterations`` steps (a no-op without warm start)."""
+        if self.first.warm_start_fraction == 0:
+            return
+        if self.fit is None:
+            self.config = warm_start_config(self.first, int(round(iterations)))
+        self.fit = fit
 
 
 def _iter_slice_batches(layout: SliceLayout, run: _Run) -> Iterator[StackSnapshot]:
@@ -434,12 +448,11 @@ def _iter_slice_batches(layout: SliceLayout, run: _Run) -> Iterator[StackSnapsho
     config, indices = run.config, layout.indices
     groups = [indices[start:start + config.slice_batch]
               for start in range(0, len(indices), config.slice_batch)]
-    warm: FitStep | None = None
-    warm_config = config
+    warm = _WarmStart(config)
     first_slice = 0
     for group_number, group in enumerate(groups):
         last_group = group_number == len(groups) - 1
-        for snapshots, step in _fit_group(layout, group, run, warm_config, warm):
+        for snapshots, step in _fit_group(layout, group, run, warm.config, warm.fit):
             for index, snapshot in zip(group, snapshots):
                 layout.put(index, snapshot.estimate)
             user = tuple(layout.user_snapshot(snapshot) for snapshot in snapshots)
@@ -448,10 +461,7 @@ def _iter_slice_batches(layout: SliceLayout, run: _Run) -> Iterator[StackSnapsho
                                 done=user[-1].done and last_group, group=tuple(group),
                                 group_snapshots=user)
         first_slice += len(group)
-        if config.warm_start_fraction > 0:
-            if warm is None:  # the first group's length sets the later groups' schedule
-                warm_config = warm_start_config(config, step.iteration)
-            warm = step
+        warm.fitted(step, step.iteration)
 
 
 def _fit_group(layout: SliceLayout, group: list[tuple[int, ...]], run: _Run, config: DIPConfig,

@@ -60,8 +60,10 @@ class DIPConfig:
     ema_weight: float = _knob(0.99, "weight of the exponential moving average of the outputs "
                               "(0 disables it)", low=0.0, high=0.9999)
     ema_init: str = _knob("first", "start of the moving average: the first output (the paper's "
-                          "code) or zero with Adam-style bias correction, which does not drag "
-                          "the untrained network's output along", choices=("first", "debiased"))
+                          "code); zero with Adam-style bias correction (debiased); or a window "
+                          "that grows with the run, a quarter of the steps so far (recent). The "
+                          "last two do not drag the untrained network's output along",
+                          choices=("first", "debiased", "recent"))
     result: str = _knob("ema", "which estimate restore() returns: the moving average or the "
                         "last output", choices=("ema", "last"))
     report_every: int = _knob(50, "iterations between two snapshots", low=1, high=100_000)
@@ -236,7 +238,7 @@ def _quick(task: str, factor: int | None) -> DIPConfig:
     base = _paper(task, factor)
     return base.replace(scales=4, channels_down=32, channels_up=32,
                         channels_skip=16 if task == "inpaint" else 4, input_channels=16,
-                        max_iterations=200, ema_weight=0.9, ema_init="debiased", result="ema",
+                        max_iterations=200, ema_weight=0.9, ema_init="recent", result="ema",
                         report_every=25, backtrack_every=25)
 
 
@@ -253,7 +255,7 @@ def _auto(task: str, factor: int | None) -> DIPConfig:
     return base.replace(stopping="holdout" if task == "denoise" else "variance",
                         variance_window=20, patience=300,
                         max_iterations=2 * base.max_iterations, result="ema", ema_weight=0.99,
-                        ema_init="debiased")
+                        ema_init="recent")
 
 
 def _fast(task: str, factor: int | None) -> DIPConfig:

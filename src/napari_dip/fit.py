@@ -102,16 +102,24 @@ def build_fit(observation: Observation, config: DIPConfig, seed: int,
 
 
 class _MovingAverage:
-    """Exponential moving average of the outputs.
+    """Exponential moving average of the outputs; ``start`` says how it begins.
 
-    The paper's code starts the average at the first output, so for the first few hundred steps
-    the estimate still carries the untrained network's grey output (weight ``weight**n``).
-    ``debiased`` starts from zero and divides by ``1 - weight**n`` (as Adam does for its moments):
-    every output then counts by its own weight, and the average is usable from the start.
+    - ``"first"`` (the paper's code) starts the average at the first output, so for the first few
+      hundred steps the estimate still carries the untrained network's grey output (weight
+      ``weight**n``).
+    - ``"debiased"`` starts from zero and divides by ``1 - weight**n`` (as Adam does for its
+      moments): every output counts by its own weight, the untrained ones included, until the
+      average's horizon ``1 / (1 - weight)`` has passed over them.
+    - ``"recent"`` lets the weight grow with the run, ``min(weight, 1 - RECENT_SHARE / n)``: the
+      average spans about the latest quarter of the steps taken so far (up to the weight's own
+      horizon), so the first outputs are forgotten within a few dozen steps. Needs no bias
+      correction: the first ``RECENT_SHARE`` steps take the output as it is.
     """
 
-    def __init__(self, weight: float, debiased: bool) -> None:
-        self.weight, self.debiased = weight, debiased
+    RECENT_SHARE = 4.0
+
+    def __init__(self, weight: float, start: str = "first") -> None:
+        self.weight, self.start = weight, start
         self.value: torch.Tensor | None = None
         self.count = 0
 
@@ -119,12 +127,15 @@ class _MovingAverage:
         self.count += 1
         if self.weight == 0:
             return sample
+        weight = self.weight
+        if self.start == "recent":
+            weight = min(weight, max(0.0, 1.0 - self.RECENT_SHARE / self.count))
         if self.value is None:
-            self.value = sample * (1.0 - self.weight) if self.debiased else sample
+            self.value = sample * (1.0 - weight) if self.start == "debiased" else sample
         else:
-            self.value = self.value * self.weight + sample * (1.0 - self.weight)
-        if self.debiased:
-            return self.value / (1.0 - self.weight ** self.count)
+            self.value = self.value * weight + sample * (1.0 - weight)
+        if self.start == "debiased":
+            return self.value / (1.0 - weight ** self.count)
         return self.value
 
 
@@ -230,7 +241,7 @@ def fit(observation: Observation, config: DIPConfig, *, seed: int = 0,
             loss = loss + config.tv_weight * total_variation(output)
         return output, loss
 
-    ema = _MovingAverage(config.ema_weight, debiased=config.ema_init == "debiased")
+    ema = _MovingAverage(config.ema_weight, config.ema_init)
     average: torch.Tensor | None = None
     good_weights: list[torch.Tensor] | None = None
     good_loss = math.inf
