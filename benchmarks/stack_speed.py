@@ -58,22 +58,27 @@ def main() -> None:
         return
 
     noisy, clean = noisy_stack(args.crop, args.seed)
-    alone_psnr, alone_seconds = [], []
+    alone_psnr, alone_seconds, alone_cpu = [], [], []
     earlier = RESULTS / f"stack_{args.preset}_{clean.shape[1]}_pass1.json"
     if args.reuse_alone and earlier.exists():  # the single-slice fits do not depend on passes
         record = json.loads(earlier.read_text())
         alone_psnr, alone_seconds = record["alone_psnr"], record["alone_seconds"]
+        alone_cpu = record.get("alone_cpu_seconds", [])
+        if len(alone_cpu) != len(alone_psnr):  # an older record without CPU times: refit
+            alone_psnr, alone_seconds, alone_cpu = [], [], []
     for k in range(len(alone_psnr), len(noisy)):
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         result = napari_dip.restore(noisy[k], preset=args.preset, seed=args.seed, device="cpu")
         alone_seconds.append(time.perf_counter() - start)
+        alone_cpu.append(time.process_time() - cpu)
         alone_psnr.append(psnr(result, clean[k]))
         print(f"slice {k} alone: {alone_psnr[-1]:.2f} dB in {alone_seconds[-1]:.1f} s", flush=True)
 
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     stacked = napari_dip.restore_stack(noisy, preset=args.preset, seed=args.seed, device="cpu",
                                        stack_passes=args.passes, slice_batch=args.slice_batch)
     stack_seconds = time.perf_counter() - start
+    stack_cpu = time.process_time() - cpu
     stack_psnr = [psnr(stacked[k], clean[k]) for k in range(len(noisy))]
     input_psnr = [psnr(noisy[k], clean[k]) for k in range(len(noisy))]
     one_slice = float(np.mean(alone_seconds))
@@ -81,30 +86,36 @@ def main() -> None:
                   slice_batch=args.slice_batch,
                   input_psnr=input_psnr, alone_psnr=alone_psnr, alone_seconds=alone_seconds,
                   stack_psnr=stack_psnr, stack_seconds=stack_seconds,
-                  ratio=stack_seconds / one_slice, threads=torch.get_num_threads(),
+                  ratio=stack_seconds / one_slice, alone_cpu_seconds=alone_cpu,
+                  stack_cpu_seconds=stack_cpu, cpu_ratio=stack_cpu / float(np.mean(alone_cpu)),
+                  threads=torch.get_num_threads(),
                   command=command_line("stack_speed.py"))
     RESULTS.mkdir(parents=True, exist_ok=True)
     batch = f"_batch{args.slice_batch}" if args.slice_batch > 1 else ""
     name = f"stack_{args.preset}_{clean.shape[1]}_pass{args.passes}{batch}.json"
     (RESULTS / name).write_text(json.dumps(record, indent=1))
-    print(f"stack: {stack_seconds:.0f} s = {record['ratio']:.2f} x one slice ({one_slice:.0f} s); "
+    print(f"stack: {stack_seconds:.0f} s = {record['ratio']:.2f} x one slice ({one_slice:.0f} s), "
+          f"{record['cpu_ratio']:.2f} x in CPU seconds; "
           f"worst slice vs alone {min(np.subtract(stack_psnr, alone_psnr)):+.2f} dB")
     report()
 
 
 def report() -> None:
     lines = ["", "| preset | stack | passes | slices per batch | one slice alone (mean) | "
-             "whole stack | ratio | PSNR: noisy -> alone -> in the stack (mean) | "
-             "worst slice, stack - alone |", "|---|---|---|---|---|---|---|---|---|"]
+             "whole stack | ratio | ratio in CPU seconds | "
+             "PSNR: noisy -> alone -> in the stack (mean) | worst slice, stack - alone |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     commands = []
     for path in sorted(RESULTS.glob("stack_*_pass*.json")):
         r = json.loads(path.read_text())
         difference = np.subtract(r["stack_psnr"], r["alone_psnr"])
+        cpu_ratio = f"{r['cpu_ratio']:.2f}" if "cpu_ratio" in r else "–"
         lines.append(
             f"| {r['preset']} | {r['slices']} x {r['side']}x{r['side']} | {r['passes']} | "
             f"{r.get('slice_batch', 1)} | "
             f"{np.mean(r['alone_seconds']):.0f} s | {r['stack_seconds']:.0f} s | "
-            f"{r['ratio']:.2f} | {np.mean(r['input_psnr']):.2f} -> {np.mean(r['alone_psnr']):.2f}"
+            f"{r['ratio']:.2f} | {cpu_ratio} | "
+            f"{np.mean(r['input_psnr']):.2f} -> {np.mean(r['alone_psnr']):.2f}"
             f" -> {np.mean(r['stack_psnr']):.2f} dB | {difference.min():+.2f} dB |")
         commands.append(r["command"])
     lines += ["", "```", *commands, "```"]

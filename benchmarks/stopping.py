@@ -86,7 +86,7 @@ def long_run(image, clean, task, kwargs, metric, preset, cap, seed, **settings):
         curve.append(dict(iteration=snap.iteration, psnr=metric(snap.average, clean),
                           output_psnr=metric(snap.image, clean),
                           estimate_psnr=metric(snap.estimate, clean),
-                          best_iteration=snap.best_iteration))
+                          best_iteration=snap.best_iteration, criterion=snap.criterion))
     seconds = time.perf_counter() - start
     # where the rule with the preset's patience would have stopped, and what it returned
     stop = next((p for p in curve if p["best_iteration"] is not None and
@@ -170,6 +170,8 @@ def main(argv=None) -> int:
     parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
                         help="a config override on top of the preset (a candidate); repeatable")
     parser.add_argument("--bayesian", action="store_true", help="also run Bayesian DIP")
+    parser.add_argument("--images", default=None,
+                        help="comma-separated parts of image names: run only those images")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     if missing_data():
@@ -180,6 +182,8 @@ def main(argv=None) -> int:
     plotted = []
     for group, name, task, image, clean, kwargs, metric in cases(args.sets.split(","), args.crop,
                                                           args.limit, args.seed):
+        if args.images and not any(part in name for part in args.images.split(",")):
+            continue
         settings = dict(parse_setting(text) for text in args.set)
         if args.stopping:
             settings["stopping"] = args.stopping
@@ -195,6 +199,8 @@ def main(argv=None) -> int:
                       input_psnr=metric(degraded, clean) if degraded is not None else float("nan"))
         slug = "".join(c if c.isalnum() else "_" for c in name)
         extra = "".join("_" + "".join(c if c.isalnum() else "-" for c in text) for text in args.set)
+        if args.preset != "auto":
+            extra = f"_{args.preset}{extra}"
         out = RESULTS / f"stopping_{slug}_{args.crop}_{config.stopping}{extra}.json"
         if args.bayesian:
             estimate = napari_dip.restore(image, task=task, preset="bayesian", seed=args.seed,
