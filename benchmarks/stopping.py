@@ -173,7 +173,14 @@ def main(argv=None) -> int:
     parser.add_argument("--images", default=None,
                         help="comma-separated parts of image names: run only those images")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--plot", default=None, metavar="RESULT,...",
+                        help="only redraw the plot from these stored results (names in "
+                             "benchmarks/results without the .json), then exit")
     args = parser.parse_args(argv)
+    if args.plot:
+        plot([json.loads((RESULTS / f"{stem}.json").read_text())
+              for stem in args.plot.split(",")])
+        return 0
     if missing_data():
         return 1
     RESULTS.mkdir(parents=True, exist_ok=True)
