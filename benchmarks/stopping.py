@@ -76,13 +76,11 @@ def cases(sets: list[str], crop: int, limit: int, seed: int):
                    psnr)
 
 
-def long_run(image, clean, task, kwargs, metric, preset, cap, seed, **settings):
-    config = get_config(preset, task, kwargs.get("factor"), **settings)
-    patience = config.patience
+def long_run(image, clean, task, kwargs, metric, preset, patience, cap, seed, settings):
     curve, start = [], time.perf_counter()
     for snap in napari_dip.iter_restore(image, task=task, preset=preset, seed=seed,
                                         max_iterations=cap, report_every=10,
-                                        patience=10 * cap, **kwargs, **settings):
+                                        **kwargs, **{**settings, "patience": 10 * cap}):
         curve.append(dict(iteration=snap.iteration, psnr=metric(snap.average, clean),
                           output_psnr=metric(snap.image, clean),
                           estimate_psnr=metric(snap.estimate, clean),
@@ -113,9 +111,8 @@ def write_doc() -> None:
     def summary(results):
         groups: dict[tuple, list[float]] = {}
         for r in results:
-            if "set" in r:
-                key = (r["set"], r["size"], r["preset"], r["rule"])
-                groups.setdefault(key, []).append(r["peak_psnr"] - r["stop_psnr"])
+            key = (r["set"], r["size"], r["preset"], r["rule"])
+            groups.setdefault(key, []).append(r["peak_psnr"] - r["stop_psnr"])
         lines = ["", "| set | size | preset (rule) | images | within 0.5 dB of the peak | "
                  "mean gap | largest gap |", "|---|---|---|---|---|---|---|"]
         for (group, size, preset, rule), gaps in sorted(groups.items()):
@@ -197,8 +194,8 @@ def main(argv=None) -> int:
         config = get_config(args.preset, task, kwargs.get("factor"), **settings)
         cap = args.cap or config.max_iterations
         print(f"{name}: {task}, {image.shape}, cap {cap}", flush=True)
-        result = long_run(image, clean, task, kwargs, metric, args.preset, cap, args.seed,
-                          **settings)
+        result = long_run(image, clean, task, kwargs, metric, args.preset, config.patience, cap,
+                          args.seed, settings)
         degraded = image if task != "super_resolve" else None
         result.update(set=group, name=name, size="x".join(map(str, clean.shape[:2])), preset=label,
                       rule=config.stopping, command=command,
