@@ -75,8 +75,13 @@ def main() -> None:
         print(f"slice {k} alone: {alone_psnr[-1]:.2f} dB in {alone_seconds[-1]:.1f} s", flush=True)
 
     start, cpu = time.perf_counter(), time.process_time()
-    stacked = napari_dip.restore_stack(noisy, preset=args.preset, seed=args.seed, device="cpu",
-                                       stack_passes=args.passes, slice_batch=args.slice_batch)
+    iterations = []  # steps of each fit, in the order run (a group of slices is one fit)
+    for step in napari_dip.iter_restore_stack(noisy, preset=args.preset, seed=args.seed,
+                                              device="cpu", stack_passes=args.passes,
+                                              slice_batch=args.slice_batch):
+        if step.snapshot.done:
+            iterations.append(step.snapshot.iteration)
+    stacked = step.result
     stack_seconds = time.perf_counter() - start
     stack_cpu = time.process_time() - cpu
     stack_psnr = [psnr(stacked[k], clean[k]) for k in range(len(noisy))]
@@ -88,6 +93,7 @@ def main() -> None:
                   stack_psnr=stack_psnr, stack_seconds=stack_seconds,
                   ratio=stack_seconds / one_slice, alone_cpu_seconds=alone_cpu,
                   stack_cpu_seconds=stack_cpu, cpu_ratio=stack_cpu / float(np.mean(alone_cpu)),
+                  fit_iterations=iterations,
                   threads=torch.get_num_threads(),
                   command=command_line("stack_speed.py"))
     RESULTS.mkdir(parents=True, exist_ok=True)
@@ -96,7 +102,8 @@ def main() -> None:
     (RESULTS / name).write_text(json.dumps(record, indent=1))
     print(f"stack: {stack_seconds:.0f} s = {record['ratio']:.2f} x one slice ({one_slice:.0f} s), "
           f"{record['cpu_ratio']:.2f} x in CPU seconds; "
-          f"worst slice vs alone {min(np.subtract(stack_psnr, alone_psnr)):+.2f} dB")
+          f"worst slice vs alone {min(np.subtract(stack_psnr, alone_psnr)):+.2f} dB; "
+          f"iterations of each fit: {iterations}")
     report()
 
 

@@ -117,10 +117,26 @@ def test_warm_start_config_keeps_the_rest_of_the_settings():
     warm = warm_start_config(config, 800)
     assert warm.max_iterations == round(800 * config.warm_start_fraction)
     assert warm.ema_weight == pytest.approx(1 - 4 / warm.max_iterations)
-    assert warm.replace(max_iterations=config.max_iterations,
-                        ema_weight=config.ema_weight) == config
+    assert warm.patience == round(config.patience * config.warm_start_fraction)
+    assert warm.replace(max_iterations=config.max_iterations, ema_weight=config.ema_weight,
+                        patience=config.patience) == config
     scratch = config.replace(warm_start_fraction=0)
     assert warm_start_config(scratch, 800) == scratch  # every slice from scratch, full length
+
+
+def test_a_warm_started_slice_stops_by_itself_before_its_short_schedule_ends(noisy_cell):
+    """Its stopping patience shrinks with its schedule: a slice that the previous slice's
+    weights already fit (here the same image) is not run to its cap."""
+    _, noisy = noisy_cell
+    ends = {}
+    for s in iter_restore_stack(np.stack([noisy, noisy]), preset="quick", max_iterations=600,
+                                report_every=10, warm_start_fraction=0.75, stopping="holdout",
+                                patience=100, learning_rate=0.005):
+        if s.snapshot.done:
+            ends[s.slice_number] = (s.snapshot.iteration, s.snapshot.max_iterations)
+    assert ends[0][0] < 600  # the first slice stopped by itself, and set the schedule
+    assert ends[1][1] == round(0.75 * ends[0][0])
+    assert ends[1][0] < ends[1][1]  # with the full patience of 100 it would run to its cap
 
 
 def test_a_backward_pass_revisits_the_slices_in_reverse_and_averages(noisy_stack):

@@ -109,9 +109,10 @@ class DIPConfig:
                         low=1, high=64)
     # stacks
     warm_start_fraction: float = _knob(0.25, "stacks: each slice after the first continues from "
-                                       "the previous slice's weights for this share of the "
-                                       "iterations the first slice ran (0: every slice from "
-                                       "scratch, full length)", low=0.0, high=1.0)
+                                       "the previous slice's weights for at most this share "
+                                       "of the iterations the first slice ran, with this share "
+                                       "of the stopping patience (0: every slice from scratch, "
+                                       "full length)", low=0.0, high=1.0)
 
     stack_passes: int = _knob(1, "stacks: 2 adds a backward pass over the slices, each continuing "
                               "from the slice after it, and averages the two passes' results",
@@ -342,13 +343,16 @@ def get_config(preset: str | DIPConfig = "auto", task: str = "denoise", factor: 
 
 def warm_start_config(config: DIPConfig, first_iterations: int) -> DIPConfig:
     """The short schedule of a warm-started slice: ``warm_start_fraction`` of the iterations the
-    first slice ran (with a stopping rule, where it stopped), and an output average short enough
-    to forget the previous slice within that schedule. With ``warm_start_fraction=0`` every
-    slice starts from scratch and gets ``config`` itself."""
+    first slice ran (with a stopping rule, where it stopped) as its cap, the same share of the
+    stopping patience (so that a slice the previous weights already fit ends early rather than
+    at its cap), and an output average short enough to forget the previous slice within that
+    schedule. With ``warm_start_fraction=0`` every slice starts from scratch and gets
+    ``config`` itself."""
     if config.warm_start_fraction == 0:
         return config
     iterations = max(1, round(first_iterations * config.warm_start_fraction))
     ema_weight = config.ema_weight
     if ema_weight > 0:
         ema_weight = min(ema_weight, max(0.0, 1.0 - 4.0 / iterations))
-    return config.replace(max_iterations=iterations, ema_weight=ema_weight)
+    patience = max(1, round(config.patience * config.warm_start_fraction))
+    return config.replace(max_iterations=iterations, ema_weight=ema_weight, patience=patience)
