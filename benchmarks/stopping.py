@@ -115,7 +115,11 @@ def write_doc() -> None:
             groups.setdefault(key, []).append(r["peak_psnr"] - r["stop_psnr"])
         lines = ["", "| set | size | preset (rule) | images | within 0.5 dB of the peak | "
                  "mean gap | largest gap |", "|---|---|---|---|---|---|---|"]
-        for (group, size, preset, rule), gaps in sorted(groups.items()):
+        def order(item):  # by set, then smaller crops first
+            group, size, preset, rule = item[0]
+            return group, int(size.split("x")[0]), preset, rule
+
+        for (group, size, preset, rule), gaps in sorted(groups.items(), key=order):
             lines.append(f"| {group} | {size} | {preset} ({rule}) | {len(gaps)} | "
                          f"{sum(g <= 0.5 for g in gaps)} | {np.mean(gaps):.2f} | "
                          f"{max(gaps):.2f} |")
