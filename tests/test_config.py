@@ -51,3 +51,15 @@ def test_presets_cover_every_task():
     for name in PRESETS:
         for task, factor in [("denoise", None), ("inpaint", None), ("super_resolve", 4)]:
             assert isinstance(get_config(name, task, factor), DIPConfig)
+
+
+def test_auto_denoises_with_the_small_network_and_keeps_the_papers_for_other_tasks():
+    auto, fast = get_config("auto", "denoise"), get_config("fast", "denoise")
+    assert (auto.channels_down, auto.channels_up, auto.learning_rate) == \
+        (fast.channels_down, fast.channels_up, fast.learning_rate) == (32, 32, 0.02)
+    assert auto.stopping == "holdout" and auto.patience > fast.patience
+    for task, factor in (("inpaint", None), ("super_resolve", 4)):
+        auto, paper = get_config("auto", task, factor), get_config("paper", task, factor)
+        assert (auto.channels_down, auto.channels_skip, auto.learning_rate) == \
+            (paper.channels_down, paper.channels_skip, paper.learning_rate)
+        assert auto.stopping == "variance" and auto.max_iterations == 2 * paper.max_iterations
