@@ -115,6 +115,7 @@ def write_doc() -> None:
             groups.setdefault(key, []).append(r["peak_psnr"] - r["stop_psnr"])
         lines = ["", "| set | size | preset (rule) | images | within 0.5 dB of the peak | "
                  "mean gap | largest gap |", "|---|---|---|---|---|---|---|"]
+
         def order(item):  # by set, then smaller crops first
             group, size, preset, rule = item[0]
             return group, int(size.split("x")[0]), preset, rule
