@@ -9,11 +9,17 @@ k warm-started from slice k-1); the clean stack is used only to measure.
     OMP_NUM_THREADS=1 python benchmarks/stack_speed.py --preset fast --crop 128
     OMP_NUM_THREADS=1 python benchmarks/stack_speed.py --preset fast --crop 128 --passes 2 --reuse-alone
     OMP_NUM_THREADS=1 python benchmarks/stack_speed.py --preset fast --crop 128 --slice-batch 5 --reuse-alone
-    OMP_NUM_THREADS=1 python benchmarks/stack_speed.py --preset fast --alone-workers 2
+    OMP_NUM_THREADS=1 python benchmarks/stack_speed.py --preset fast --alone-slices 1-3 --alone-only
+    OMP_NUM_THREADS=1 python benchmarks/stack_speed.py --preset fast --alone-slices none --reuse-alone
 
-``--alone-workers N`` fits the single slices in N processes at once (one thread each unless
-OMP_NUM_THREADS says otherwise); each fit's time is still its own process's, so the ratio is
-unchanged by it, only the wall-clock time of the whole benchmark.
+The single-slice fits do not depend on the stack's options. Each is kept, as it finishes, in
+``results/stack_<preset>_<side>_alone.json``; ``--reuse-alone`` takes them from there (or from an
+older one-pass record) instead of fitting again. At 256x256 a single fit runs for up to half an
+hour on one thread, so they can be made in parts: ``--alone-slices 1-3 --alone-only`` fits
+slices 1 to 3 alone and stops; ``--alone-slices none`` runs the stack against whatever single
+fits are kept, comparing only those slices (the table says how many). ``--alone-workers N`` fits
+the single slices in N processes at once (one thread each unless OMP_NUM_THREADS says
+otherwise); each fit is still timed in its own process.
 
 ``--slice-batch`` fits that many slices together in one generator (one batch); on a CPU a batch
 step costs about as much as that many single steps, so it measures quality, not GPU speed.
@@ -51,12 +57,50 @@ def noisy_stack(crop: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     return noisy, clean
 
 
-def fit_alone(noisy: np.ndarray, clean: np.ndarray, preset: str,
-              seed: int) -> tuple[float, float, float]:
-    """One slice restored on its own: (PSNR, wall-clock seconds, CPU seconds of this process)."""
+def fit_alone(noisy: np.ndarray, clean: np.ndarray, preset: str, seed: int) -> dict:
+    """One slice restored on its own: PSNR, wall-clock and CPU seconds (of this process) and
+    iterations run."""
     start, cpu = time.perf_counter(), time.process_time()
-    result = napari_dip.restore(noisy, preset=preset, seed=seed, device="cpu")
-    return psnr(result, clean), time.perf_counter() - start, time.process_time() - cpu
+    for last in napari_dip.iter_restore(noisy, preset=preset, seed=seed, device="cpu"):
+        pass
+    return dict(psnr=psnr(last.estimate, clean), seconds=time.perf_counter() - start,
+                cpu_seconds=time.process_time() - cpu, iterations=last.iteration)
+
+
+def kept_alone_fits(preset: str, side: int) -> dict[int, dict]:
+    """The single-slice fits kept so far: from the per-slice file, else from an older one-pass
+    record (which held all of them, in slice order)."""
+    path = RESULTS / f"stack_{preset}_{side}_alone.json"
+    if path.exists():
+        return {int(k): v for k, v in json.loads(path.read_text()).items()}
+    earlier = RESULTS / f"stack_{preset}_{side}_pass1.json"
+    if not earlier.exists():
+        return {}
+    r = json.loads(earlier.read_text())
+    if len(r.get("alone_cpu_seconds", [])) != len(r["alone_psnr"]):  # no CPU times: refit
+        return {}
+    return {k: dict(psnr=p, seconds=t, cpu_seconds=c) for k, (p, t, c) in
+            enumerate(zip(r["alone_psnr"], r["alone_seconds"], r["alone_cpu_seconds"]))}
+
+
+def keep_alone_fits(preset: str, side: int, fits: dict[int, dict]) -> None:
+    path = RESULTS / f"stack_{preset}_{side}_alone.json"
+    partial = path.with_suffix(".json.part")
+    partial.write_text(json.dumps({str(k): fits[k] for k in sorted(fits)}, indent=1))
+    partial.replace(path)  # atomic: an interrupted run leaves the earlier file whole
+
+
+def parse_slices(spec: str, count: int) -> list[int]:
+    """'all', 'none', or a list of slice numbers and ranges such as '0,2-4'."""
+    if spec in ("all", "none"):
+        return list(range(count)) if spec == "all" else []
+    chosen = []
+    for part in spec.split(","):
+        low, _, high = part.partition("-")
+        chosen += range(int(low), int(high or low) + 1)
+    if not all(0 <= k < count for k in chosen):
+        raise SystemExit(f"--alone-slices {spec}: the stack has slices 0 to {count - 1}")
+    return sorted(set(chosen))
 
 
 def main() -> None:
@@ -67,7 +111,12 @@ def main() -> None:
     parser.add_argument("--slice-batch", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--reuse-alone", action="store_true",
-                        help="take the single-slice fits from the one-pass run's results")
+                        help="take the single-slice fits kept from earlier runs")
+    parser.add_argument("--alone-slices", default="all",
+                        help="slices to fit alone (those not kept yet, with --reuse-alone): "
+                             "all, none, or numbers and ranges such as 0,2-4")
+    parser.add_argument("--alone-only", action="store_true",
+                        help="fit the single slices, keep them, and stop")
     parser.add_argument("--alone-workers", type=int, default=1,
                         help="processes that fit the single slices at the same time")
     args = parser.parse_args()
@@ -75,26 +124,28 @@ def main() -> None:
         return
 
     noisy, clean = noisy_stack(args.crop, args.seed)
-    alone_psnr, alone_seconds, alone_cpu = [], [], []
-    earlier = RESULTS / f"stack_{args.preset}_{clean.shape[1]}_pass1.json"
-    if args.reuse_alone and earlier.exists():  # the single-slice fits do not depend on passes
-        record = json.loads(earlier.read_text())
-        alone_psnr, alone_seconds = record["alone_psnr"], record["alone_seconds"]
-        alone_cpu = record.get("alone_cpu_seconds", [])
-        if len(alone_cpu) != len(alone_psnr):  # an older record without CPU times: refit
-            alone_psnr, alone_seconds, alone_cpu = [], [], []
-    todo = range(len(alone_psnr), len(noisy))
+    side = clean.shape[1]
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    alone = kept_alone_fits(args.preset, side) if args.reuse_alone else {}
+    todo = [k for k in parse_slices(args.alone_slices, len(noisy)) if k not in alone]
     jobs = [(noisy[k], clean[k], args.preset, args.seed) for k in todo]
-    if args.alone_workers > 1 and jobs:
-        with ProcessPoolExecutor(args.alone_workers, mp_context=get_context("spawn")) as pool:
-            fits = pool.map(fit_alone, *zip(*jobs))
+    if args.alone_workers > 1 and len(jobs) > 1:
+        pool = ProcessPoolExecutor(args.alone_workers, mp_context=get_context("spawn"))
+        fits = pool.map(fit_alone, *zip(*jobs))
     else:
-        fits = (fit_alone(*job) for job in jobs)
-    for k, (value, seconds, cpu_seconds) in zip(todo, fits):
-        alone_psnr.append(value)
-        alone_seconds.append(seconds)
-        alone_cpu.append(cpu_seconds)
-        print(f"slice {k} alone: {value:.2f} dB in {seconds:.1f} s", flush=True)
+        pool, fits = None, (fit_alone(*job) for job in jobs)
+    for k, fit in zip(todo, fits):
+        alone[k] = fit
+        keep_alone_fits(args.preset, side, alone)
+        print(f"slice {k} alone: {fit['psnr']:.2f} dB, {fit['iterations']} iterations, "
+              f"{fit['cpu_seconds']:.0f} s of CPU", flush=True)
+    if pool is not None:
+        pool.shutdown()
+    if args.alone_only:
+        return
+    if not alone:
+        raise SystemExit("no single-slice fit to compare with: drop --alone-slices none, or fit "
+                         "some first with --alone-only")
 
     start, cpu = time.perf_counter(), time.process_time()
     iterations = []  # steps of each fit, in the order run (a group of slices is one fit)
@@ -103,29 +154,36 @@ def main() -> None:
                                               slice_batch=args.slice_batch):
         if step.snapshot.done:
             iterations.append(step.snapshot.iteration)
+            print(f"stack fit {len(iterations)} ended after {step.snapshot.iteration} "
+                  f"iterations, {time.process_time() - cpu:.0f} s of CPU so far", flush=True)
     stacked = step.result
     stack_seconds = time.perf_counter() - start
     stack_cpu = time.process_time() - cpu
     stack_psnr = [psnr(stacked[k], clean[k]) for k in range(len(noisy))]
     input_psnr = [psnr(noisy[k], clean[k]) for k in range(len(noisy))]
-    one_slice = float(np.mean(alone_seconds))
-    record = dict(preset=args.preset, side=clean.shape[1], slices=len(noisy), passes=args.passes,
-                  slice_batch=args.slice_batch,
-                  input_psnr=input_psnr, alone_psnr=alone_psnr, alone_seconds=alone_seconds,
+    compared = sorted(alone)
+    one_slice = float(np.mean([alone[k]["seconds"] for k in compared]))
+    one_slice_cpu = float(np.mean([alone[k]["cpu_seconds"] for k in compared]))
+    record = dict(preset=args.preset, side=side, slices=len(noisy), passes=args.passes,
+                  slice_batch=args.slice_batch, input_psnr=input_psnr,
+                  alone_psnr=[alone[k]["psnr"] if k in alone else None for k in range(len(noisy))],
+                  alone_seconds=[alone[k]["seconds"] if k in alone else None
+                                 for k in range(len(noisy))],
+                  alone_cpu_seconds=[alone[k]["cpu_seconds"] if k in alone else None
+                                     for k in range(len(noisy))],
+                  alone_iterations=[alone[k].get("iterations") if k in alone else None
+                                    for k in range(len(noisy))],
                   stack_psnr=stack_psnr, stack_seconds=stack_seconds,
-                  ratio=stack_seconds / one_slice, alone_cpu_seconds=alone_cpu,
-                  stack_cpu_seconds=stack_cpu, cpu_ratio=stack_cpu / float(np.mean(alone_cpu)),
-                  fit_iterations=iterations,
-                  threads=torch.get_num_threads(),
-                  command=command_line("stack_speed.py"))
-    RESULTS.mkdir(parents=True, exist_ok=True)
+                  ratio=stack_seconds / one_slice, stack_cpu_seconds=stack_cpu,
+                  cpu_ratio=stack_cpu / one_slice_cpu, fit_iterations=iterations,
+                  threads=torch.get_num_threads(), command=command_line("stack_speed.py"))
     batch = f"_batch{args.slice_batch}" if args.slice_batch > 1 else ""
-    name = f"stack_{args.preset}_{clean.shape[1]}_pass{args.passes}{batch}.json"
+    name = f"stack_{args.preset}_{side}_pass{args.passes}{batch}.json"
     (RESULTS / name).write_text(json.dumps(record, indent=1))
+    worst = min(stack_psnr[k] - alone[k]["psnr"] for k in compared)
     print(f"stack: {stack_seconds:.0f} s = {record['ratio']:.2f} x one slice ({one_slice:.0f} s), "
-          f"{record['cpu_ratio']:.2f} x in CPU seconds; "
-          f"worst slice vs alone {min(np.subtract(stack_psnr, alone_psnr)):+.2f} dB; "
-          f"iterations of each fit: {iterations}")
+          f"{record['cpu_ratio']:.2f} x in CPU seconds; worst of the {len(compared)} slices "
+          f"fitted alone too {worst:+.2f} dB; iterations of each fit: {iterations}")
     report()
 
 
@@ -137,15 +195,23 @@ def report() -> None:
     commands = []
     for path in sorted(RESULTS.glob("stack_*_pass*.json")):
         r = json.loads(path.read_text())
-        difference = np.subtract(r["stack_psnr"], r["alone_psnr"])
+        # slices fitted alone too (all of them, unless the single fits were made in part);
+        # the means and the worst slice are taken over those
+        compared = [k for k, value in enumerate(r["alone_psnr"]) if value is not None]
+
+        def mean(key):
+            return np.mean([r[key][k] for k in compared])
+
+        difference = min(r["stack_psnr"][k] - r["alone_psnr"][k] for k in compared)
+        part = "" if len(compared) == r["slices"] else f" ({len(compared)} of {r['slices']} slices)"
         cpu_ratio = f"{r['cpu_ratio']:.2f}" if "cpu_ratio" in r else "–"
         lines.append(
             f"| {r['preset']} | {r['slices']} x {r['side']}x{r['side']} | {r['passes']} | "
             f"{r.get('slice_batch', 1)} | "
-            f"{np.mean(r['alone_seconds']):.0f} s | {r['stack_seconds']:.0f} s | "
+            f"{mean('alone_seconds'):.0f} s | {r['stack_seconds']:.0f} s | "
             f"{r['ratio']:.2f} | {cpu_ratio} | "
-            f"{np.mean(r['input_psnr']):.2f} -> {np.mean(r['alone_psnr']):.2f}"
-            f" -> {np.mean(r['stack_psnr']):.2f} dB | {difference.min():+.2f} dB |")
+            f"{mean('input_psnr'):.2f} -> {mean('alone_psnr'):.2f}"
+            f" -> {mean('stack_psnr'):.2f} dB{part} | {difference:+.2f} dB{part} |")
         commands.append(r["command"])
     lines += ["", "```", *commands, "```"]
     write_section(START, END, "Stacks: warm start", lines)
