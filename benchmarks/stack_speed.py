@@ -16,8 +16,9 @@ The single-slice fits do not depend on the stack's options. Each is kept, as it 
 ``results/stack_<preset>_<side>_alone.json``; ``--reuse-alone`` takes them from there (or from an
 older one-pass record) instead of fitting again. At 256x256 a single fit runs for up to half an
 hour on one thread, so they can be made in parts: ``--alone-slices 1-3 --alone-only`` fits
-slices 1 to 3 alone and stops; ``--alone-slices none`` runs the stack against whatever single
-fits are kept, comparing only those slices (the table says how many). ``--alone-workers N`` fits
+slices 1 to 3 alone and stops; ``--alone-slices none --reuse-alone`` runs the stack against
+whatever single fits are kept when it ends (another process may be making them meanwhile),
+comparing only those slices (the table says how many). ``--alone-workers N`` fits
 the single slices in N processes at once (one thread each unless OMP_NUM_THREADS says
 otherwise); each fit is still timed in its own process.
 
@@ -143,9 +144,6 @@ def main() -> None:
         pool.shutdown()
     if args.alone_only:
         return
-    if not alone:
-        raise SystemExit("no single-slice fit to compare with: drop --alone-slices none, or fit "
-                         "some first with --alone-only")
 
     start, cpu = time.perf_counter(), time.process_time()
     iterations = []  # steps of each fit, in the order run (a group of slices is one fit)
@@ -159,6 +157,11 @@ def main() -> None:
     stacked = step.result
     stack_seconds = time.perf_counter() - start
     stack_cpu = time.process_time() - cpu
+    if args.reuse_alone:  # single fits made meanwhile by another process count too
+        alone = {**kept_alone_fits(args.preset, side), **alone}
+    if not alone:
+        raise SystemExit("no single-slice fit to compare with: drop --alone-slices none, or fit "
+                         "some with --alone-only and add --reuse-alone")
     stack_psnr = [psnr(stacked[k], clean[k]) for k in range(len(noisy))]
     input_psnr = [psnr(noisy[k], clean[k]) for k in range(len(noisy))]
     compared = sorted(alone)
