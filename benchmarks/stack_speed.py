@@ -120,7 +120,12 @@ def main() -> None:
                         help="fit the single slices, keep them, and stop")
     parser.add_argument("--alone-workers", type=int, default=1,
                         help="processes that fit the single slices at the same time")
+    parser.add_argument("--report", action="store_true",
+                        help="only rewrite the table in docs/benchmarks.md from the kept results")
     args = parser.parse_args()
+    if args.report:
+        report()
+        return
     if missing_data():
         return
 
@@ -198,23 +203,33 @@ def report() -> None:
     commands = []
     for path in sorted(RESULTS.glob("stack_*_pass*.json")):
         r = json.loads(path.read_text())
-        # slices fitted alone too (all of them, unless the single fits were made in part);
-        # the means and the worst slice are taken over those
-        compared = [k for k, value in enumerate(r["alone_psnr"]) if value is not None]
+        # the slices fitted alone too: those in the record, completed by single fits kept since
+        # (made in parts beside the stack run); the means, the worst slice and the ratios are
+        # taken over those
+        alone = kept_alone_fits(r["preset"], r["side"])
+        alone.update({k: dict(psnr=p, seconds=t, cpu_seconds=c) for k, (p, t, c) in
+                      enumerate(zip(r["alone_psnr"], r["alone_seconds"],
+                                    r.get("alone_cpu_seconds", r["alone_seconds"])))
+                      if p is not None})
+        compared = sorted(alone)
 
-        def mean(key):
-            return np.mean([r[key][k] for k in compared])
+        def mean(values):
+            return float(np.mean([values[k] for k in compared]))
 
-        difference = min(r["stack_psnr"][k] - r["alone_psnr"][k] for k in compared)
+        alone_psnr = {k: alone[k]["psnr"] for k in compared}
+        one_slice = mean({k: alone[k]["seconds"] for k in compared})
+        difference = min(r["stack_psnr"][k] - alone_psnr[k] for k in compared)
         part = "" if len(compared) == r["slices"] else f" ({len(compared)} of {r['slices']} slices)"
-        cpu_ratio = f"{r['cpu_ratio']:.2f}" if "cpu_ratio" in r else "–"
+        cpu_ratio = "–"
+        if "stack_cpu_seconds" in r:
+            cpu_ratio = f"{r['stack_cpu_seconds'] / mean({k: alone[k]['cpu_seconds'] for k in compared}):.2f}"
         lines.append(
             f"| {r['preset']} | {r['slices']} x {r['side']}x{r['side']} | {r['passes']} | "
             f"{r.get('slice_batch', 1)} | "
-            f"{mean('alone_seconds'):.0f} s | {r['stack_seconds']:.0f} s | "
-            f"{r['ratio']:.2f} | {cpu_ratio} | "
-            f"{mean('input_psnr'):.2f} -> {mean('alone_psnr'):.2f}"
-            f" -> {mean('stack_psnr'):.2f} dB{part} | {difference:+.2f} dB{part} |")
+            f"{one_slice:.0f} s | {r['stack_seconds']:.0f} s | "
+            f"{r['stack_seconds'] / one_slice:.2f} | {cpu_ratio} | "
+            f"{mean(r['input_psnr']):.2f} -> {mean(alone_psnr):.2f}"
+            f" -> {mean(r['stack_psnr']):.2f} dB{part} | {difference:+.2f} dB{part} |")
         commands.append(r["command"])
     lines += ["", "```", *commands, "```"]
     write_section(START, END, "Stacks: warm start", lines)
