@@ -54,15 +54,17 @@ def cases(sets: list[str], crop: int, limit: int, seed: int):
             damaged = np.where(missing, 0, clean).astype(np.float32)
             yield ("inpainting 11", f"{path.stem} 50 %", "inpaint", damaged, clean,
                    dict(mask=missing), psnr)
-    if "set5" in sets:
+    for key, folder in (("set5", "Set5"), ("set14", "Set14")):
+        if key not in sets:
+            continue
         from PIL import Image
 
-        for path in sorted((DATA / "Set5").glob("*.bmp"))[:limit]:
+        for path in sorted((DATA / folder).glob("*.bmp"))[:limit]:
             clean = center_crop(load(path), crop, multiple=4)
             h, w = clean.shape[:2]
             hr = Image.fromarray((clean * 255).round().astype(np.uint8))
             low = np.asarray(hr.resize((w // 4, h // 4), Image.LANCZOS), np.float32) / 255
-            yield ("Set5", f"{path.stem} x4", "super_resolve", low, clean,
+            yield (folder, f"{path.stem} x4", "super_resolve", low, clean,
                    dict(channel_axis=-1, factor=4), psnr_y)
     if "fmd" in sets:
         import tifffile
@@ -96,14 +98,18 @@ def long_run(image, clean, task, kwargs, metric, preset, patience, cap, seed, se
                           estimate_psnr=metric(snap.estimate, clean),
                           best_iteration=snap.best_iteration, criterion=snap.criterion))
     seconds = time.perf_counter() - start
-    # where the rule with the preset's patience would have stopped, and what it returned
+    return dict(curve=curve, seconds=seconds, **where_it_stops(curve, patience))
+
+
+def where_it_stops(curve: list[dict], patience: int) -> dict:
+    """Where the rule with ``patience`` would have stopped the recorded run, what it returned
+    there, and the run's peak."""
     stop = next((p for p in curve if p["best_iteration"] is not None and
                  p["iteration"] - p["best_iteration"] >= patience), curve[-1])
     peak = max(curve, key=lambda p: p["psnr"])
-    return dict(curve=curve, seconds=seconds, patience=patience,
-                stop_iteration=stop["iteration"], stop_psnr=stop["estimate_psnr"],
-                peak_psnr=peak["psnr"], peak_iteration=peak["iteration"],
-                stopped_before_cap=stop is not curve[-1])
+    return dict(patience=patience, stop_iteration=stop["iteration"],
+                stop_psnr=stop["estimate_psnr"], peak_psnr=peak["psnr"],
+                peak_iteration=peak["iteration"], stopped_before_cap=stop is not curve[-1])
 
 
 def write_doc() -> None:
@@ -172,7 +178,8 @@ def plot(results: list[dict]) -> None:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sets", default="cbm3d9,inpaint11,set5,fmd")
+    parser.add_argument("--sets", default="cbm3d9,inpaint11,set5,fmd",
+                        help="any of cbm3d9, inpaint11, set5, set14, fmd")
     parser.add_argument("--crop", type=int, default=128)
     parser.add_argument("--limit", type=int, default=2, help="images per set")
     parser.add_argument("--preset", default="auto")
@@ -185,6 +192,11 @@ def main(argv=None) -> int:
     parser.add_argument("--images", default=None,
                         help="comma-separated parts of image names: run only those images")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--restop", action="store_true",
+                        help="do not run: read where the rule stops again from the stored runs "
+                             "of these arguments, with the preset's current patience (the run "
+                             "itself does not depend on the patience, so this is what running "
+                             "the same command again would give)")
     parser.add_argument("--plot", default=None, metavar="RESULT,...",
                         help="only redraw the plot from these stored results (names in "
                              "benchmarks/results without the .json), then exit")
@@ -208,6 +220,23 @@ def main(argv=None) -> int:
             settings["stopping"] = args.stopping
         config = get_config(args.preset, task, kwargs.get("factor"), **settings)
         cap = args.cap or config.max_iterations
+        slug = "".join(c if c.isalnum() else "_" for c in name)
+        extra = "".join("_" + "".join(c if c.isalnum() else "-" for c in text) for text in args.set)
+        if args.preset != "auto":
+            extra = f"_{args.preset}{extra}"
+        out = RESULTS / f"stopping_{slug}_{args.crop}_{config.stopping}{extra}.json"
+        if args.restop:
+            if not out.exists():
+                print(f"{name}: no stored run {out.name}; run it first without --restop")
+                continue
+            result = json.loads(out.read_text())
+            before = result["stop_iteration"], result["patience"]
+            result.update(where_it_stops(result["curve"], config.patience))
+            print(f"{name}: patience {before[1]} -> {config.patience}, stop {before[0]} -> "
+                  f"{result['stop_iteration']} at {result['stop_psnr']:.2f} dB")
+            out.write_text(json.dumps(result, indent=1))
+            write_doc()
+            continue
         print(f"{name}: {task}, {image.shape}, cap {cap}", flush=True)
         result = long_run(image, clean, task, kwargs, metric, args.preset, config.patience, cap,
                           args.seed, settings)
@@ -216,11 +245,6 @@ def main(argv=None) -> int:
                       rule=config.stopping, command=command,
                       machine=f"{platform.machine()}, torch {torch.__version__}",
                       input_psnr=metric(degraded, clean))
-        slug = "".join(c if c.isalnum() else "_" for c in name)
-        extra = "".join("_" + "".join(c if c.isalnum() else "-" for c in text) for text in args.set)
-        if args.preset != "auto":
-            extra = f"_{args.preset}{extra}"
-        out = RESULTS / f"stopping_{slug}_{args.crop}_{config.stopping}{extra}.json"
         if args.bayesian:
             estimate = napari_dip.restore(image, task=task, preset="bayesian", seed=args.seed,
                                           **kwargs)
