@@ -1,0 +1,68 @@
+"""What one optimisation step of a preset's generator costs on this CPU, run as PyTorch runs it
+(eager), in channels-last memory format, and compiled with ``torch.compile``.
+
+One Adam step on the squared error of the generator's output against a random image, the input
+code perturbed as in a fit; the first steps (and the compilation) are timed apart from the
+steady state. Nothing is written: the numbers are quoted in docs/benchmarks.md.
+
+    OMP_NUM_THREADS=1 python benchmarks/cpu_step.py --preset fast --side 256
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+
+from napari_dip.config import get_config
+from napari_dip.networks import build_generator
+
+
+def time_steps(preset: str, side: int, mode: str, warmup: int, steps: int) -> tuple[float, float]:
+    """(seconds of the first ``warmup`` steps, seconds per step after them)."""
+    torch.manual_seed(0)
+    config = get_config(preset, "denoise")
+    network = build_generator(config, 1)
+    code = torch.rand(1, config.input_channels, side, side) * config.input_scale
+    target = torch.rand(1, 1, side, side)
+    if mode == "channels_last":
+        network = network.to(memory_format=torch.channels_last)
+        code = code.contiguous(memory_format=torch.channels_last)
+    forward = torch.compile(network) if mode == "compile" else network
+    optimizer = torch.optim.Adam(network.parameters(), lr=config.learning_rate)
+
+    def step() -> None:
+        optimizer.zero_grad(set_to_none=True)
+        output = forward(code + config.reg_noise_std * torch.randn_like(code))
+        ((output - target) ** 2).mean().backward()
+        optimizer.step()
+
+    start = time.perf_counter()
+    for _ in range(warmup):
+        step()
+    first = time.perf_counter() - start
+    start = time.perf_counter()
+    for _ in range(steps):
+        step()
+    return first, (time.perf_counter() - start) / steps
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--preset", default="fast")
+    parser.add_argument("--side", type=int, default=256)
+    parser.add_argument("--modes", default="eager,channels_last,compile")
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--steps", type=int, default=20)
+    args = parser.parse_args()
+    print(f"preset {args.preset}, {args.side}x{args.side}, {torch.get_num_threads()} thread(s), "
+          f"torch {torch.__version__}")
+    for mode in args.modes.split(","):
+        first, per_step = time_steps(args.preset, args.side, mode, args.warmup, args.steps)
+        print(f"{mode}: first {args.warmup} steps {first:.1f} s, then {per_step:.3f} s per step",
+              flush=True)
+
+
+if __name__ == "__main__":
+    main()
