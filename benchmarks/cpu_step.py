@@ -6,6 +6,7 @@ code perturbed as in a fit; the first steps (and the compilation) are timed apar
 steady state. Nothing is written: the numbers are quoted in docs/benchmarks.md.
 
     OMP_NUM_THREADS=1 python benchmarks/cpu_step.py --preset fast --side 256
+    OMP_NUM_THREADS=1 python benchmarks/cpu_step.py --preset fast --side 256 --modes eager --profile
 """
 
 from __future__ import annotations
@@ -19,8 +20,10 @@ from napari_dip.config import get_config
 from napari_dip.networks import build_generator
 
 
-def time_steps(preset: str, side: int, mode: str, warmup: int, steps: int) -> tuple[float, float]:
-    """(seconds of the first ``warmup`` steps, seconds per step after them)."""
+def time_steps(preset: str, side: int, mode: str, warmup: int, steps: int,
+               profile: bool = False) -> tuple[float, float]:
+    """(seconds of the first ``warmup`` steps, seconds per step after them); with ``profile``,
+    also print where the steps after the first spend their time, operation by operation."""
     torch.manual_seed(0)
     config = get_config(preset, "denoise")
     network = build_generator(config, 1)
@@ -45,7 +48,13 @@ def time_steps(preset: str, side: int, mode: str, warmup: int, steps: int) -> tu
     start = time.perf_counter()
     for _ in range(steps):
         step()
-    return first, (time.perf_counter() - start) / steps
+    per_step = (time.perf_counter() - start) / steps
+    if profile:
+        with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+            for _ in range(5):
+                step()
+        print(prof.key_averages().table(sort_by="cpu_time_total", row_limit=15))
+    return first, per_step
 
 
 def main() -> None:
@@ -55,11 +64,14 @@ def main() -> None:
     parser.add_argument("--modes", default="eager,channels_last,compile")
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--profile", action="store_true",
+                        help="also print the time per operation (PyTorch profiler)")
     args = parser.parse_args()
     print(f"preset {args.preset}, {args.side}x{args.side}, {torch.get_num_threads()} thread(s), "
           f"torch {torch.__version__}")
     for mode in args.modes.split(","):
-        first, per_step = time_steps(args.preset, args.side, mode, args.warmup, args.steps)
+        first, per_step = time_steps(args.preset, args.side, mode, args.warmup, args.steps,
+                                     args.profile)
         print(f"{mode}: first {args.warmup} steps {first:.1f} s, then {per_step:.3f} s per step",
               flush=True)
 
