@@ -119,14 +119,19 @@ def run_barbara(args):
                 input_psnr=psnr(damaged, clean), paper="32.22 dB (full 512x512 image)")
 
 
+def resized(image: np.ndarray, size: tuple[int, int], resample=Image.LANCZOS) -> np.ndarray:
+    """A [0, 1] image resized to ``size`` (rows, columns) through 8 bits, as the super-resolution
+    protocols make their low-resolution inputs and baselines."""
+    pixels = Image.fromarray((np.clip(image, 0, 1) * 255).round().astype(np.uint8))
+    return np.asarray(pixels.resize(size[::-1], resample), np.float32) / 255
+
+
 def run_set5(args, name="butterfly"):
     factor = 4
     clean = center_crop(load(DATA / f"Set5/{name}_GT.bmp"), args.crop, multiple=factor)
     h, w = clean.shape[:2]
-    hr = Image.fromarray((clean * 255).round().astype(np.uint8))
-    low = np.asarray(hr.resize((w // factor, h // factor), Image.LANCZOS), np.float32) / 255
-    bicubic = np.asarray(Image.fromarray((low * 255).round().astype(np.uint8)).resize(
-        (w, h), Image.BICUBIC), np.float32) / 255
+    low = resized(clean, (h // factor, w // factor))
+    bicubic = resized(low, (h, w), Image.BICUBIC)
     return dict(name=f"Set5 {name} x4 super-resolution (Y, shave 4)", task="super_resolve",
                 image=low, clean=clean, kwargs=dict(channel_axis=-1, factor=factor),
                 iterations=2000, metric=psnr_y, input_psnr=psnr_y(bicubic, clean),

@@ -31,7 +31,7 @@ from napari_dip.operators import psnr
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from reproduce_paper import (DATA, DOC, RESULTS, center_crop, command_line,  # noqa: E402
-                             load, missing_data, parse_setting, psnr_y,
+                             load, missing_data, parse_setting, psnr_y, resized,
                              with_gaussian_noise, write_table)
 
 START, END = "<!-- stopping:start -->", "<!-- stopping:end -->"
@@ -57,13 +57,10 @@ def cases(sets: list[str], crop: int, limit: int, seed: int):
     for key, folder in (("set5", "Set5"), ("set14", "Set14")):
         if key not in sets:
             continue
-        from PIL import Image
-
         for path in sorted((DATA / folder).glob("*.bmp"))[:limit]:
             clean = center_crop(load(path), crop, multiple=4)
             h, w = clean.shape[:2]
-            hr = Image.fromarray((clean * 255).round().astype(np.uint8))
-            low = np.asarray(hr.resize((w // 4, h // 4), Image.LANCZOS), np.float32) / 255
+            low = resized(clean, (h // 4, w // 4))
             yield (folder, f"{path.stem} x4", "super_resolve", low, clean,
                    dict(channel_axis=-1, factor=4), psnr_y)
     if "fmd" in sets:
@@ -76,16 +73,6 @@ def cases(sets: list[str], crop: int, limit: int, seed: int):
                                 .astype(np.float32) / 255, crop)
             yield ("FMD confocal", f"FMD {path.stem} (real noise)", "denoise", noisy, clean, {},
                    psnr)
-
-
-def lanczos_enlarged(low: np.ndarray, factor: int) -> np.ndarray:
-    """The low-resolution input enlarged by Lanczos interpolation: super-resolution's baseline,
-    the "input PSNR" of its rows."""
-    from PIL import Image
-
-    h, w = low.shape[:2]
-    image = Image.fromarray((np.clip(low, 0, 1) * 255).round().astype(np.uint8))
-    return np.asarray(image.resize((w * factor, h * factor), Image.LANCZOS), np.float32) / 255
 
 
 def long_run(image, clean, task, kwargs, metric, preset, patience, cap, seed, settings):
@@ -240,7 +227,8 @@ def main(argv=None) -> int:
         print(f"{name}: {task}, {image.shape}, cap {cap}", flush=True)
         result = long_run(image, clean, task, kwargs, metric, args.preset, config.patience, cap,
                           args.seed, settings)
-        degraded = image if task != "super_resolve" else lanczos_enlarged(image, 4)
+        # super-resolution's baseline: the input enlarged by Lanczos interpolation
+        degraded = image if task != "super_resolve" else resized(image, clean.shape[:2])
         result.update(set=group, name=name, size="x".join(map(str, clean.shape[:2])), preset=label,
                       rule=config.stopping, command=command,
                       machine=f"{platform.machine()}, torch {torch.__version__}",
