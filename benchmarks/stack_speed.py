@@ -68,10 +68,14 @@ def fit_alone(noisy: np.ndarray, clean: np.ndarray, preset: str, seed: int) -> d
                 cpu_seconds=time.process_time() - cpu, iterations=last.iteration)
 
 
+def alone_file(preset: str, side: int) -> Path:
+    return RESULTS / f"stack_{preset}_{side}_alone.json"
+
+
 def kept_alone_fits(preset: str, side: int) -> dict[int, dict]:
     """The single-slice fits kept so far: from the per-slice file, else from an older one-pass
     record (which held all of them, in slice order)."""
-    path = RESULTS / f"stack_{preset}_{side}_alone.json"
+    path = alone_file(preset, side)
     if path.exists():
         return {int(k): v for k, v in json.loads(path.read_text()).items()}
     earlier = RESULTS / f"stack_{preset}_{side}_pass1.json"
@@ -85,10 +89,36 @@ def kept_alone_fits(preset: str, side: int) -> dict[int, dict]:
 
 
 def keep_alone_fits(preset: str, side: int, fits: dict[int, dict]) -> None:
-    path = RESULTS / f"stack_{preset}_{side}_alone.json"
+    path = alone_file(preset, side)
     partial = path.with_suffix(".json.part")
     partial.write_text(json.dumps({str(k): fits[k] for k in sorted(fits)}, indent=1))
     partial.replace(path)  # atomic: an interrupted run leaves the earlier file whole
+
+
+def compare(r: dict) -> dict:
+    """A stack run against the slices fitted alone too: those in its record, completed by single
+    fits kept since (made in parts beside the stack run). The means, the worst slice and the
+    ratios are taken over those slices."""
+    alone = kept_alone_fits(r["preset"], r["side"])
+    alone.update({k: dict(psnr=p, seconds=t, cpu_seconds=c) for k, (p, t, c) in
+                  enumerate(zip(r["alone_psnr"], r["alone_seconds"],
+                                r.get("alone_cpu_seconds", r["alone_seconds"])))
+                  if p is not None})
+    compared = sorted(alone)
+
+    def mean(values):
+        return float(np.mean([values[k] for k in compared]))
+
+    one_slice = mean({k: alone[k]["seconds"] for k in compared})
+    one_slice_cpu = mean({k: alone[k]["cpu_seconds"] for k in compared})
+    return dict(compared=len(compared), one_slice=one_slice,
+                ratio=r["stack_seconds"] / one_slice,
+                cpu_ratio=(r["stack_cpu_seconds"] / one_slice_cpu
+                           if "stack_cpu_seconds" in r else None),
+                input_psnr=mean(r["input_psnr"]),
+                alone_psnr=mean({k: alone[k]["psnr"] for k in compared}),
+                stack_psnr=mean(r["stack_psnr"]),
+                worst=min(r["stack_psnr"][k] - alone[k]["psnr"] for k in compared))
 
 
 def parse_slices(spec: str, count: int) -> list[int]:
@@ -169,29 +199,21 @@ def main() -> None:
                          "some with --alone-only and add --reuse-alone")
     stack_psnr = [psnr(stacked[k], clean[k]) for k in range(len(noisy))]
     input_psnr = [psnr(noisy[k], clean[k]) for k in range(len(noisy))]
-    compared = sorted(alone)
-    one_slice = float(np.mean([alone[k]["seconds"] for k in compared]))
-    one_slice_cpu = float(np.mean([alone[k]["cpu_seconds"] for k in compared]))
     record = dict(preset=args.preset, side=side, slices=len(noisy), passes=args.passes,
                   slice_batch=args.slice_batch, input_psnr=input_psnr,
-                  alone_psnr=[alone[k]["psnr"] if k in alone else None for k in range(len(noisy))],
-                  alone_seconds=[alone[k]["seconds"] if k in alone else None
-                                 for k in range(len(noisy))],
-                  alone_cpu_seconds=[alone[k]["cpu_seconds"] if k in alone else None
-                                     for k in range(len(noisy))],
-                  alone_iterations=[alone[k].get("iterations") if k in alone else None
-                                    for k in range(len(noisy))],
+                  **{f"alone_{key}": [alone[k].get(key) if k in alone else None
+                                      for k in range(len(noisy))]
+                     for key in ("psnr", "seconds", "cpu_seconds", "iterations")},
                   stack_psnr=stack_psnr, stack_seconds=stack_seconds,
-                  ratio=stack_seconds / one_slice, stack_cpu_seconds=stack_cpu,
-                  cpu_ratio=stack_cpu / one_slice_cpu, fit_iterations=iterations,
+                  stack_cpu_seconds=stack_cpu, fit_iterations=iterations,
                   threads=torch.get_num_threads(), command=command_line("stack_speed.py"))
     batch = f"_batch{args.slice_batch}" if args.slice_batch > 1 else ""
     name = f"stack_{args.preset}_{side}_pass{args.passes}{batch}.json"
     (RESULTS / name).write_text(json.dumps(record, indent=1))
-    worst = min(stack_psnr[k] - alone[k]["psnr"] for k in compared)
-    print(f"stack: {stack_seconds:.0f} s = {record['ratio']:.2f} x one slice ({one_slice:.0f} s), "
-          f"{record['cpu_ratio']:.2f} x in CPU seconds; worst of the {len(compared)} slices "
-          f"fitted alone too {worst:+.2f} dB; iterations of each fit: {iterations}")
+    c = compare(record)
+    print(f"stack: {stack_seconds:.0f} s = {c['ratio']:.2f} x one slice ({c['one_slice']:.0f} s), "
+          f"{c['cpu_ratio']:.2f} x in CPU seconds; worst of the {c['compared']} slices "
+          f"fitted alone too {c['worst']:+.2f} dB; iterations of each fit: {iterations}")
     report()
 
 
@@ -203,33 +225,16 @@ def report() -> None:
     commands = []
     for path in sorted(RESULTS.glob("stack_*_pass*.json")):
         r = json.loads(path.read_text())
-        # the slices fitted alone too: those in the record, completed by single fits kept since
-        # (made in parts beside the stack run); the means, the worst slice and the ratios are
-        # taken over those
-        alone = kept_alone_fits(r["preset"], r["side"])
-        alone.update({k: dict(psnr=p, seconds=t, cpu_seconds=c) for k, (p, t, c) in
-                      enumerate(zip(r["alone_psnr"], r["alone_seconds"],
-                                    r.get("alone_cpu_seconds", r["alone_seconds"])))
-                      if p is not None})
-        compared = sorted(alone)
-
-        def mean(values):
-            return float(np.mean([values[k] for k in compared]))
-
-        alone_psnr = {k: alone[k]["psnr"] for k in compared}
-        one_slice = mean({k: alone[k]["seconds"] for k in compared})
-        difference = min(r["stack_psnr"][k] - alone_psnr[k] for k in compared)
-        part = "" if len(compared) == r["slices"] else f" ({len(compared)} of {r['slices']} slices)"
-        cpu_ratio = "–"
-        if "stack_cpu_seconds" in r:
-            cpu_ratio = f"{r['stack_cpu_seconds'] / mean({k: alone[k]['cpu_seconds'] for k in compared}):.2f}"
+        c = compare(r)
+        part = "" if c["compared"] == r["slices"] else f" ({c['compared']} of {r['slices']} slices)"
+        cpu_ratio = "–" if c["cpu_ratio"] is None else f"{c['cpu_ratio']:.2f}"
         lines.append(
             f"| {r['preset']} | {r['slices']} x {r['side']}x{r['side']} | {r['passes']} | "
             f"{r.get('slice_batch', 1)} | "
-            f"{one_slice:.0f} s | {r['stack_seconds']:.0f} s | "
-            f"{r['stack_seconds'] / one_slice:.2f} | {cpu_ratio} | "
-            f"{mean(r['input_psnr']):.2f} -> {mean(alone_psnr):.2f}"
-            f" -> {mean(r['stack_psnr']):.2f} dB{part} | {difference:+.2f} dB{part} |")
+            f"{c['one_slice']:.0f} s | {r['stack_seconds']:.0f} s | "
+            f"{c['ratio']:.2f} | {cpu_ratio} | "
+            f"{c['input_psnr']:.2f} -> {c['alone_psnr']:.2f}"
+            f" -> {c['stack_psnr']:.2f} dB{part} | {c['worst']:+.2f} dB{part} |")
         commands.append(r["command"])
     lines += ["", "```", *commands, "```"]
     write_section(START, END, "Stacks: warm start", lines)
