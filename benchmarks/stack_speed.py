@@ -84,8 +84,15 @@ def kept_alone_fits(preset: str, side: int) -> dict[int, dict]:
     r = json.loads(earlier.read_text())
     if len(r.get("alone_cpu_seconds", [])) != len(r["alone_psnr"]):  # no CPU times: refit
         return {}
+    return fits_in_record(r)
+
+
+def fits_in_record(r: dict) -> dict[int, dict]:
+    """The single-slice fits a stack record holds, by slice (slices not fitted alone are None
+    there); records made before CPU times were kept count their wall-clock seconds instead."""
+    cpu = r.get("alone_cpu_seconds", r["alone_seconds"])
     return {k: dict(psnr=p, seconds=t, cpu_seconds=c) for k, (p, t, c) in
-            enumerate(zip(r["alone_psnr"], r["alone_seconds"], r["alone_cpu_seconds"]))}
+            enumerate(zip(r["alone_psnr"], r["alone_seconds"], cpu)) if p is not None}
 
 
 def keep_alone_fits(preset: str, side: int, fits: dict[int, dict]) -> None:
@@ -99,11 +106,7 @@ def compare(r: dict) -> dict:
     """A stack run against the slices fitted alone too: those in its record, completed by single
     fits kept since (made in parts beside the stack run). The means, the worst slice and the
     ratios are taken over those slices."""
-    alone = kept_alone_fits(r["preset"], r["side"])
-    alone.update({k: dict(psnr=p, seconds=t, cpu_seconds=c) for k, (p, t, c) in
-                  enumerate(zip(r["alone_psnr"], r["alone_seconds"],
-                                r.get("alone_cpu_seconds", r["alone_seconds"])))
-                  if p is not None})
+    alone = {**kept_alone_fits(r["preset"], r["side"]), **fits_in_record(r)}
     compared = sorted(alone)
 
     def mean(values):
