@@ -11,9 +11,11 @@ k warm-started from slice k-1); the clean stack is used only to measure.
     OMP_NUM_THREADS=1 python benchmarks/stack_speed.py --preset fast --crop 128 --slice-batch 5 --reuse-alone
     OMP_NUM_THREADS=1 python benchmarks/stack_speed.py --preset fast --alone-slices 1-3 --alone-only
     OMP_NUM_THREADS=1 python benchmarks/stack_speed.py --preset fast --alone-slices none --reuse-alone
+    OMP_NUM_THREADS=1 python benchmarks/stack_speed.py --preset fast --crop 128 --set top_channels=0
 
 The single-slice fits do not depend on the stack's options. Each is kept, as it finishes, in
-``results/stack_<preset>_<side>_alone.json``; ``--reuse-alone`` takes them from there (or from an
+``results/stack_<label>_<side>_alone.json`` (the label is the preset and any ``--set`` overrides,
+e.g. ``fast+top_channels=0``); ``--reuse-alone`` takes them from there (or from an
 older one-pass record) instead of fitting again. At 256x256 a single fit runs for up to half an
 hour on one thread, so they can be made in parts: ``--alone-slices 1-3 --alone-only`` fits
 slices 1 to 3 alone and stops; ``--alone-slices none --reuse-alone`` runs the stack against
@@ -45,7 +47,7 @@ from napari_dip.operators import psnr
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from reproduce_paper import (DATA, RESULTS, center_crop, command_line,  # noqa: E402
-                             missing_data, with_gaussian_noise, write_section)
+                             missing_data, parse_setting, with_gaussian_noise, write_section)
 
 START, END = "<!-- stack:start -->", "<!-- stack:end -->"
 
@@ -58,27 +60,29 @@ def noisy_stack(crop: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     return noisy, clean
 
 
-def fit_alone(noisy: np.ndarray, clean: np.ndarray, preset: str, seed: int) -> dict:
+def fit_alone(noisy: np.ndarray, clean: np.ndarray, preset: str, seed: int,
+              settings: dict) -> dict:
     """One slice restored on its own: PSNR, wall-clock and CPU seconds (of this process) and
     iterations run."""
     start, cpu = time.perf_counter(), time.process_time()
-    for last in napari_dip.iter_restore(noisy, preset=preset, seed=seed, device="cpu"):
+    for last in napari_dip.iter_restore(noisy, preset=preset, seed=seed, device="cpu",
+                                        **settings):
         pass
     return dict(psnr=psnr(last.estimate, clean), seconds=time.perf_counter() - start,
                 cpu_seconds=time.process_time() - cpu, iterations=last.iteration)
 
 
-def alone_file(preset: str, side: int) -> Path:
-    return RESULTS / f"stack_{preset}_{side}_alone.json"
+def alone_file(label: str, side: int) -> Path:
+    return RESULTS / f"stack_{label}_{side}_alone.json"
 
 
-def kept_alone_fits(preset: str, side: int) -> dict[int, dict]:
+def kept_alone_fits(label: str, side: int) -> dict[int, dict]:
     """The single-slice fits kept so far: from the per-slice file, else from an older one-pass
     record (which held all of them, in slice order)."""
-    path = alone_file(preset, side)
+    path = alone_file(label, side)
     if path.exists():
         return {int(k): v for k, v in json.loads(path.read_text()).items()}
-    earlier = RESULTS / f"stack_{preset}_{side}_pass1.json"
+    earlier = RESULTS / f"stack_{label}_{side}_pass1.json"
     if not earlier.exists():
         return {}
     r = json.loads(earlier.read_text())
@@ -95,8 +99,8 @@ def fits_in_record(r: dict) -> dict[int, dict]:
             enumerate(zip(r["alone_psnr"], r["alone_seconds"], cpu)) if p is not None}
 
 
-def keep_alone_fits(preset: str, side: int, fits: dict[int, dict]) -> None:
-    path = alone_file(preset, side)
+def keep_alone_fits(label: str, side: int, fits: dict[int, dict]) -> None:
+    path = alone_file(label, side)
     partial = path.with_suffix(".json.part")
     partial.write_text(json.dumps({str(k): fits[k] for k in sorted(fits)}, indent=1))
     partial.replace(path)  # atomic: an interrupted run leaves the earlier file whole
@@ -143,6 +147,8 @@ def main() -> None:
     parser.add_argument("--crop", type=int, default=0, help="centre crop side (0: 256x256)")
     parser.add_argument("--passes", type=int, default=1, choices=(1, 2))
     parser.add_argument("--slice-batch", type=int, default=1)
+    parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
+                        help="a config override on top of the preset; repeatable")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--reuse-alone", action="store_true",
                         help="take the single-slice fits kept from earlier runs")
@@ -162,12 +168,14 @@ def main() -> None:
     if missing_data():
         return
 
+    settings = dict(parse_setting(text) for text in args.set)
+    label = args.preset + "".join(f"+{key}={value}" for key, value in settings.items())
     noisy, clean = noisy_stack(args.crop, args.seed)
     side = clean.shape[1]
     RESULTS.mkdir(parents=True, exist_ok=True)
-    alone = kept_alone_fits(args.preset, side) if args.reuse_alone else {}
+    alone = kept_alone_fits(label, side) if args.reuse_alone else {}
     todo = [k for k in parse_slices(args.alone_slices, len(noisy)) if k not in alone]
-    jobs = [(noisy[k], clean[k], args.preset, args.seed) for k in todo]
+    jobs = [(noisy[k], clean[k], args.preset, args.seed, settings) for k in todo]
     if args.alone_workers > 1 and len(jobs) > 1:
         pool = ProcessPoolExecutor(args.alone_workers, mp_context=get_context("spawn"))
         fits = pool.map(fit_alone, *zip(*jobs))
@@ -175,7 +183,7 @@ def main() -> None:
         pool, fits = None, (fit_alone(*job) for job in jobs)
     for k, fit in zip(todo, fits):
         alone[k] = fit
-        keep_alone_fits(args.preset, side, alone)
+        keep_alone_fits(label, side, alone)
         print(f"slice {k} alone: {fit['psnr']:.2f} dB, {fit['iterations']} iterations, "
               f"{fit['cpu_seconds']:.0f} s of CPU", flush=True)
     if pool is not None:
@@ -187,7 +195,7 @@ def main() -> None:
     iterations = []  # steps of each fit, in the order run (a group of slices is one fit)
     for step in napari_dip.iter_restore_stack(noisy, preset=args.preset, seed=args.seed,
                                               device="cpu", stack_passes=args.passes,
-                                              slice_batch=args.slice_batch):
+                                              slice_batch=args.slice_batch, **settings):
         if step.snapshot.done:
             iterations.append(step.snapshot.iteration)
             print(f"stack fit {len(iterations)} ended after {step.snapshot.iteration} "
@@ -196,13 +204,13 @@ def main() -> None:
     stack_seconds = time.perf_counter() - start
     stack_cpu = time.process_time() - cpu
     if args.reuse_alone:  # single fits made meanwhile by another process count too
-        alone = {**kept_alone_fits(args.preset, side), **alone}
+        alone = {**kept_alone_fits(label, side), **alone}
     if not alone:
         raise SystemExit("no single-slice fit to compare with: drop --alone-slices none, or fit "
                          "some with --alone-only and add --reuse-alone")
     stack_psnr = [psnr(stacked[k], clean[k]) for k in range(len(noisy))]
     input_psnr = [psnr(noisy[k], clean[k]) for k in range(len(noisy))]
-    record = dict(preset=args.preset, side=side, slices=len(noisy), passes=args.passes,
+    record = dict(preset=label, side=side, slices=len(noisy), passes=args.passes,
                   slice_batch=args.slice_batch, input_psnr=input_psnr,
                   **{f"alone_{key}": [alone[k].get(key) if k in alone else None
                                       for k in range(len(noisy))]
@@ -211,7 +219,7 @@ def main() -> None:
                   stack_cpu_seconds=stack_cpu, fit_iterations=iterations,
                   threads=torch.get_num_threads(), command=command_line("stack_speed.py"))
     batch = f"_batch{args.slice_batch}" if args.slice_batch > 1 else ""
-    name = f"stack_{args.preset}_{side}_pass{args.passes}{batch}.json"
+    name = f"stack_{label}_{side}_pass{args.passes}{batch}.json"
     (RESULTS / name).write_text(json.dumps(record, indent=1))
     c = compare(record)
     print(f"stack: {stack_seconds:.0f} s = {c['ratio']:.2f} x one slice ({c['one_slice']:.0f} s), "
