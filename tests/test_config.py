@@ -1,6 +1,7 @@
 import pytest
 
 from napari_dip.config import PRESETS, DIPConfig, describe_fields, get_config
+from napari_dip.networks import level_width
 
 
 def test_paper_presets_follow_the_papers_recipes():
@@ -57,6 +58,11 @@ def test_auto_denoises_with_the_small_network_and_keeps_the_papers_for_other_tas
     auto, fast = get_config("auto", "denoise"), get_config("fast", "denoise")
     assert (auto.channels_down, auto.channels_up, auto.learning_rate) == \
         (fast.channels_down, fast.channels_up, fast.learning_rate) == (32, 32, 0.02)
+    # denoising narrows the fine levels: 8, 16, then 32 channels from full resolution down
+    assert [level_width(32, level, auto) for level in range(auto.scales)] == [8, 16, 32, 32, 32]
+    assert fast.top_channels == auto.top_channels == 8
+    # fast's inpainting and super-resolution keep the uniform 32 channels (not measured narrower)
+    assert get_config("fast", "inpaint").top_channels == 0
     assert auto.stopping == "holdout" and auto.patience > fast.patience
     # super-resolution climbs slowly: fast keeps a long patience there (docs/benchmarks.md)
     assert get_config("fast", "super_resolve", 4).patience == 1000

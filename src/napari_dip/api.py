@@ -330,9 +330,9 @@ def restore(image: np.ndarray, *, task: str = "denoise", mask: np.ndarray | None
         An image of the same field (a flash photo, a cleaner channel) used as the network's
         input instead of random noise; ``M', N'`` are the result's sides.
     preset : str or DIPConfig
-        ``"auto"`` (automatic stopping; denoising with a 32-channel network, inpainting and
-        super-resolution with the paper's), ``"fast"`` (the 32-channel network for every task
-        and a shorter patience), ``"paper"`` (the paper's recipe for the task, fixed iteration
+        ``"auto"`` (automatic stopping; denoising with a slim network, inpainting and
+        super-resolution with the paper's), ``"fast"`` (small networks for every task and a
+        shorter patience), ``"paper"`` (the paper's recipe for the task, fixed iteration
         count), ``"quick"`` (small and short), ``"bayesian"`` (SGLD posterior mean and
         uncertainty), or a config.
     channel_axis : int, optional
