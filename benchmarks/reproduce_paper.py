@@ -70,6 +70,12 @@ def parse_setting(text: str) -> tuple[str, object]:
     return name, value
 
 
+def labelled(name: str, settings: dict) -> str:
+    """A method's label in results, tables and file names: its name and each override, e.g.
+    ``fast+top_channels=0``."""
+    return name + "".join(f"+{key}={value}" for key, value in settings.items())
+
+
 def load(path: Path, grey: bool = False) -> np.ndarray:
     image = Image.open(path).convert("L" if grey else "RGB")
     return np.asarray(image, dtype=np.float32) / 255.0

@@ -39,8 +39,8 @@ from napari_dip.operators import psnr
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from reproduce_paper import (DATA, DOC, RESULTS, center_crop, command_line,  # noqa: E402
-                             load, missing_data, parse_setting, with_gaussian_noise,
-                             write_section)
+                             labelled, load, missing_data, parse_setting,
+                             with_gaussian_noise, write_section)
 
 START, END = "<!-- speed:start -->", "<!-- speed:end -->"
 PLOT = DOC.parent / "images" / "speed_curves.png"
@@ -110,7 +110,7 @@ def measure(args) -> None:
     noisy, clean = noisy_pair(args.image, args.seed, args.crop)
     RESULTS.mkdir(parents=True, exist_ok=True)
     settings = dict(parse_setting(text) for text in args.set)
-    label = args.method + "".join(f"+{key}={value}" for key, value in settings.items())
+    label = labelled(args.method, settings)
     out = RESULTS / f"speed_{args.image}_{clean.shape[0]}_{label}.json"
 
     def save(record: dict) -> None:

@@ -47,7 +47,8 @@ from napari_dip.operators import psnr
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from reproduce_paper import (DATA, RESULTS, center_crop, command_line,  # noqa: E402
-                             missing_data, parse_setting, with_gaussian_noise, write_section)
+                             labelled, missing_data, parse_setting, with_gaussian_noise,
+                             write_section)
 
 START, END = "<!-- stack:start -->", "<!-- stack:end -->"
 
@@ -169,7 +170,7 @@ def main() -> None:
         return
 
     settings = dict(parse_setting(text) for text in args.set)
-    label = args.preset + "".join(f"+{key}={value}" for key, value in settings.items())
+    label = labelled(args.preset, settings)
     noisy, clean = noisy_stack(args.crop, args.seed)
     side = clean.shape[1]
     RESULTS.mkdir(parents=True, exist_ok=True)
