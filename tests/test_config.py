@@ -61,7 +61,8 @@ def test_auto_denoises_with_the_small_network_and_keeps_the_papers_for_other_tas
     # denoising narrows the fine levels: 8, 16, then 32 channels from full resolution down
     assert [level_width(32, level, auto) for level in range(auto.scales)] == [8, 16, 32, 32, 32]
     assert fast.top_channels == auto.top_channels == 8
-    # fast's inpainting and super-resolution keep the uniform 32 channels (not measured narrower)
+    # fast's inpainting and super-resolution keep the uniform 32 channels (narrowed, inpainting
+    # returned less: docs/benchmarks.md)
     assert get_config("fast", "inpaint").top_channels == 0
     assert auto.stopping == "holdout" and auto.patience > fast.patience
     # super-resolution climbs slowly: fast keeps a long patience there (docs/benchmarks.md)
