@@ -178,7 +178,9 @@ def main(argv=None) -> int:
     parser.add_argument("--bayesian", action="store_true", help="also run Bayesian DIP")
     parser.add_argument("--images", default=None,
                         help="comma-separated parts of image names: run only those images")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0,
+                        help="seeds the noise (CBM3D9), the inpainting mask, the network and "
+                             "its input code; runs with another seed than 0 are kept apart")
     parser.add_argument("--restop", action="store_true",
                         help="do not run: read where the rule stops again from the stored runs "
                              "of these arguments, with the preset's current patience (the run "
@@ -197,6 +199,8 @@ def main(argv=None) -> int:
     RESULTS.mkdir(parents=True, exist_ok=True)
     command = command_line("stopping.py", argv)
     label = args.preset + "".join(f"+{text}" for text in args.set)
+    if args.seed:  # other seeds are other runs: their own rows, groups and files
+        label += f", seed {args.seed}"
     plotted = []
     for group, name, task, image, clean, kwargs, metric in cases(args.sets.split(","), args.crop,
                                                           args.limit, args.seed):
@@ -211,6 +215,8 @@ def main(argv=None) -> int:
         extra = "".join("_" + "".join(c if c.isalnum() else "-" for c in text) for text in args.set)
         if args.preset != "auto":
             extra = f"_{args.preset}{extra}"
+        if args.seed:
+            extra += f"_seed{args.seed}"
         out = RESULTS / f"stopping_{slug}_{args.crop}_{config.stopping}{extra}.json"
         if args.restop:
             if not out.exists():
