@@ -31,8 +31,8 @@ from napari_dip.operators import psnr
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from reproduce_paper import (DATA, DOC, RESULTS, center_crop, command_line,  # noqa: E402
-                             load, missing_data, parse_setting, psnr_y, resized,
-                             with_gaussian_noise, write_table)
+                             labelled, load, missing_data, parse_setting, psnr_y,
+                             resized, with_gaussian_noise, write_table)
 
 START, END = "<!-- stopping:start -->", "<!-- stopping:end -->"
 PLOT = DOC.parent / "images" / "stopping_curves.png"
@@ -198,7 +198,10 @@ def main(argv=None) -> int:
         return 1
     RESULTS.mkdir(parents=True, exist_ok=True)
     command = command_line("stopping.py", argv)
-    label = args.preset + "".join(f"+{text}" for text in args.set)
+    settings = dict(parse_setting(text) for text in args.set)
+    label = labelled(args.preset, settings)
+    if args.stopping:  # the rule is a column of its own, not part of the label
+        settings["stopping"] = args.stopping
     if args.seed:  # other seeds are other runs: their own rows, groups and files
         label += f", seed {args.seed}"
     plotted = []
@@ -206,9 +209,6 @@ def main(argv=None) -> int:
                                                           args.limit, args.seed):
         if args.images and not any(part in name for part in args.images.split(",")):
             continue
-        settings = dict(parse_setting(text) for text in args.set)
-        if args.stopping:
-            settings["stopping"] = args.stopping
         config = get_config(args.preset, task, kwargs.get("factor"), **settings)
         cap = args.cap or config.max_iterations
         slug = "".join(c if c.isalnum() else "_" for c in name)
