@@ -87,6 +87,18 @@ def test_warm_start_gives_the_next_slice_a_head_start(noisy_stack):
     assert second_slice_loss(0.25) < 0.75 * second_slice_loss(0.0)
 
 
+def test_a_warm_started_slice_continues_the_optimiser_and_is_not_knocked_off(noisy_cell):
+    """Slice 1 continues slice 0's Adam moments as well as its weights, so on the same image its
+    first snapshot fits the data about as well as slice 0 ended (a fresh Adam moves every
+    weight by about the learning rate in each of its first steps: the loss doubled)."""
+    _, noisy = noisy_cell
+    losses = {}
+    for s in iter_restore_stack(np.stack([noisy, noisy]), preset="quick", max_iterations=120,
+                                report_every=5):
+        losses.setdefault(s.slice_number, []).append(s.snapshot.loss)
+    assert losses[1][0] < 1.2 * losses[0][-1]
+
+
 def test_stack_slices_share_one_intensity_scaling(noisy_stack):
     _, noisy = noisy_stack
     stack = (noisy * 1000).astype(np.uint16)

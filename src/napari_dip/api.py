@@ -171,20 +171,20 @@ def _fit_runs(observation: Observation, run: _Run, config: DIPConfig,
     """Fit one observation ``n_runs`` times (seeds ``seed``, ``seed + 1``, ...), averaging the
     runs' estimates; yield each step with its images cropped to the observation (one
     :class:`_Images` per slice of a batch), its run number and whether it is the last step of
-    the last run. A warm start continues the ``warm`` fit's weights, from its input code, or
-    from this observation's own guide when it has one."""
+    the last run. A warm start continues the ``warm`` fit's weights and optimiser state, from
+    its input code, or from this observation's own guide when it has one."""
     def crop(tensor, item):
         return None if tensor is None else from_tensor(tensor, observation.crop, item)
 
     finished: list[torch.Tensor] = []
     for run_number in range(config.n_runs):
-        network, code = None, None
+        network, code, optimizer_state = None, None, None
         if warm and not run_number:
-            network = warm.network
+            network, optimizer_state = warm.network, warm.optimizer.state_dict()
             code = warm.code[:observation.target.shape[0]] if observation.guide is None \
                 else observation.guide.to(warm.code.device)
         for step in fit(observation, config, seed=run.seed + run_number, device=run.device,
-                        network=network, code=code):
+                        network=network, code=code, optimizer_state=optimizer_state):
             estimate = step.estimate
             if finished:
                 estimate = (torch.stack(finished).sum(0) + estimate) / (len(finished) + 1)

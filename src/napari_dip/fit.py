@@ -48,6 +48,7 @@ class FitStep:
     done: bool
     network: nn.Module
     code: torch.Tensor
+    optimizer: torch.optim.Optimizer
 
 
 def make_input_code(config: DIPConfig, size: tuple[int, int], reduction: int,
@@ -181,7 +182,8 @@ def _restore(network: nn.Module, saved: list[torch.Tensor] | None) -> None:
 
 def fit(observation: Observation, config: DIPConfig, *, seed: int = 0,
         device: torch.device | str = "cpu", network: nn.Module | None = None,
-        code: torch.Tensor | None = None) -> Iterator[FitStep]:
+        code: torch.Tensor | None = None,
+        optimizer_state: dict | None = None) -> Iterator[FitStep]:
     """Fit a generator to ``observation``; yield a :class:`FitStep` every ``report_every`` steps.
 
     Each step perturbs the input code with Gaussian noise (``reg_noise_std``), runs the
@@ -200,7 +202,10 @@ def fit(observation: Observation, config: DIPConfig, *, seed: int = 0,
     ``torch.compile``.
 
     ``network`` and ``code`` continue from an earlier fit (warm start) instead of a fresh,
-    seeded initialisation.
+    seeded initialisation; ``optimizer_state`` (that fit's ``optimizer.state_dict()``) carries
+    on its Adam moment estimates too. A fresh Adam moves every weight by about the learning
+    rate in each of its first steps, which knocks a fitted network far off before it settles
+    (measured in docs/benchmarks.md, "Stacks").
     """
     device = torch.device(device)
     if network is None or code is None:
@@ -228,6 +233,10 @@ def fit(observation: Observation, config: DIPConfig, *, seed: int = 0,
     noise_rng = torch.Generator(device=device).manual_seed(seed + 1)
     optimizer = torch.optim.Adam(network.parameters(), lr=config.learning_rate,
                                  weight_decay=config.weight_decay)
+    if optimizer_state is not None:
+        optimizer.load_state_dict(optimizer_state)
+        for group in optimizer.param_groups:  # this fit's settings, the earlier fit's moments
+            group.update(lr=config.learning_rate, weight_decay=config.weight_decay)
     threshold = 10.0 ** (config.backtrack_drop_db / 10.0)
     posterior = _Posterior() if config.sgld_noise > 0 else None
 
@@ -300,6 +309,7 @@ def fit(observation: Observation, config: DIPConfig, *, seed: int = 0,
                           criterion=None if rule is None else rule.criterion,
                           best_iteration=None if rule is None else rule.best_iteration,
                           stopped=stopped, elapsed=time.perf_counter() - start,
-                          backtracks=backtracks, done=last, network=network, code=code)
+                          backtracks=backtracks, done=last, network=network, code=code,
+                          optimizer=optimizer)
         if stopped:
             return
