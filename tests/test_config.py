@@ -61,9 +61,12 @@ def test_auto_denoises_with_the_small_network_and_keeps_the_papers_for_other_tas
     # denoising narrows the fine levels: 8, 16, then 32 channels from full resolution down
     assert [level_width(32, level, auto) for level in range(auto.scales)] == [8, 16, 32, 32, 32]
     assert fast.top_channels == auto.top_channels == 8
-    # fast's inpainting and super-resolution keep the uniform 32 channels (narrowed, inpainting
-    # returned less: docs/benchmarks.md)
-    assert get_config("fast", "inpaint").top_channels == 0
+    # and feeds it an 8-channel input code (more on the microscopy crops: docs/benchmarks.md)
+    assert fast.input_channels == auto.input_channels == 8
+    # fast's inpainting and super-resolution keep the uniform 32 channels and the 32-channel
+    # code (narrowed, inpainting returned less: docs/benchmarks.md)
+    inpaint = get_config("fast", "inpaint")
+    assert (inpaint.top_channels, inpaint.input_channels) == (0, 32)
     assert auto.stopping == "holdout" and auto.patience > fast.patience
     # super-resolution climbs slowly: fast keeps a long patience there (docs/benchmarks.md)
     assert get_config("fast", "super_resolve", 4).patience == 1000
