@@ -202,8 +202,13 @@ def main(argv=None) -> int:
     label = labelled(args.preset, settings)
     if args.stopping:  # the rule is a column of its own, not part of the label
         settings["stopping"] = args.stopping
+    # a run's file name: the image and rule (per case below), then preset, overrides and seed
+    extra = "".join("_" + "".join(c if c.isalnum() else "-" for c in text) for text in args.set)
+    if args.preset != "auto":
+        extra = f"_{args.preset}{extra}"
     if args.seed:  # other seeds are other runs: their own rows, groups and files
         label += f", seed {args.seed}"
+        extra += f"_seed{args.seed}"
     plotted = []
     for group, name, task, image, clean, kwargs, metric in cases(args.sets.split(","), args.crop,
                                                           args.limit, args.seed):
@@ -212,11 +217,6 @@ def main(argv=None) -> int:
         config = get_config(args.preset, task, kwargs.get("factor"), **settings)
         cap = args.cap or config.max_iterations
         slug = "".join(c if c.isalnum() else "_" for c in name)
-        extra = "".join("_" + "".join(c if c.isalnum() else "-" for c in text) for text in args.set)
-        if args.preset != "auto":
-            extra = f"_{args.preset}{extra}"
-        if args.seed:
-            extra += f"_seed{args.seed}"
         out = RESULTS / f"stopping_{slug}_{args.crop}_{config.stopping}{extra}.json"
         if args.restop:
             if not out.exists():
