@@ -186,6 +186,9 @@ def main(argv=None) -> int:
                              "of these arguments, with the preset's current patience (the run "
                              "itself does not depend on the patience, so this is what running "
                              "the same command again would give)")
+    parser.add_argument("--what-if-patience", type=int, default=None, metavar="N",
+                        help="with --restop: only print where the rule with a patience of N "
+                             "would have stopped the stored runs; nothing is written")
     parser.add_argument("--plot", default=None, metavar="RESULT,...",
                         help="only redraw the plot from these stored results (names in "
                              "benchmarks/results without the .json), then exit")
@@ -224,9 +227,14 @@ def main(argv=None) -> int:
                 continue
             result = json.loads(out.read_text())
             before = result["stop_iteration"], result["patience"]
-            result.update(where_it_stops(result["curve"], config.patience))
-            print(f"{name}: patience {before[1]} -> {config.patience}, stop {before[0]} -> "
-                  f"{result['stop_iteration']} at {result['stop_psnr']:.2f} dB")
+            patience = args.what_if_patience or config.patience
+            result.update(where_it_stops(result["curve"], patience))
+            print(f"{name}: patience {before[1]} -> {patience}, stop {before[0]} -> "
+                  f"{result['stop_iteration']}"
+                  f"{'' if result['stopped_before_cap'] else ' (cap)'} at "
+                  f"{result['stop_psnr']:.2f} dB, peak {result['peak_psnr']:.2f} dB")
+            if args.what_if_patience:
+                continue
             out.write_text(json.dumps(result, indent=1))
             write_doc()
             continue
