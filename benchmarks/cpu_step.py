@@ -1,12 +1,13 @@
 """What one optimisation step of a preset's generator costs on this CPU, run as PyTorch runs it
 (eager), in channels-last memory format, and compiled with ``torch.compile``.
 
-One Adam step on the squared error of the generator's output against a random image, the input
+One Adam step (the fit's own optimiser) on the squared error of the generator's output against a random image, the input
 code perturbed as in a fit; the first steps (and the compilation) are timed apart from the
 steady state. Nothing is written: the numbers are quoted in docs/benchmarks.md.
 
     OMP_NUM_THREADS=1 python benchmarks/cpu_step.py --preset fast --side 256
     OMP_NUM_THREADS=1 python benchmarks/cpu_step.py --preset fast --side 256 --modes eager --profile
+    OMP_NUM_THREADS=1 python benchmarks/cpu_step.py --preset auto --adam
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import time
 import torch
 
 from napari_dip.config import get_config
+from napari_dip.fit import make_optimizer
 from napari_dip.networks import build_generator
 
 
@@ -33,7 +35,7 @@ def time_steps(preset: str, side: int, mode: str, warmup: int, steps: int,
         network = network.to(memory_format=torch.channels_last)
         code = code.contiguous(memory_format=torch.channels_last)
     forward = torch.compile(network) if mode == "compile" else network
-    optimizer = torch.optim.Adam(network.parameters(), lr=config.learning_rate)
+    optimizer = make_optimizer(network, config)
 
     def step() -> None:
         optimizer.zero_grad(set_to_none=True)
@@ -57,6 +59,26 @@ def time_steps(preset: str, side: int, mode: str, warmup: int, steps: int,
     return first, per_step
 
 
+def time_adam(preset: str, steps: int = 200) -> dict[str, float]:
+    """CPU seconds per Adam update of the preset's denoising generator alone (random gradients),
+    for each of PyTorch's implementations: the per-tensor loop (its CPU default), ``foreach``
+    and ``fused`` (what the fit uses where PyTorch has it)."""
+    config = get_config(preset, "denoise")
+    network = build_generator(config, 1)
+    for parameter in network.parameters():
+        parameter.grad = torch.randn_like(parameter)
+    seconds = {}
+    for name, options in [("loop", dict(foreach=False)), ("foreach", dict(foreach=True)),
+                          ("fused", dict(fused=True))]:
+        optimizer = torch.optim.Adam(network.parameters(), lr=config.learning_rate, **options)
+        optimizer.step()
+        start = time.process_time()  # CPU time: robust to other jobs' load
+        for _ in range(steps):
+            optimizer.step()
+        seconds[name] = (time.process_time() - start) / steps
+    return seconds
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--preset", default="fast")
@@ -66,9 +88,16 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--profile", action="store_true",
                         help="also print the time per operation (PyTorch profiler)")
+    parser.add_argument("--adam", action="store_true",
+                        help="time the Adam update alone, per implementation, instead")
     args = parser.parse_args()
     print(f"preset {args.preset}, {args.side}x{args.side}, {torch.get_num_threads()} thread(s), "
           f"torch {torch.__version__}")
+    if args.adam:
+        tensors = sum(1 for _ in build_generator(get_config(args.preset, "denoise"), 1).parameters())
+        for name, seconds in time_adam(args.preset).items():
+            print(f"Adam, {name}: {1000 * seconds:.2f} ms per update of {tensors} weight tensors")
+        return
     for mode in args.modes.split(","):
         first, per_step = time_steps(args.preset, args.side, mode, args.warmup, args.steps,
                                      args.profile)

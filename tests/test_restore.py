@@ -266,3 +266,50 @@ def test_compiled_generator_on_cuda_raises_psnr(noisy_cell):
     clean, noisy = noisy_cell
     result = restore(noisy, preset="quick", max_iterations=100, device="cuda", compile="default")
     assert psnr(result, clean) > psnr(noisy, clean) + 3.0
+
+
+def _adam_step(optimizer_for, network, gradients):
+    optimizer = optimizer_for(network)
+    for parameter, gradient in zip(network.parameters(), gradients):
+        parameter.grad = gradient.clone()
+    optimizer.step()
+    return optimizer, [p.detach().clone() for p in network.parameters()]
+
+
+def test_the_fits_optimiser_takes_the_same_step_as_plain_adam():
+    from napari_dip.config import get_config
+    from napari_dip.fit import make_optimizer
+    from napari_dip.networks import build_generator
+
+    config = get_config("fast", "denoise", learning_rate=0.05, weight_decay=0.01)
+    torch.manual_seed(0)
+    start = build_generator(config, 1).state_dict()
+    gradients = [torch.randn_like(p) for p in build_generator(config, 1).parameters()]
+    networks = [build_generator(config, 1) for _ in range(2)]
+    for network in networks:
+        network.load_state_dict(start)
+    before = [p.detach().clone() for p in networks[1].parameters()]
+    ours, stepped = _adam_step(lambda n: make_optimizer(n, config), networks[0], gradients)
+    _, reference = _adam_step(lambda n: torch.optim.Adam(n.parameters(), lr=0.05,
+                                                         weight_decay=0.01), networks[1], gradients)
+    moved = max((a - b).abs().max().item() for a, b in zip(reference, before))
+    assert moved > 0.01  # the step moved the weights by about the learning rate
+    for a, b in zip(stepped, reference):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+    version = tuple(int(part) for part in torch.__version__.split("+")[0].split(".")[:2])
+    assert ours.defaults["fused"] == (version >= (2, 4))  # fused on the CPU from 2.4
+
+
+def test_without_fused_adam_the_fit_falls_back_to_the_plain_loop(noisy_cell, monkeypatch):
+    clean, noisy = noisy_cell
+    plain_adam = torch.optim.Adam
+
+    def adam_without_fused(params, fused=None, **options):
+        if fused:
+            raise RuntimeError("`fused=True` requires all the params to be floating point "
+                               "Tensors of supported devices")
+        return plain_adam(params, **options)
+
+    monkeypatch.setattr(torch.optim, "Adam", adam_without_fused)
+    result = restore(noisy, preset="quick", max_iterations=40, seed=0)
+    assert psnr(result, clean) > psnr(noisy, clean) + 5.0

@@ -180,6 +180,18 @@ def _restore(network: nn.Module, saved: list[torch.Tensor] | None) -> None:
             parameter.copy_(value)
 
 
+def make_optimizer(network: nn.Module, config: DIPConfig) -> torch.optim.Adam:
+    """Adam over the generator's weights, as one fused kernel where this PyTorch and device
+    have it (CPU from PyTorch 2.4, CUDA): the same update as the per-tensor loop, without the
+    loop over the generator's hundred-odd weight tensors, which took 4.3 ms of a 0.1 s step of
+    preset auto at 256x256 on one CPU thread, against 0.7 ms fused (docs/benchmarks.md)."""
+    options = dict(lr=config.learning_rate, weight_decay=config.weight_decay)
+    try:
+        return torch.optim.Adam(network.parameters(), fused=True, **options)
+    except RuntimeError:  # an older PyTorch without fused Adam on this device
+        return torch.optim.Adam(network.parameters(), **options)
+
+
 def fit(observation: Observation, config: DIPConfig, *, seed: int = 0,
         device: torch.device | str = "cpu", network: nn.Module | None = None,
         code: torch.Tensor | None = None,
@@ -231,8 +243,7 @@ def fit(observation: Observation, config: DIPConfig, *, seed: int = 0,
     data_term = DataTerm(config.data_term, to_input=observation.to_input, gain=config.gain,
                          read_noise=config.read_noise, offset=config.offset)
     noise_rng = torch.Generator(device=device).manual_seed(seed + 1)
-    optimizer = torch.optim.Adam(network.parameters(), lr=config.learning_rate,
-                                 weight_decay=config.weight_decay)
+    optimizer = make_optimizer(network, config)
     if optimizer_state is not None:
         optimizer.load_state_dict(optimizer_state)
         for group in optimizer.param_groups:  # this fit's settings, the earlier fit's moments
