@@ -1,8 +1,8 @@
 """What one optimisation step of a preset's generator costs on this CPU, run as PyTorch runs it
 (eager), in channels-last memory format, and compiled with ``torch.compile``.
 
-One Adam step (the fit's own optimiser) on the squared error of the generator's output against a random image, the input
-code perturbed as in a fit; the first steps (and the compilation) are timed apart from the
+One Adam step (the fit's own optimiser) on the squared error of the generator's output against
+a random image, the input code perturbed as in a fit; the first steps (and the compilation) are timed apart from the
 steady state. Nothing is written: the numbers are quoted in docs/benchmarks.md.
 
     OMP_NUM_THREADS=1 python benchmarks/cpu_step.py --preset fast --side 256

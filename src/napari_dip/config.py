@@ -279,8 +279,8 @@ def _auto(task: str, factor: int | None) -> DIPConfig:
     Inpainting waits 500 iterations for a new variance minimum, the other tasks 300: on one of
     five 64x64 inpainting crops run long (barbara) the variance made no new minimum for 300
     iterations while the PSNR went on rising, and 300 stopped it 1.05 dB short; 500, chosen on
-    those five, stopped all of them within 0.5 dB of their peak, and then did on the other six
-    crops of the set too (docs/benchmarks.md).
+    those five, returned an estimate within 0.5 dB of the run's peak on all of them, and then
+    on the other six crops of the set too (docs/benchmarks.md).
     """
     base = _paper(task, factor)
     config = base.replace(stopping="holdout" if task == "denoise" else "variance",

@@ -183,8 +183,8 @@ def _restore(network: nn.Module, saved: list[torch.Tensor] | None) -> None:
 def make_optimizer(network: nn.Module, config: DIPConfig) -> torch.optim.Adam:
     """Adam over the generator's weights, as one fused kernel where this PyTorch and device
     have it (CPU from PyTorch 2.4, CUDA): the same update as the per-tensor loop, without the
-    loop over the generator's hundred-odd weight tensors, which took 4.3 ms of a 0.1 s step of
-    preset auto at 256x256 on one CPU thread, against 0.7 ms fused (docs/benchmarks.md)."""
+    loop over the generator's hundred-odd weight tensors, which took 4.2 ms of a 0.1 s step of
+    preset auto at 256x256 on one CPU thread, against 0.64 ms fused (docs/benchmarks.md)."""
     options = dict(lr=config.learning_rate, weight_decay=config.weight_decay)
     try:
         return torch.optim.Adam(network.parameters(), fused=True, **options)
