@@ -2,8 +2,8 @@
 (eager), in channels-last memory format, and compiled with ``torch.compile``.
 
 One Adam step (the fit's own optimiser) on the squared error of the generator's output against
-a random image, the input code perturbed as in a fit; the first steps (and the compilation) are timed apart from the
-steady state. Nothing is written: the numbers are quoted in docs/benchmarks.md.
+a random image, the input code perturbed as in a fit; the first steps (and the compilation) are
+timed apart from the steady state. Nothing is written: the numbers are quoted in docs/benchmarks.md.
 
     OMP_NUM_THREADS=1 python benchmarks/cpu_step.py --preset fast --side 256
     OMP_NUM_THREADS=1 python benchmarks/cpu_step.py --preset fast --side 256 --modes eager --profile
@@ -59,24 +59,25 @@ def time_steps(preset: str, side: int, mode: str, warmup: int, steps: int,
     return first, per_step
 
 
-def time_adam(preset: str, steps: int = 200) -> dict[str, float]:
-    """CPU seconds per Adam update of the preset's denoising generator alone (random gradients),
-    for each of PyTorch's implementations: the per-tensor loop (its CPU default), ``foreach``
-    and ``fused`` (what the fit uses where PyTorch has it)."""
+def time_adam(preset: str, steps: int = 200) -> tuple[int, dict[str, float]]:
+    """The number of weight tensors of the preset's denoising generator, and the CPU seconds per
+    Adam update of them alone (random gradients) for each of PyTorch's implementations: the
+    per-tensor loop (its CPU default), ``foreach`` and ``fused`` (what the fit uses where
+    PyTorch has it)."""
     config = get_config(preset, "denoise")
-    network = build_generator(config, 1)
-    for parameter in network.parameters():
+    parameters = list(build_generator(config, 1).parameters())
+    for parameter in parameters:
         parameter.grad = torch.randn_like(parameter)
     seconds = {}
     for name, options in [("loop", dict(foreach=False)), ("foreach", dict(foreach=True)),
                           ("fused", dict(fused=True))]:
-        optimizer = torch.optim.Adam(network.parameters(), lr=config.learning_rate, **options)
+        optimizer = torch.optim.Adam(parameters, lr=config.learning_rate, **options)
         optimizer.step()
         start = time.process_time()  # CPU time: robust to other jobs' load
         for _ in range(steps):
             optimizer.step()
         seconds[name] = (time.process_time() - start) / steps
-    return seconds
+    return len(parameters), seconds
 
 
 def main() -> None:
@@ -94,8 +95,8 @@ def main() -> None:
     print(f"preset {args.preset}, {args.side}x{args.side}, {torch.get_num_threads()} thread(s), "
           f"torch {torch.__version__}")
     if args.adam:
-        tensors = sum(1 for _ in build_generator(get_config(args.preset, "denoise"), 1).parameters())
-        for name, seconds in time_adam(args.preset).items():
+        tensors, timings = time_adam(args.preset)
+        for name, seconds in timings.items():
             print(f"Adam, {name}: {1000 * seconds:.2f} ms per update of {tensors} weight tensors")
         return
     for mode in args.modes.split(","):
