@@ -45,6 +45,24 @@ def with_gaussian_noise(clean: np.ndarray, rng: np.random.Generator,
     return np.clip(clean + rng.normal(0, sigma, clean.shape), 0, 1).astype(np.float32)
 
 
+def cpu_description() -> str:
+    """The processor's model name and whether it computes bfloat16 natively: the presets' relative
+    speeds differ between processors, so a timing is only compared with one from the same CPU."""
+    model, flags = platform.processor() or platform.machine(), set()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "model name":
+                model = value.strip()
+            elif key.strip() == "flags":
+                flags = set(value.split())
+                break
+    except OSError:
+        pass
+    native = flags & {"avx512_bf16", "amx_bf16"}
+    return f"{model}, {'native bfloat16' if native else 'no native bfloat16'}"
+
+
 def command_line(script: str, argv: list[str] | None = None) -> str:
     """How a benchmark was run, recorded beside its results."""
     arguments = sys.argv[1:] if argv is None else argv

@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
 import sys
 import time
@@ -39,7 +38,7 @@ from napari_dip.operators import psnr
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from reproduce_paper import (DATA, DOC, RESULTS, center_crop, command_line,  # noqa: E402
-                             labelled, load, missing_data, parse_setting,
+                             cpu_description, labelled, load, missing_data, parse_setting,
                              with_gaussian_noise, write_section)
 
 START, END = "<!-- speed:start -->", "<!-- speed:end -->"
@@ -118,8 +117,8 @@ def measure(args) -> None:
                       method=label, input_psnr=psnr(noisy, clean),
                       peak_memory_gib=peak_memory_gib(), threads=torch.get_num_threads(),
                       cap=args.cap, seed=args.seed,
-                      machine=f"{platform.processor() or platform.machine()}, "
-                              f"{os.cpu_count()} cores, torch {torch.__version__}",
+                      machine=f"{cpu_description()}, {os.cpu_count()} cores, "
+                              f"torch {torch.__version__}",
                       command=command_line("speed.py"))
         out.write_text(json.dumps(record, indent=1))
 
@@ -165,13 +164,22 @@ def cpu_time_lines(paper: dict, methods: dict, best: float) -> list[str]:
     return lines + [""]
 
 
+def processor(record: dict) -> str:
+    """The processor a run was measured on; runs before ``cpu_description`` did not record it."""
+    return record["machine"] if "bfloat16" in record["machine"] else "processor not recorded"
+
+
 def report() -> None:
-    records: dict[str, dict[str, dict]] = {}
+    """One table per image, size and processor, each against the paper run measured on that
+    processor: the presets' relative speeds differ between processors, so a run is only compared
+    with a reference from the same one."""
+    records: dict[tuple, dict[str, dict]] = {}
     for path in sorted(RESULTS.glob("speed_*_*.json")):
         record = json.loads(path.read_text())
-        records.setdefault((record["image"], record["side"]), {})[record["method"]] = record
+        key = (record["image"], record["side"], processor(record))
+        records.setdefault(key, {})[record["method"]] = record
     lines = []
-    for (image, side), methods in sorted(records.items()):
+    for (image, side, _), methods in sorted(records.items(), key=lambda item: item[0][:2]):
         paper = methods.get("paper")
         if paper is None:
             continue
@@ -179,7 +187,8 @@ def report() -> None:
         peers: list[str] = []
         lines += [f"**{paper['name']}** (Set12 {image}.png, {side}x{side}{' centre crop' if side < 256 else ''}, sigma 25; noisy "
                   f"{paper['input_psnr']:.2f} dB; {paper['threads']} thread(s), "
-                  f"{paper['machine']}). Preset paper, run to {paper['iterations']} iterations: "
+                  f"{paper['machine']}{'' if 'bfloat16' in paper['machine'] else '; earlier runs, which did not record the processor'}). "
+                  f"Preset paper, run to {paper['iterations']} iterations: "
                   f"best **{best:.2f} dB** at iteration {best_it}, after **{best_s:.0f} s**.", "",
                   "| method | returned PSNR | its time | paper's best - 0.3 dB reached after | "
                   "its time / paper's time to its best | peak memory |", "|---|---|---|---|---|---|"]
@@ -226,12 +235,12 @@ def plot(records) -> None:
     import matplotlib.pyplot as plt
 
     # the presets as they are and the references; variants made with --set are in the tables
-    records = {image: {name: record for name, record in methods.items() if "+" not in name}
-               for image, methods in records.items()}
+    records = {key: {name: record for name, record in methods.items() if "+" not in name}
+               for key, methods in records.items()}
     names = sorted({name for methods in records.values() for name in methods})
     colours = {name: f"C{number}" for number, name in enumerate(names)}
     fig, axes = plt.subplots(1, len(records), figsize=(4.5 * len(records), 4), squeeze=False)
-    for axis, (image, methods) in zip(axes[0], sorted(records.items())):
+    for axis, (key, methods) in zip(axes[0], sorted(records.items())):
         for name, record in sorted(methods.items()):
             seconds, _, values = zip(*record["curve"])
             style = "o" if len(seconds) == 1 else "-"
@@ -240,7 +249,8 @@ def plot(records) -> None:
         axis.set_xlabel("seconds (log)")
         axis.set_ylabel("PSNR (dB)")
         first = next(iter(methods.values()))
-        axis.set_title(f"{first['name']}, {first['side']}x{first['side']}")
+        axis.set_title(f"{first['name']}, {first['side']}x{first['side']}\n{key[2]}",
+                       fontsize=9)
         axis.grid(alpha=0.3)
     handles = {label: handle for axis in axes[0]
                for handle, label in zip(*axis.get_legend_handles_labels())}
