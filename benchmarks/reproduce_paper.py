@@ -243,7 +243,7 @@ def main(argv=None) -> int:
         return 1
     RESULTS.mkdir(parents=True, exist_ok=True)
     command = command_line("reproduce_paper.py", argv)
-    machine = (f"{platform.machine()} {platform.system()}, torch {torch.__version__}, "
+    machine = (f"{cpu_description()}, {platform.system()}, torch {torch.__version__}, "
                f"napari-dip {napari_dip.__version__}")
     for key in args.runs.split(","):
         spec = RUNS[key](args)

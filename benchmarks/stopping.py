@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import sys
 import time
 from pathlib import Path
@@ -31,7 +30,7 @@ from napari_dip.operators import psnr
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from reproduce_paper import (DATA, DOC, RESULTS, center_crop, command_line,  # noqa: E402
-                             labelled, load, missing_data, parse_setting, psnr_y,
+                             cpu_description, labelled, load, missing_data, parse_setting, psnr_y,
                              resized, with_gaussian_noise, write_table)
 
 START, END = "<!-- stopping:start -->", "<!-- stopping:end -->"
@@ -85,7 +84,8 @@ def long_run(image, clean, task, kwargs, metric, preset, patience, cap, seed, se
                           estimate_psnr=metric(snap.estimate, clean),
                           best_iteration=snap.best_iteration, criterion=snap.criterion))
     seconds = time.perf_counter() - start
-    return dict(curve=curve, seconds=seconds, **where_it_stops(curve, patience))
+    return dict(curve=curve, seconds=seconds, precision=snap.precision,
+                **where_it_stops(curve, patience))
 
 
 def where_it_stops(curve: list[dict], patience: int) -> dict:
@@ -245,7 +245,7 @@ def main(argv=None) -> int:
         degraded = image if task != "super_resolve" else resized(image, clean.shape[:2])
         result.update(set=group, name=name, size="x".join(map(str, clean.shape[:2])), preset=label,
                       rule=config.stopping, command=command,
-                      machine=f"{platform.machine()}, torch {torch.__version__}",
+                      machine=f"{cpu_description()}, torch {torch.__version__}",
                       input_psnr=metric(degraded, clean))
         if args.bayesian:
             estimate = napari_dip.restore(image, task=task, preset="bayesian", seed=args.seed,

@@ -14,6 +14,10 @@ def test_paper_presets_follow_the_papers_recipes():
     assert (sr8.max_iterations, sr8.reg_noise_std) == (4000, 0.05)
     inpaint = get_config("paper", "inpaint")
     assert inpaint.channels_skip == 128 and inpaint.upsample == "nearest"
+    # the reference runs in the paper's arithmetic on every machine; the fast presets may not
+    for config in (denoise, sr4, sr8, inpaint, get_config("bayesian", "denoise")):
+        assert config.precision == "float32"
+    assert {get_config(p, "denoise").precision for p in ("auto", "fast", "quick")} == {"auto"}
 
 
 def test_every_field_has_a_description_and_valid_default():

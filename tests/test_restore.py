@@ -242,13 +242,36 @@ def test_bfloat16_autocast_restores_like_float32(noisy_cell):
     assert gains["bfloat16"] > gains["float32"] - 1.0  # not worse than float32
 
 
-def test_auto_precision_is_float32_on_the_cpu():
-    from napari_dip.device import autocast_dtype
+def test_auto_precision_on_the_cpu_is_bfloat16_only_for_large_images_on_capable_cpus(
+        monkeypatch):
+    from napari_dip import device
+    from napari_dip.device import CPU_BFLOAT16_MIN_PIXELS, autocast_dtype
 
-    assert autocast_dtype("auto", torch.device("cpu")) is None
-    assert autocast_dtype("bfloat16", torch.device("cpu")) == torch.bfloat16
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(device, "cpu_has_native_bfloat16", lambda: True)
+    assert autocast_dtype("auto", cpu, pixels=CPU_BFLOAT16_MIN_PIXELS) == torch.bfloat16
+    assert autocast_dtype("auto", cpu, pixels=128 * 128) is None  # conversions outweigh the gain
+    assert autocast_dtype("float32", cpu, pixels=CPU_BFLOAT16_MIN_PIXELS) is None
+    monkeypatch.setattr(device, "cpu_has_native_bfloat16", lambda: False)  # emulated: slow
+    assert autocast_dtype("auto", cpu, pixels=CPU_BFLOAT16_MIN_PIXELS) is None
+    assert autocast_dtype("bfloat16", cpu) == torch.bfloat16  # asked for: given
     with pytest.raises(ValueError, match="precision='double'.*float32"):
-        autocast_dtype("double", torch.device("cpu"))
+        autocast_dtype("double", cpu)
+
+
+def test_snapshots_report_the_arithmetic_the_fit_ran_in(noisy_cell, monkeypatch):
+    """A user can tell (and record) whether a run used reduced precision: on a CPU with native
+    bfloat16, "auto" switches to it for a large enough image, and says so."""
+    from napari_dip import device
+
+    _, noisy = noisy_cell
+    plain = list(iter_restore(noisy, preset="quick", max_iterations=2, device="cpu"))[-1]
+    monkeypatch.setattr(device, "cpu_has_native_bfloat16", lambda: True)
+    monkeypatch.setattr(device, "CPU_BFLOAT16_MIN_PIXELS", noisy.size)
+    reduced = list(iter_restore(noisy, preset="quick", max_iterations=2, device="cpu"))[-1]
+    assert plain.precision == "float32" and reduced.precision == "bfloat16"
+    assert napari_dip.run_record(reduced)["precision"] == "bfloat16"
+    assert not np.array_equal(plain.estimate, reduced.estimate)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")

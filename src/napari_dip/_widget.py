@@ -218,7 +218,7 @@ def _restoration_steps(napari_dip, request: RunRequest, state: RunState):
             steps_done=done, steps_total=total, loss=snapshot.loss,
             criterion=_snapshot_criterion(snapshot),
             seconds_left=elapsed / done * (total - done) if done else None,
-            device=snapshot.device, group_size=len(stack_step.group))
+            device=f"{snapshot.device}, {snapshot.precision}", group_size=len(stack_step.group))
         now = time.perf_counter()
         if snapshot.done or now - last_preview >= PREVIEW_INTERVAL_S:
             progress.previews = tuple((index, member.estimate) for index, member in

@@ -47,6 +47,9 @@ class Snapshot:
         Seconds since the fit started (since the first tile's, when tiled).
     device : str
         Where it runs, e.g. ``"cpu (2 threads)"``.
+    precision : str
+        The arithmetic of the generator's forward pass: ``"float32"``, or ``"bfloat16"`` /
+        ``"float16"`` under autocast (see ``DIPConfig.precision``).
     backtracks : int
         How often the divergence guard restored earlier weights.
     done : bool
@@ -87,6 +90,7 @@ class Snapshot:
     run: int = 0
     tile: int = 0
     n_tiles: int = 1
+    precision: str = "float32"
 
 
 @dataclass
@@ -210,7 +214,7 @@ def _snapshot(step: FitStep, images: _Images, run_number: int, *, done: bool,
                   loss=step.loss, elapsed=step.elapsed, device=describe_device(run.device),
                   backtracks=step.backtracks, done=done, config=config,
                   criterion=step.criterion, best_iteration=step.best_iteration,
-                  stopped=step.stopped, run=run_number)
+                  stopped=step.stopped, run=run_number, precision=step.precision)
     fields.update(progress)
     return Snapshot(image=user(images.image), average=user(images.average),
                     estimate=user(images.estimate), uncertainty=uncertainty, **fields)
@@ -537,7 +541,8 @@ def run_record(snapshot: Snapshot) -> dict[str, Any]:
     """Parameters and outcome of a finished run, for metadata and JSON records."""
     return {"config": snapshot.config.to_dict(), "iterations": snapshot.iteration,
             "loss": snapshot.loss, "seconds": round(snapshot.elapsed, 3),
-            "device": snapshot.device, "backtracks": snapshot.backtracks,
+            "device": snapshot.device, "precision": snapshot.precision,
+            "backtracks": snapshot.backtracks,
             "stopped_early": snapshot.stopped, "best_iteration": snapshot.best_iteration}
 
 

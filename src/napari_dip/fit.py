@@ -32,6 +32,7 @@ class FitStep:
     stopping rule, the SGLD posterior mean, or the moving average / last output (per
     ``config.result``). ``uncertainty`` is the SGLD posterior standard deviation (None without
     SGLD or before two samples). ``criterion`` is the stopping rule's current value.
+    ``precision`` is the arithmetic the generator's forward pass ran in at this step.
     """
 
     iteration: int
@@ -49,6 +50,12 @@ class FitStep:
     network: nn.Module
     code: torch.Tensor
     optimizer: torch.optim.Optimizer
+    precision: str = "float32"
+
+
+def _dtype_name(dtype: torch.dtype | None) -> str:
+    """"bfloat16", "float16", or "float32" for no autocast."""
+    return "float32" if dtype is None else str(dtype).removeprefix("torch.")
 
 
 def make_input_code(config: DIPConfig, size: tuple[int, int], reduction: int,
@@ -227,7 +234,8 @@ def fit(observation: Observation, config: DIPConfig, *, seed: int = 0,
         network = network.to(memory_format=torch.channels_last)
         code = code.contiguous(memory_format=torch.channels_last)
     forward = network if config.compile == "off" else torch.compile(network, mode=config.compile)
-    amp_dtype = autocast_dtype(config.precision, device)
+    pixels = observation.target.shape[0] * observation.size[0] * observation.size[1]  # per step
+    amp_dtype = autocast_dtype(config.precision, device, pixels)
     scaler = torch.amp.GradScaler(device.type) if amp_dtype == torch.float16 else None
     target = observation.target.to(device)
     weight = observation.weight
@@ -321,6 +329,6 @@ def fit(observation: Observation, config: DIPConfig, *, seed: int = 0,
                           best_iteration=None if rule is None else rule.best_iteration,
                           stopped=stopped, elapsed=time.perf_counter() - start,
                           backtracks=backtracks, done=last, network=network, code=code,
-                          optimizer=optimizer)
+                          optimizer=optimizer, precision=_dtype_name(amp_dtype))
         if stopped:
             return
