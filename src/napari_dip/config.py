@@ -259,11 +259,15 @@ again at 256x256), fed an 8-channel input code instead of 32. Measured (docs/ben
 - the narrow fine levels against the uniform 32 channels: more PSNR returned on all 14 CBM3D9
   and FMD crops at 64x64 (mean +0.33 dB on CBM3D9); on House at 256x256 within 0.3 dB of the
   paper recipe's best in 1/16 of its time instead of 1/10, but returning 0.11 dB less
-  (both with the 32-channel code);
+  (both with the 32-channel code, both against a reference run on an earlier processor);
 - the 8-channel code against 32 channels, over three seeds on those crops: +0.34 dB on the
   FMD microscopy crops (14 of 15 runs stopped within 0.5 dB of their peak, against 11), the
-  same on CBM3D9 (-0.03 dB); on House at 256x256 12 to 16 % less CPU per step, within
-  0.3 dB of the paper recipe's best in 1/19 to 1/20 of its time, 0.22 dB more returned."""
+  same on CBM3D9 (-0.03 dB); on House at 256x256 12 to 16 % less CPU per step and 0.16 dB
+  more returned.
+
+On House at 256x256, measured side by side with preset paper on one processor, auto came
+within 0.3 dB of the paper recipe's best in 1/12.3 of its time to that best (in float32:
+1/9.3)."""
 
 
 def _auto(task: str, factor: int | None) -> DIPConfig:
