@@ -110,7 +110,8 @@ def measure(args) -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
     settings = dict(parse_setting(text) for text in args.set)
     label = labelled(args.method, settings)
-    out = RESULTS / f"speed_{args.image}_{clean.shape[0]}_{label}.json"
+    seed = f"_seed{args.seed}" if args.seed else ""
+    out = RESULTS / f"speed_{args.image}_{clean.shape[0]}_{label}{seed}.json"
 
     def save(record: dict) -> None:
         record.update(image=args.image, name=NAMES.get(args.image, args.image), side=clean.shape[0],
@@ -170,13 +171,14 @@ def processor(record: dict) -> str:
 
 
 def report() -> None:
-    """One table per image, size and processor, each against the paper run measured on that
-    processor: the presets' relative speeds differ between processors, so a run is only compared
-    with a reference from the same one."""
+    """One table per image, size, processor and seed (which draws the noise and the networks),
+    each against the paper run measured on that processor with that seed: the presets' relative
+    speeds differ between processors, so a run is only compared with a reference from the same
+    one."""
     records: dict[tuple, dict[str, dict]] = {}
     for path in sorted(RESULTS.glob("speed_*_*.json")):
         record = json.loads(path.read_text())
-        key = (record["image"], record["side"], processor(record))
+        key = (record["image"], record["side"], processor(record), record.get("seed", 0))
         records.setdefault(key, {})[record["method"]] = record
     lines = []
     for (image, side, _), methods in sorted(records.items(), key=lambda item: item[0][:2]):
@@ -186,7 +188,8 @@ def report() -> None:
         best_s, best_it, best = max(paper["curve"], key=lambda point: point[2])
         peers: list[str] = []
         lines += [f"**{paper['name']}** (Set12 {image}.png, {side}x{side}{' centre crop' if side < 256 else ''}, sigma 25; noisy "
-                  f"{paper['input_psnr']:.2f} dB; {paper['threads']} thread(s), "
+                  f"{paper['input_psnr']:.2f} dB; seed {paper.get('seed', 0)}; "
+                  f"{paper['threads']} thread(s), "
                   f"{paper['machine']}{'' if 'bfloat16' in paper['machine'] else '; earlier runs, which did not record the processor'}). "
                   f"Preset paper, run to {paper['iterations']} iterations: "
                   f"best **{best:.2f} dB** at iteration {best_it}, after **{best_s:.0f} s**.", "",
@@ -249,7 +252,7 @@ def plot(records) -> None:
         axis.set_xlabel("seconds (log)")
         axis.set_ylabel("PSNR (dB)")
         first = next(iter(methods.values()))
-        axis.set_title(f"{first['name']}, {first['side']}x{first['side']}\n{key[2]}",
+        axis.set_title(f"{first['name']}, {first['side']}x{first['side']}, seed {key[3]}\n{key[2]}",
                        fontsize=9)
         axis.grid(alpha=0.3)
     handles = {label: handle for axis in axes[0]
