@@ -181,7 +181,7 @@ def report() -> None:
         key = (record["image"], record["side"], processor(record), record.get("seed", 0))
         records.setdefault(key, {})[record["method"]] = record
     lines = []
-    for (image, side, _), methods in sorted(records.items(), key=lambda item: item[0][:2]):
+    for (image, side, _, _), methods in sorted(records.items(), key=lambda item: item[0][:2]):
         paper = methods.get("paper")
         if paper is None:
             continue
