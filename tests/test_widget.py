@@ -4,6 +4,7 @@ Images are tiny and runs short ("quick" preset, tens of iterations) so the file 
 2-core CPU.
 """
 
+import re
 import subprocess
 import sys
 
@@ -178,6 +179,8 @@ def test_a_current_slice_run_restores_the_slice_on_screen_only(dock, qtbot, nois
     assert tuple(result.translate) == (4.0, 0.0, 0.0)  # slice 2 at 2 units per slice
     assert tuple(result.axis_labels) == ("z", "y", "x")
     assert psnr(result.data[0], clean[2]) > psnr(noisy[2], clean[2]) + 2.0
+    # where it ran and in which arithmetic (a 32x32 slice stays in float32 on any CPU)
+    assert re.fullmatch(r"runs on: cpu \(\d+ threads?\), float32", widget.device_label.text())
 
 
 @qt
