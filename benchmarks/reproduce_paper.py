@@ -46,21 +46,19 @@ def with_gaussian_noise(clean: np.ndarray, rng: np.random.Generator,
 
 
 def cpu_description() -> str:
-    """The processor's model name and whether it computes bfloat16 natively: the presets' relative
-    speeds differ between processors, so a timing is only compared with one from the same CPU."""
-    model, flags = platform.processor() or platform.machine(), set()
+    """The processor's model name and whether it computes bfloat16 natively (as the package's
+    ``precision="auto"`` decides it): the presets' relative speeds differ between processors, so
+    a timing is only compared with one from the same CPU."""
+    from napari_dip.device import cpu_has_native_bfloat16
+
+    model = platform.processor() or platform.machine()
     try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            key, _, value = line.partition(":")
-            if key.strip() == "model name":
-                model = value.strip()
-            elif key.strip() == "flags":
-                flags = set(value.split())
-                break
+        names = [line.partition(":")[2].strip() for line in
+                 Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name")]
+        model = names[0] if names else model
     except OSError:
         pass
-    native = flags & {"avx512_bf16", "amx_bf16"}
-    return f"{model}, {'native bfloat16' if native else 'no native bfloat16'}"
+    return f"{model}, {'native bfloat16' if cpu_has_native_bfloat16() else 'no native bfloat16'}"
 
 
 def command_line(script: str, argv: list[str] | None = None) -> str:

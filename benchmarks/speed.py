@@ -112,14 +112,14 @@ def measure(args) -> None:
     label = labelled(args.method, settings)
     seed = f"_seed{args.seed}" if args.seed else ""
     out = RESULTS / f"speed_{args.image}_{clean.shape[0]}_{label}{seed}.json"
+    machine = f"{cpu_description()}, {os.cpu_count()} cores, torch {torch.__version__}"
 
     def save(record: dict) -> None:
         record.update(image=args.image, name=NAMES.get(args.image, args.image), side=clean.shape[0],
                       method=label, input_psnr=psnr(noisy, clean),
                       peak_memory_gib=peak_memory_gib(), threads=torch.get_num_threads(),
                       cap=args.cap, seed=args.seed,
-                      machine=f"{cpu_description()}, {os.cpu_count()} cores, "
-                              f"torch {torch.__version__}",
+                      machine=machine,
                       command=command_line("speed.py"))
         out.write_text(json.dumps(record, indent=1))
 
@@ -165,9 +165,12 @@ def cpu_time_lines(paper: dict, methods: dict, best: float) -> list[str]:
     return lines + [""]
 
 
+UNRECORDED = "processor not recorded"
+
+
 def processor(record: dict) -> str:
     """The processor a run was measured on; runs before ``cpu_description`` did not record it."""
-    return record["machine"] if "bfloat16" in record["machine"] else "processor not recorded"
+    return record["machine"] if "bfloat16" in record["machine"] else UNRECORDED
 
 
 def report() -> None:
@@ -190,7 +193,7 @@ def report() -> None:
         lines += [f"**{paper['name']}** (Set12 {image}.png, {side}x{side}{' centre crop' if side < 256 else ''}, sigma 25; noisy "
                   f"{paper['input_psnr']:.2f} dB; seed {paper.get('seed', 0)}; "
                   f"{paper['threads']} thread(s), "
-                  f"{paper['machine']}{'' if 'bfloat16' in paper['machine'] else '; earlier runs, which did not record the processor'}). "
+                  f"{paper['machine']}{'; earlier runs, which did not record the processor' if processor(paper) == UNRECORDED else ''}). "
                   f"Preset paper, run to {paper['iterations']} iterations: "
                   f"best **{best:.2f} dB** at iteration {best_it}, after **{best_s:.0f} s**.", "",
                   "| method | returned PSNR | its time | paper's best - 0.3 dB reached after | "

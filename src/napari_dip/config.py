@@ -226,16 +226,17 @@ def _paper(task: str, factor: int | None) -> DIPConfig:
     every processor."""
     if task == "denoise":
         # 128/128/4 skip net, bilinear, lr 0.01, reg noise 1/30, 3000 steps, output averaging
-        return DIPConfig(precision="float32")
-    if task == "inpaint":
+        recipe = DIPConfig()
+    elif task == "inpaint":
         # the paper's text-/Bernoulli-mask inpainting recipe: wide skips, nearest upsampling
-        return DIPConfig(channels_skip=128, upsample="nearest", reg_noise_std=0.03,
-                         max_iterations=6000, result="last", precision="float32")
-    # super-resolution: x4 2000 steps with reg noise 0.03, x8 4000 steps with 0.05;
-    # the paper ran no x2, which gets the x4 recipe
-    iterations, noise = (4000, 0.05) if factor == 8 else (2000, 0.03)
-    return DIPConfig(reg_noise_std=noise, max_iterations=iterations, result="last",
-                     precision="float32")
+        recipe = DIPConfig(channels_skip=128, upsample="nearest", reg_noise_std=0.03,
+                           max_iterations=6000, result="last")
+    else:
+        # super-resolution: x4 2000 steps with reg noise 0.03, x8 4000 steps with 0.05;
+        # the paper ran no x2, which gets the x4 recipe
+        iterations, noise = (4000, 0.05) if factor == 8 else (2000, 0.03)
+        recipe = DIPConfig(reg_noise_std=noise, max_iterations=iterations, result="last")
+    return recipe.replace(precision="float32")
 
 
 def _quick(task: str, factor: int | None) -> DIPConfig:
