@@ -60,11 +60,13 @@ def test_presets_cover_every_task():
 
 def test_auto_denoises_with_the_small_network_and_keeps_the_papers_for_other_tasks():
     auto, fast = get_config("auto", "denoise"), get_config("fast", "denoise")
-    assert (auto.channels_down, auto.channels_up, auto.learning_rate) == \
-        (fast.channels_down, fast.channels_up, fast.learning_rate) == (32, 32, 0.02)
-    # denoising narrows the fine levels: 8, 16, then 32 channels from full resolution down
-    assert [level_width(32, level, auto) for level in range(auto.scales)] == [8, 16, 32, 32, 32]
-    assert fast.top_channels == auto.top_channels == 8
+    assert auto.learning_rate == fast.learning_rate == 0.02
+    # denoising narrows the fine levels and widens the coarse ones: 8, 16, 32, 64, then 128
+    # channels from full resolution down, in the encoder and the decoder
+    for config in (auto, fast):
+        for channels in (config.channels_down, config.channels_up):
+            widths = [level_width(channels, level, config) for level in range(config.scales)]
+            assert widths == [8, 16, 32, 64, 128]
     # and feeds it an 8-channel input code (more on the microscopy crops: docs/benchmarks.md)
     assert fast.input_channels == auto.input_channels == 8
     # fast's inpainting and super-resolution keep the uniform 32 channels and the 32-channel

@@ -252,23 +252,27 @@ SMALL_NETWORK = dict(channels_down=32, channels_up=32, learning_rate=0.02)
 """The generator of preset fast: the paper's hourglass at 32 channels per level (about a sixth
 of the arithmetic per step) with a doubled learning rate."""
 
-SMALL_DENOISER = dict(SMALL_NETWORK, top_channels=8, input_channels=8)
-"""The denoising generator of presets auto and fast: :data:`SMALL_NETWORK` with narrow fine
-levels, 8, 16, then 32 channels from full resolution down (about 2.5 times cheaper per step
-again at 256x256), fed an 8-channel input code instead of 32. Measured (docs/benchmarks.md):
+SMALL_DENOISER = dict(SMALL_NETWORK, channels_down=128, channels_up=128, top_channels=8,
+                      input_channels=8)
+"""The denoising generator of presets auto and fast: the paper's hourglass with narrow fine
+levels that widen towards the coarse ones, 8, 16, 32, 64, then 128 channels from full
+resolution down, fed an 8-channel input code instead of 32, at :data:`SMALL_NETWORK`'s
+learning rate. Measured (docs/benchmarks.md, "How preset fast was chosen"):
 
-- the narrow fine levels against the uniform 32 channels: more PSNR returned on all 14 CBM3D9
-  and FMD crops at 64x64 (mean +0.33 dB on CBM3D9); on House at 256x256 within 0.3 dB of the
-  paper recipe's best in 1/16 of its time instead of 1/10, but returning 0.11 dB less
-  (both with the 32-channel code, both against a reference run on an earlier processor);
+- narrow fine levels (8, 16, then 32 channels) against 32 channels everywhere: more PSNR
+  returned on all 14 CBM3D9 and FMD crops at 64x64 (mean +0.33 dB on CBM3D9), and a step
+  about 2.5 times cheaper at 256x256;
 - the 8-channel code against 32 channels, over three seeds on those crops: +0.34 dB on the
-  FMD microscopy crops (14 of 15 runs stopped within 0.5 dB of their peak, against 11), the
-  same on CBM3D9 (-0.03 dB); on House at 256x256 12 to 16 % less CPU per step and 0.16 dB
-  more returned.
+  FMD microscopy crops, the same on CBM3D9;
+- widening the two coarsest levels to 64 and 128 channels instead of 32 (they work on 32x32
+  and 16x16 pixels at 256x256, so the step costs about the same): on House at 256x256, over
+  two seeds, the paper recipe's best less 0.3 dB was reached in 14 and 23 % less CPU time,
+  and 0.12 and 0.15 dB more returned; on the CBM3D9 and FMD crops at 64x64, over two seeds,
+  the same within their spread (means +0.05 and -0.04 dB).
 
 On House at 256x256, measured side by side with preset paper on one processor, auto came
-within 0.3 dB of the paper recipe's best in 1/12.3 of its time to that best (in float32:
-1/9.3)."""
+within 0.3 dB of the paper recipe's best in 1/14.3 and 1/15.4 of its time to that best (two
+seeds), at 0.07 s of CPU per step (bfloat16) against the paper network's 1.55 s (float32)."""
 
 
 def _auto(task: str, factor: int | None) -> DIPConfig:
@@ -280,9 +284,10 @@ def _auto(task: str, factor: int | None) -> DIPConfig:
     outputs is lowest (measured in docs/benchmarks.md: on a textured image the variance minimum
     came 2 dB before the best denoising estimate, the hold-out minimum within 0.2 dB).
 
-    Denoising uses :data:`SMALL_DENOISER`. Measured against the same preset with the paper's
-    128-channel network (docs/benchmarks.md): on average 0.29 dB more on the CBM3D9 crops and
-    more on every FMD microscopy crop, at a fraction of the arithmetic per step.
+    Denoising uses :data:`SMALL_DENOISER`. Measured (with its coarse levels at 32 channels, as
+    they were then) against the same preset with the paper's 128-channel network
+    (docs/benchmarks.md): on average 0.29 dB more on the CBM3D9 crops and more on every FMD
+    microscopy crop, at a fraction of the arithmetic per step.
     Inpainting and super-resolution keep the paper's networks (not compared).
 
     Inpainting waits 500 iterations for a new variance minimum, the other tasks 300: on one of
