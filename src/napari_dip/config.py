@@ -252,8 +252,8 @@ SMALL_NETWORK = dict(channels_down=32, channels_up=32, learning_rate=0.02)
 """The generator of preset fast: the paper's hourglass at 32 channels per level (about a sixth
 of the arithmetic per step) with a doubled learning rate."""
 
-SMALL_DENOISER = dict(SMALL_NETWORK, channels_down=128, channels_up=128, top_channels=8,
-                      input_channels=8)
+SMALL_DENOISER = dict(channels_down=128, channels_up=128, top_channels=8, input_channels=8,
+                      learning_rate=SMALL_NETWORK["learning_rate"])
 """The denoising generator of presets auto and fast: the paper's hourglass with narrow fine
 levels that widen towards the coarse ones, 8, 16, 32, 64, then 128 channels from full
 resolution down, fed an 8-channel input code instead of 32, at :data:`SMALL_NETWORK`'s
