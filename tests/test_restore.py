@@ -336,3 +336,23 @@ def test_without_fused_adam_the_fit_falls_back_to_the_plain_loop(noisy_cell, mon
     monkeypatch.setattr(torch.optim, "Adam", adam_without_fused)
     result = restore(noisy, preset="quick", max_iterations=40, seed=0)
     assert psnr(result, clean) > psnr(noisy, clean) + 5.0
+
+
+@pytest.mark.parametrize("ramp", [0, 4])
+def test_the_input_perturbation_grows_linearly_over_its_ramp(ramp):
+    """With ``reg_noise_ramp=R`` step t perturbs the input code by t/R of ``reg_noise_std``
+    (then all of it); without a ramp by all of it from the first step."""
+    from napari_dip import fit as fit_module
+    from napari_dip.config import get_config
+    from napari_dip.stack import prepare_observation
+
+    config = get_config("quick", max_iterations=8, reg_noise_std=0.05, reg_noise_ramp=ramp)
+    observation, _ = prepare_observation(np.random.rand(32, 32).astype(np.float32), mask=None,
+                                         factor=None, guide=None, channel_axis=None,
+                                         size_multiple=16)
+    network, code = fit_module.build_fit(observation, config, seed=0, device=torch.device("cpu"))
+    seen = []
+    network.register_forward_pre_hook(lambda module, args: seen.append(float((args[0] - code).std())))
+    list(fit_module.fit(observation, config, network=network, code=code))
+    expected = [0.05 * (min(1.0, t / ramp) if ramp else 1.0) for t in range(1, 9)]
+    assert seen == pytest.approx(expected, rel=0.1)

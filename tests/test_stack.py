@@ -125,13 +125,14 @@ def test_later_slices_get_a_share_of_what_the_first_slice_ran(noisy_stack):
 def test_warm_start_config_keeps_the_rest_of_the_settings():
     from napari_dip import get_config, warm_start_config
 
-    config = get_config("auto")
+    config = get_config("auto", reg_noise_ramp=500)
     warm = warm_start_config(config, 800)
     assert warm.max_iterations == round(800 * config.warm_start_fraction)
     assert warm.ema_weight == pytest.approx(1 - 4 / warm.max_iterations)
     assert warm.patience == round(config.patience * config.warm_start_fraction)
+    assert warm.reg_noise_ramp == 0  # a fitted network gets the full perturbation at once
     assert warm.replace(max_iterations=config.max_iterations, ema_weight=config.ema_weight,
-                        patience=config.patience) == config
+                        patience=config.patience, reg_noise_ramp=500) == config
     scratch = config.replace(warm_start_fraction=0)
     assert warm_start_config(scratch, 800) == scratch  # every slice from scratch, full length
 

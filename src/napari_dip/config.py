@@ -53,6 +53,9 @@ class DIPConfig:
                                low=0.0, high=10.0)
     reg_noise_std: float = _knob(1.0 / 30.0, "std of the Gaussian perturbation added to the input "
                                  "code at every step", low=0.0, high=1.0)
+    reg_noise_ramp: int = _knob(0, "iterations over which the input-code perturbation grows "
+                                "linearly from zero to reg_noise_std (0: full from the start)",
+                                low=0, high=1_000_000)
     # optimisation
     learning_rate: float = _knob(0.01, "Adam learning rate", low=1e-6, high=1.0)
     max_iterations: int = _knob(3000, "number of optimisation steps (a ceiling when a stopping "
@@ -398,9 +401,10 @@ def warm_start_config(config: DIPConfig, first_iterations: int) -> DIPConfig:
     """The short schedule of a warm-started slice: ``warm_start_fraction`` of the iterations the
     first slice ran (with a stopping rule, where it stopped) as its cap, the same share of the
     stopping patience (so that a slice the previous weights already fit ends early rather than
-    at its cap), and an output average short enough to forget the previous slice within that
-    schedule. With ``warm_start_fraction=0`` every slice starts from scratch and gets
-    ``config`` itself."""
+    at its cap), an output average short enough to forget the previous slice within that
+    schedule, and the full input perturbation from its first step (a fitted network is past
+    the early climb that ``reg_noise_ramp`` speeds up). With ``warm_start_fraction=0`` every
+    slice starts from scratch and gets ``config`` itself."""
     if config.warm_start_fraction == 0:
         return config
     iterations = max(1, round(first_iterations * config.warm_start_fraction))
@@ -408,4 +412,5 @@ def warm_start_config(config: DIPConfig, first_iterations: int) -> DIPConfig:
     if ema_weight > 0:
         ema_weight = min(ema_weight, max(0.0, 1.0 - 4.0 / iterations))
     patience = max(1, round(config.patience * config.warm_start_fraction))
-    return config.replace(max_iterations=iterations, ema_weight=ema_weight, patience=patience)
+    return config.replace(max_iterations=iterations, ema_weight=ema_weight, patience=patience,
+                          reg_noise_ramp=0)

@@ -279,7 +279,8 @@ def fit(observation: Observation, config: DIPConfig, *, seed: int = 0,
         net_input = code
         if config.reg_noise_std > 0:
             noise = torch.randn(code.shape, generator=noise_rng, device=device)
-            net_input = code + config.reg_noise_std * noise
+            ramp = min(1.0, iteration / config.reg_noise_ramp) if config.reg_noise_ramp else 1.0
+            net_input = code + (ramp * config.reg_noise_std) * noise
         optimizer.zero_grad(set_to_none=True)
         output, loss = step_loss(net_input)
         if amp_dtype is not None and not torch.isfinite(loss):
