@@ -59,8 +59,9 @@ def describe_device(device: torch.device) -> str:
 CPU_BFLOAT16_MIN_PIXELS = 256 * 256
 """Pixels per step (batch x height x width of the generator's output) from which ``"auto"``
 precision runs a CPU fit under bfloat16, on processors that compute it natively. Measured on
-such a CPU (docs/benchmarks.md), CPU time of a step of the slim denoising generator (with
-its earlier 32-channel coarse levels) against float32: level at 64x64 and 128x128, 26 % less at 256x256, 32 % less at 512x512."""
+such a CPU (docs/benchmarks.md), CPU time of a step of the slim denoising generator against
+float32: 23 % more at 64x64, 16 % less at 128x128 (level with the earlier 32-channel coarse
+levels, hence the threshold), 21 % less at 256x256, 28 % less at 512x512."""
 
 
 def cpu_has_native_bfloat16() -> bool:
