@@ -16,6 +16,21 @@ def noisy_cell():
     return make_noisy_cell(64)
 
 
+def fit_parts(config):
+    """(observation, network, code) of a fit of ``config`` to a random 32x32 image on the CPU,
+    for tests that drive :func:`napari_dip.fit.fit` directly."""
+    import torch
+
+    from napari_dip.fit import build_fit
+    from napari_dip.stack import prepare_observation
+
+    observation, _ = prepare_observation(np.random.rand(32, 32).astype(np.float32), mask=None,
+                                         factor=None, guide=None, channel_axis=None,
+                                         size_multiple=16)
+    network, code = build_fit(observation, config, seed=0, device=torch.device("cpu"))
+    return observation, network, code
+
+
 @pytest.fixture
 def shared_data():
     if not SHARED_DATA.is_dir():

@@ -7,7 +7,7 @@ from napari_dip import iter_restore, restore
 from napari_dip.operators import psnr
 from napari_dip.stack import IntensityScaling
 
-from .conftest import tiny
+from .conftest import fit_parts, tiny
 
 
 def test_forty_iterations_raise_the_psnr_of_a_noisy_image(noisy_cell):
@@ -344,13 +344,9 @@ def test_the_input_perturbation_grows_linearly_over_its_ramp(ramp):
     (then all of it); without a ramp by all of it from the first step."""
     from napari_dip import fit as fit_module
     from napari_dip.config import get_config
-    from napari_dip.stack import prepare_observation
 
     config = get_config("quick", max_iterations=8, reg_noise_std=0.05, reg_noise_ramp=ramp)
-    observation, _ = prepare_observation(np.random.rand(32, 32).astype(np.float32), mask=None,
-                                         factor=None, guide=None, channel_axis=None,
-                                         size_multiple=16)
-    network, code = fit_module.build_fit(observation, config, seed=0, device=torch.device("cpu"))
+    observation, network, code = fit_parts(config)
     seen = []
     network.register_forward_pre_hook(lambda module, args: seen.append(float((args[0] - code).std())))
     list(fit_module.fit(observation, config, network=network, code=code))

@@ -8,6 +8,8 @@ from napari_dip.config import get_config
 from napari_dip.operators import poisson_deviance, psnr
 from napari_dip.stopping import HoldoutStop, VarianceStop, split_holdout
 
+from .conftest import fit_parts
+
 
 def _outputs(noise_levels, seed=0):
     """A synthetic fit: a fixed image plus noise whose amplitude follows ``noise_levels``."""
@@ -71,14 +73,9 @@ def test_sgld_moves_weights_by_the_injected_noise_when_the_gradient_is_zero(monk
         return (prediction * 0).sum()
 
     monkeypatch.setattr(fit_module.DataTerm, "__call__", zero_loss)
-    from napari_dip.stack import prepare_observation
-
     config = get_config("quick", max_iterations=1, sgld_noise=2.0, reg_noise_std=0.0,
                         backtrack_drop_db=0)
-    observation, _ = prepare_observation(np.random.rand(32, 32).astype(np.float32), mask=None,
-                                         factor=None, guide=None, channel_axis=None,
-                                         size_multiple=16)
-    network, code = fit_module.build_fit(observation, config, seed=0, device=torch.device("cpu"))
+    observation, network, code = fit_parts(config)
     before = {name: p.detach().clone() for name, p in network.named_parameters()}
     list(fit_module.fit(observation, config, network=network, code=code))
     expected_std = config.sgld_noise * config.learning_rate
