@@ -35,6 +35,8 @@ from reproduce_paper import (DATA, DOC, RESULTS, center_crop, command_line,  # n
 
 START, END = "<!-- stopping:start -->", "<!-- stopping:end -->"
 PLOT = DOC.parent / "images" / "stopping_curves.png"
+ESTIMATES = RESULTS / "estimates"
+"""The estimate each run returned (not kept in git: megabytes per full-size image)."""
 
 
 def cases(sets: list[str], crop: int, limit: int, seed: int):
@@ -75,7 +77,9 @@ def cases(sets: list[str], crop: int, limit: int, seed: int):
 
 
 def long_run(image, clean, task, kwargs, metric, preset, patience, cap, seed, settings):
-    curve, start = [], time.perf_counter()
+    """The recorded run, and the estimate the rule with ``patience`` returns (what ``restore``
+    with this seed gives)."""
+    curve, start, returned = [], time.perf_counter(), None
     for snap in napari_dip.iter_restore(image, task=task, preset=preset, seed=seed,
                                         max_iterations=cap, report_every=10,
                                         **kwargs, **{**settings, "patience": 10 * cap}):
@@ -83,16 +87,24 @@ def long_run(image, clean, task, kwargs, metric, preset, patience, cap, seed, se
                           output_psnr=metric(snap.image, clean),
                           estimate_psnr=metric(snap.estimate, clean),
                           best_iteration=snap.best_iteration, criterion=snap.criterion))
+        if returned is None and stops_here(curve[-1], patience):
+            returned = snap.estimate
     seconds = time.perf_counter() - start
     return dict(curve=curve, seconds=seconds, precision=snap.precision,
-                **where_it_stops(curve, patience))
+                **where_it_stops(curve, patience)), \
+        snap.estimate if returned is None else returned
+
+
+def stops_here(point: dict, patience: int) -> bool:
+    """Whether the rule with ``patience`` stops at this snapshot of a recorded run."""
+    return point["best_iteration"] is not None and \
+        point["iteration"] - point["best_iteration"] >= patience
 
 
 def where_it_stops(curve: list[dict], patience: int) -> dict:
     """Where the rule with ``patience`` would have stopped the recorded run, what it returned
     there, and the run's peak."""
-    stop = next((p for p in curve if p["best_iteration"] is not None and
-                 p["iteration"] - p["best_iteration"] >= patience), curve[-1])
+    stop = next((p for p in curve if stops_here(p, patience)), curve[-1])
     peak = max(curve, key=lambda p: p["psnr"])
     return dict(patience=patience, stop_iteration=stop["iteration"],
                 stop_psnr=stop["estimate_psnr"], peak_psnr=peak["psnr"],
@@ -105,10 +117,13 @@ def write_doc() -> None:
         command = f"`{r['command']}`"
         if r.get("bayesian_command", r["command"]) != r["command"]:
             command += f"; Bayesian: `{r['bayesian_command']}`"
+        if "second_run" in r:
+            command += f"; then `{r['second_run']['command']}`"
+        two = "–" if "second_run" not in r else f"{r['second_run']['average_psnr']:.2f}"
         stop = f"{r['stop_iteration']}" + ("" if r["stopped_before_cap"] else " (cap)")
         return [r["name"], r["size"], f"{r['preset']} ({r['rule']})", stop,
                 f"{r['stop_psnr']:.2f}", f"{r['peak_psnr']:.2f} ({r['peak_iteration']})",
-                f"{r['peak_psnr'] - r['stop_psnr']:.2f}", bayes, f"{r['input_psnr']:.2f}",
+                f"{r['peak_psnr'] - r['stop_psnr']:.2f}", two, bayes, f"{r['input_psnr']:.2f}",
                 command]
 
     def summary(results):
@@ -131,7 +146,8 @@ def write_doc() -> None:
 
     write_table(START, END, "Automatic stopping", "stopping_*.json",
                 ["image", "size", "preset (rule)", "stop iteration", "PSNR at stop",
-                 "peak PSNR (iteration)", "gap", "Bayesian mean PSNR", "input PSNR", "command"],
+                 "peak PSNR (iteration)", "gap", "two runs averaged", "Bayesian mean PSNR",
+                 "input PSNR", "command"],
                 row, summary)
 
 
@@ -163,6 +179,28 @@ def plot(results: list[dict]) -> None:
     fig.savefig(PLOT, dpi=110)
 
 
+def second_run(out, image, clean, task, kwargs, metric, args, cap, settings, command) -> None:
+    """A second run on the stored run's degraded image, averaged with its returned estimate."""
+    first = ESTIMATES / f"{out.stem}.npy"
+    if not (out.exists() and first.exists()):
+        print(f"{out.stem}: no stored run with its estimate; run it first without --second-run")
+        return
+    result = json.loads(out.read_text())
+    start = time.perf_counter()
+    for snap in napari_dip.iter_restore(image, task=task, preset=args.preset, seed=args.seed + 1,
+                                        max_iterations=cap, **kwargs, **settings):
+        pass
+    average = (np.load(first) + snap.estimate) / 2
+    result.update(second_run=dict(psnr=metric(snap.estimate, clean), iteration=snap.iteration,
+                                  stopped=snap.stopped, seconds=time.perf_counter() - start,
+                                  average_psnr=metric(average, clean), command=command))
+    print(f"{result['name']}: second run {result['second_run']['psnr']:.2f} dB "
+          f"({snap.iteration} it.), two runs averaged {result['second_run']['average_psnr']:.2f}"
+          f" dB (the first alone {result['stop_psnr']:.2f} dB)", flush=True)
+    out.write_text(json.dumps(result, indent=1))
+    write_doc()
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sets", default="cbm3d9,inpaint11,set5,fmd",
@@ -181,6 +219,12 @@ def main(argv=None) -> int:
     parser.add_argument("--seed", type=int, default=0,
                         help="seeds the noise (CBM3D9), the inpainting mask, the network and "
                              "its input code; runs with another seed than 0 are kept apart")
+    parser.add_argument("--second-run", action="store_true",
+                        help="do not run long: for each stored run of these arguments, restore "
+                             "the same degraded image once more with the preset as it stands "
+                             "(the network and its code seeded with seed + 1, stopped by the "
+                             "rule, the same cap) and average its result with the stored run's "
+                             "returned estimate, as n_runs=2 does")
     parser.add_argument("--restop", action="store_true",
                         help="do not run: read where the rule stops again from the stored runs "
                              "of these arguments, with the preset's current patience (the run "
@@ -238,9 +282,14 @@ def main(argv=None) -> int:
             out.write_text(json.dumps(result, indent=1))
             write_doc()
             continue
+        if args.second_run:
+            second_run(out, image, clean, task, kwargs, metric, args, cap, settings, command)
+            continue
         print(f"{name}: {task}, {image.shape}, cap {cap}", flush=True)
-        result = long_run(image, clean, task, kwargs, metric, args.preset, config.patience, cap,
-                          args.seed, settings)
+        result, returned = long_run(image, clean, task, kwargs, metric, args.preset,
+                                    config.patience, cap, args.seed, settings)
+        ESTIMATES.mkdir(parents=True, exist_ok=True)  # for a second run's average (--runs 2)
+        np.save(ESTIMATES / f"{out.stem}.npy", returned.astype(np.float32))
         # super-resolution's baseline: the input enlarged by Lanczos interpolation
         degraded = image if task != "super_resolve" else resized(image, clean.shape[:2])
         result.update(set=group, name=name, size="x".join(map(str, clean.shape[:2])), preset=label,
