@@ -180,6 +180,13 @@ def plot(results: list[dict]) -> None:
     fig.savefig(PLOT, dpi=110)
 
 
+def input_psnr(image, clean, task, metric) -> float:
+    """The degraded input's PSNR; super-resolution's baseline is the input enlarged by Lanczos
+    interpolation."""
+    degraded = image if task != "super_resolve" else resized(image, clean.shape[:2])
+    return metric(degraded, clean)
+
+
 def second_run(out, image, clean, task, kwargs, metric, args, cap, settings, command) -> None:
     """A second run on the stored run's degraded image, averaged with its returned estimate."""
     first = ESTIMATES / f"{out.stem}.npy"
@@ -216,7 +223,7 @@ def tiled_run(out, name, image, clean, task, kwargs, metric, args, cap, settings
     result = dict(name=name, size="x".join(map(str, clean.shape[:2])), preset=labelled(
         args.preset, settings), tile_size=args.tiled, tile_iterations=tiles,
         psnr=metric(last.estimate, clean), cpu_seconds=time.process_time() - start,
-        input_psnr=metric(image, clean), command=command, whole=out.name,
+        input_psnr=input_psnr(image, clean, task, metric), command=command, whole=out.name,
         machine=f"{cpu_description()}, torch {torch.__version__}")
     print(f"{name}: {len(tiles)} tiles of {args.tiled}, {result['psnr']:.2f} dB, "
           f"{result['cpu_seconds']:.0f} s of CPU", flush=True)
@@ -343,14 +350,12 @@ def main(argv=None) -> int:
         print(f"{name}: {task}, {image.shape}, cap {cap}", flush=True)
         result, returned = long_run(image, clean, task, kwargs, metric, args.preset,
                                     config.patience, cap, args.seed, settings)
-        ESTIMATES.mkdir(parents=True, exist_ok=True)  # for a second run's average (--runs 2)
+        ESTIMATES.mkdir(parents=True, exist_ok=True)  # for a second run's average (--second-run)
         np.save(ESTIMATES / f"{out.stem}.npy", returned.astype(np.float32))
-        # super-resolution's baseline: the input enlarged by Lanczos interpolation
-        degraded = image if task != "super_resolve" else resized(image, clean.shape[:2])
         result.update(set=group, name=name, size="x".join(map(str, clean.shape[:2])), preset=label,
                       rule=config.stopping, command=command,
                       machine=f"{cpu_description()}, torch {torch.__version__}",
-                      input_psnr=metric(degraded, clean))
+                      input_psnr=input_psnr(image, clean, task, metric))
         if args.bayesian:
             estimate = napari_dip.restore(image, task=task, preset="bayesian", seed=args.seed,
                                           **kwargs)
