@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import sys
 import time
@@ -32,7 +33,8 @@ import napari_dip
 from napari_dip.operators import psnr
 
 ROOT = Path(__file__).resolve().parents[1]
-DATA = ROOT.parent / "shared" / "data"
+# NAPARI_DIP_DATA points elsewhere, e.g. at a copy of the data taken to another machine
+DATA = Path(os.environ.get("NAPARI_DIP_DATA", ROOT.parent / "shared" / "data"))
 RESULTS = ROOT / "benchmarks" / "results"
 DOC = ROOT / "docs" / "benchmarks.md"
 START, END = "<!-- reproduce_paper:start -->", "<!-- reproduce_paper:end -->"
