@@ -131,6 +131,10 @@ class DIPConfig:
                            "back to float32 if the loss becomes non-finite", choices=PRECISIONS)
     compile: str = _knob("off", "compile the generator with torch.compile (mode name; worth it "
                          "for long runs on a GPU)", choices=COMPILE_MODES)
+    cuda_graph: str = _knob("auto", "CUDA: record each step's forward and backward pass once as a "
+                            "CUDA graph and replay it (auto), instead of launching its thousand-"
+                            "odd kernels one by one from Python (off); not with float16 or "
+                            "compile", choices=("auto", "off"))
     # large images
     tile_size: int = _knob(0, "side in input pixels of the overlapping tiles a larger image is "
                            "restored in, one fit per tile (0: the whole image in one fit)",

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Iterator
+import warnings
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import torch
@@ -187,6 +188,64 @@ def _restore(network: nn.Module, saved: list[torch.Tensor] | None) -> None:
             parameter.copy_(value)
 
 
+GRAPH_WARMUP = 3
+"""Eager steps before a step is recorded as a CUDA graph (lazy initialisations happen there)."""
+
+
+class GraphedStep:
+    """The forward pass, loss and backward pass of a training step, recorded once as a CUDA graph
+    and replayed for every later step.
+
+    A step of the slim generators launches about a thousand small kernels; launched one by one
+    from Python they keep a large GPU idle most of the time (docs/benchmarks.md, "GPU"). A replay
+    is one launch. The input code is copied into the recorded input before each replay, and the
+    gradients land in the same buffers every time (they are overwritten, not accumulated). The
+    optimiser's update stays outside the graph, so a non-finite loss is still caught before it
+    reaches the weights, and weights restored in place (backtracking) are what the next replay
+    reads.
+    """
+
+    def __init__(self, step_loss: Callable, network: nn.Module, net_input: torch.Tensor,
+                 warmup: int = 2) -> None:
+        self.input = net_input.detach().clone()
+        # PyTorch's recipe: warm up on the stream the graph is recorded on, so that autograd's
+        # per-weight gradient nodes belong to that stream (the warm-up's gradients are dropped;
+        # no update is taken)
+        stream = torch.cuda.Stream(net_input.device)
+        stream.wait_stream(torch.cuda.current_stream(net_input.device))
+        with torch.cuda.stream(stream):
+            for _ in range(warmup):
+                step_loss(self.input)[1].backward()
+        for parameter in network.parameters():  # recorded backward writes fresh gradients
+            parameter.grad = None
+        self.graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(self.graph, stream=stream):
+            self.output, self.loss = step_loss(self.input, recording=True)
+            self.loss.backward()
+        torch.cuda.current_stream(net_input.device).wait_stream(stream)
+
+    def __call__(self, net_input: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        self.input.copy_(net_input)
+        self.graph.replay()
+        # copies: the recorded buffers are overwritten by the next replay
+        return self.output.clone(), self.loss.clone()
+
+
+def record_step(step_loss: Callable, network: nn.Module,
+                net_input: torch.Tensor) -> GraphedStep | None:
+    """A :class:`GraphedStep`, or None (after a warning) where recording fails: the fit then goes
+    on launching kernels one by one, as it would with ``cuda_graph="off"``."""
+    try:
+        return GraphedStep(step_loss, network, net_input)
+    except Exception as error:  # e.g. an operation that cannot be recorded on this PyTorch
+        warnings.warn(f"could not record the training step as a CUDA graph ({error}); "
+                      f"continuing without (set cuda_graph='off' to skip the attempt)",
+                      RuntimeWarning, stacklevel=3)
+        for parameter in network.parameters():
+            parameter.grad = None
+        return None
+
+
 def make_optimizer(network: nn.Module, config: DIPConfig) -> torch.optim.Adam:
     """Adam over the generator's weights, as one fused kernel where this PyTorch and device
     have it (CPU from PyTorch 2.4, CUDA): the same update as the per-tensor loop, without the
@@ -259,9 +318,11 @@ def fit(observation: Observation, config: DIPConfig, *, seed: int = 0,
     threshold = 10.0 ** (config.backtrack_drop_db / 10.0)
     posterior = _Posterior() if config.sgld_noise > 0 else None
 
-    def step_loss(net_input: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def step_loss(net_input: torch.Tensor,
+                  recording: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        # autocast's cache of cast weights must not outlive a recorded graph's replays
         with torch.autocast(device.type, dtype=amp_dtype or torch.float32,
-                            enabled=amp_dtype is not None):
+                            enabled=amp_dtype is not None, cache_enabled=not recording):
             output = forward(net_input)
         output = output.float()
         loss = data_term(degrade(output), target, weight)
@@ -274,6 +335,9 @@ def fit(observation: Observation, config: DIPConfig, *, seed: int = 0,
     good_weights: list[torch.Tensor] | None = None
     good_loss = math.inf
     backtracks = 0
+    graph: GraphedStep | None = None
+    graphable = (device.type == "cuda" and config.cuda_graph == "auto" and scaler is None
+                 and config.compile == "off")
     start = time.perf_counter()
     for iteration in range(1, config.max_iterations + 1):
         net_input = code
@@ -281,11 +345,18 @@ def fit(observation: Observation, config: DIPConfig, *, seed: int = 0,
             noise = torch.randn(code.shape, generator=noise_rng, device=device)
             ramp = min(1.0, iteration / config.reg_noise_ramp) if config.reg_noise_ramp else 1.0
             net_input = code + (ramp * config.reg_noise_std) * noise
-        optimizer.zero_grad(set_to_none=True)
-        output, loss = step_loss(net_input)
+        if graphable and graph is None and iteration > GRAPH_WARMUP:
+            graph = record_step(step_loss, network, net_input)
+            graphable = graph is not None
+        if graph is not None:  # forward and backward in one replay
+            output, loss = graph(net_input)
+        else:
+            optimizer.zero_grad(set_to_none=True)
+            output, loss = step_loss(net_input)
         if amp_dtype is not None and not torch.isfinite(loss):
             # reduced precision broke down: redo the step in float32, from now on
-            amp_dtype, scaler = None, None
+            amp_dtype, scaler, graph, graphable = None, None, None, False
+            optimizer.zero_grad(set_to_none=True)
             output, loss = step_loss(net_input)
             if not torch.isfinite(loss):  # the weights themselves went bad
                 _restore(network, good_weights)
@@ -299,7 +370,8 @@ def fit(observation: Observation, config: DIPConfig, *, seed: int = 0,
                 good_loss = loss.item()
                 good_weights = [p.detach().clone() for p in network.parameters()]
             if scaler is None:
-                loss.backward()
+                if graph is None:  # a replay has already computed the gradients
+                    loss.backward()
                 optimizer.step()
             else:
                 scaler.scale(loss).backward()
@@ -308,12 +380,14 @@ def fit(observation: Observation, config: DIPConfig, *, seed: int = 0,
             if posterior is not None:
                 _inject_weight_noise(network, config.sgld_noise * config.learning_rate,
                                      noise_rng)
-            output = output.detach()
-            average = ema.update(output)
+            average = ema.update(output.detach())
             if posterior is not None and iteration > config.burn_in and \
                     (iteration - config.burn_in) % config.sample_every == 0:
-                posterior.add(output)
+                posterior.add(output.detach())
 
+        # nothing may keep this step's autograd graph alive into the next one: a CUDA graph
+        # recorded then would meet its stale per-weight gradient nodes and fail
+        output, loss = output.detach(), loss.detach()
         current = average if config.result == "ema" else output
         stopped = rule is not None and rule.update(iteration, output, current)
         last = stopped or iteration == config.max_iterations
