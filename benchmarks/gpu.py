@@ -34,9 +34,9 @@ from napari_dip.operators import psnr
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from reproduce_paper import (DATA, RESULTS, center_crop, command_line, load,  # noqa: E402
                              with_gaussian_noise, write_section)
+from speed import TOLERANCE_DB, first_time_within  # noqa: E402
 
 START, END = "<!-- gpu:start -->", "<!-- gpu:end -->"
-TOLERANCE_DB = 0.3
 IMAGES = {"Lena512": "image_Lena512rgb", "F16_512": "image_F16_512rgb",
           "Peppers512": "image_Peppers512rgb", "Baboon512": "image_Baboon512rgb"}
 
@@ -274,8 +274,8 @@ def report() -> None:
                   "reached after | paper's best reached after | peak GPU memory |",
                   "|---|---|---|---|---|---|---|"]
         for r in runs:
-            within = next((t for t, _, v in r["curve"] if v >= best - TOLERANCE_DB), None)
-            reached = next((t for t, _, v in r["curve"] if v >= best), None)
+            within = first_time_within(r["curve"], best - TOLERANCE_DB)
+            reached = first_time_within(r["curve"], best)
             name = r["preset"] + "".join(f"+{k}={v}" for k, v in r["settings"].items()
                                          if k != "precision")
             if not r["settings"]:

@@ -380,13 +380,15 @@ def fit(observation: Observation, config: DIPConfig, *, seed: int = 0,
             if posterior is not None:
                 _inject_weight_noise(network, config.sgld_noise * config.learning_rate,
                                      noise_rng)
-            average = ema.update(output.detach())
+            output = output.detach()
+            average = ema.update(output)
             if posterior is not None and iteration > config.burn_in and \
                     (iteration - config.burn_in) % config.sample_every == 0:
-                posterior.add(output.detach())
+                posterior.add(output)
 
-        # nothing may keep this step's autograd graph alive into the next one: a CUDA graph
-        # recorded then would meet its stale per-weight gradient nodes and fail
+        # nothing may keep this step's autograd graph alive into the next one (the loss, or the
+        # output of a step that backtracked): a CUDA graph recorded then would meet its stale
+        # per-weight gradient nodes and fail
         output, loss = output.detach(), loss.detach()
         current = average if config.result == "ema" else output
         stopped = rule is not None and rule.update(iteration, output, current)
