@@ -123,14 +123,15 @@ def curve_of(noisy, clean, device: str, preset: str, cap: int | None, every: int
              past_peak: int | None, **settings) -> dict:
     """PSNR of the estimate the run would return, against the fit's own seconds."""
     reset_memory(device)
-    curve, measuring, last = [], 0.0, None
+    curve, measuring, last, best, best_iteration = [], 0.0, None, -np.inf, 0
     for last in napari_dip.iter_restore(noisy, preset=preset, channel_axis=-1, seed=0,
                                         device=device, max_iterations=cap, report_every=every,
                                         **settings):
         begin = time.perf_counter()
         curve.append((round(last.elapsed - measuring, 4), last.iteration,
                       round(psnr(last.estimate, clean), 3)))
-        best_iteration = max(curve, key=lambda point: point[2])[1]
+        if curve[-1][2] > best:  # the first iteration to reach the best PSNR, as max() gives
+            best, best_iteration = curve[-1][2], last.iteration
         measuring += time.perf_counter() - begin
         if past_peak is not None and last.iteration - best_iteration >= past_peak:
             break
@@ -280,10 +281,10 @@ def report() -> None:
                                          if k != "precision")
             if not r["settings"]:
                 name += " (as shipped)"
-            peak = max(v for _, _, v in r["curve"])
+            _, peak_iteration, peak = max(r["curve"], key=lambda point: point[2])
             end = ("stopped by itself" if r["stopped"] else
-                   f"ended {r['iterations'] - max(r['curve'], key=lambda p: p[2])[1]} it. "
-                   f"past its peak of {peak:.2f} dB" if r["preset"] == "paper" else "cap")
+                   f"ended {r['iterations'] - peak_iteration} it. past its peak of {peak:.2f} dB"
+                   if r["preset"] == "paper" else "cap")
             lines.append(f"| {name} | {r['precision']} | {r['psnr']:.2f} dB | "
                          f"{r['seconds']:.1f} s, {r['iterations']} it. ({end}) | "
                          f"{'never' if within is None else f'{within:.1f} s'} | "

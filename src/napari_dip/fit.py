@@ -216,8 +216,7 @@ class GraphedStep:
         with torch.cuda.stream(stream):
             for _ in range(warmup):
                 step_loss(self.input)[1].backward()
-        for parameter in network.parameters():  # recorded backward writes fresh gradients
-            parameter.grad = None
+        network.zero_grad(set_to_none=True)  # the recorded backward writes fresh gradients
         self.graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(self.graph, stream=stream):
             self.output, self.loss = step_loss(self.input, recording=True)
@@ -241,8 +240,7 @@ def record_step(step_loss: Callable, network: nn.Module,
         warnings.warn(f"could not record the training step as a CUDA graph ({error}); "
                       f"continuing without (set cuda_graph='off' to skip the attempt)",
                       RuntimeWarning, stacklevel=3)
-        for parameter in network.parameters():
-            parameter.grad = None
+        network.zero_grad(set_to_none=True)
         return None
 
 
