@@ -4,8 +4,9 @@ For each image: one long run with the stopping rule watching but not stopping (p
 beyond the cap), recording the PSNR of the estimate against the clean image at every snapshot
 (the clean image is used only to measure). From the rule's best iteration as it evolved we read
 off where the rule, with the preset's patience, would have stopped and the PSNR of the estimate
-it would have returned; beside it, the peak PSNR of the run and its iteration. Optionally a second
-run with Bayesian DIP (SGLD) gives the posterior mean's PSNR.
+it would have returned; beside it, the peak PSNR of the run and its iteration. The table's
+"Bayesian mean PSNR" column reads the run of preset "bayesian" on the same image from
+benchmarks/bayesian.py, which measures it.
 
 Writes benchmarks/results/stopping_*.json, a table in docs/benchmarks.md and a plot
 docs/images/stopping_curves.png.
@@ -113,11 +114,14 @@ def where_it_stops(curve: list[dict], patience: int) -> dict:
 
 
 def write_doc() -> None:
+    from bayesian import shipped_result  # which imports this module
+
     def row(r):
-        bayes = "–" if r.get("bayesian_psnr") is None else f"{r['bayesian_psnr']:.2f}"
+        bayesian = shipped_result(r["name"], r["size"])
+        bayes = "–" if bayesian is None else f"{bayesian['psnr']:.2f}"
         command = f"`{r['command']}`"
-        if r.get("bayesian_command", r["command"]) != r["command"]:
-            command += f"; Bayesian: `{r['bayesian_command']}`"
+        if bayesian is not None:
+            command += f"; Bayesian: `{bayesian['command']}`"
         if "second_run" in r:
             command += f"; then `{r['second_run']['command']}`"
         two = "–" if "second_run" not in r else f"{r['second_run']['average_psnr']:.2f}"
@@ -282,7 +286,6 @@ def main(argv=None) -> int:
                         help="override the preset's stopping rule")
     parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
                         help="a config override on top of the preset (a candidate); repeatable")
-    parser.add_argument("--bayesian", action="store_true", help="also run Bayesian DIP")
     parser.add_argument("--images", default=None,
                         help="comma-separated parts of image names: run only those images")
     parser.add_argument("--seed", type=int, default=0,
@@ -371,15 +374,6 @@ def main(argv=None) -> int:
                       rule=config.stopping, command=command,
                       machine=f"{cpu_description()}, torch {torch.__version__}",
                       input_psnr=input_psnr(image, clean, task, metric))
-        if args.bayesian:
-            estimate = napari_dip.restore(image, task=task, preset="bayesian", seed=args.seed,
-                                          **kwargs)
-            result.update(bayesian_psnr=metric(estimate, clean), bayesian_command=command)
-        elif out.exists():  # the Bayesian run does not depend on the preset: keep an earlier one
-            earlier = json.loads(out.read_text())
-            if "bayesian_psnr" in earlier:
-                result.update(bayesian_psnr=earlier["bayesian_psnr"],
-                              bayesian_command=earlier.get("bayesian_command", earlier["command"]))
         print(f"  stop {result['stop_iteration']} at {result['stop_psnr']:.2f} dB, peak "
               f"{result['peak_psnr']:.2f} at {result['peak_iteration']}, "
               f"{result['seconds']:.0f} s", flush=True)
