@@ -61,14 +61,16 @@ def run(image, clean, task, kwargs, metric, seed, settings, every) -> dict:
                           sampled=snap.uncertainty is not None))
     config = snap.config
     best = max(curve, key=lambda p: p["estimate_psnr"])
-    contrast = None
-    if "mask" in kwargs:  # how much more uncertain the missing pixels are than the known ones
+    contrast = mean_std = None
+    if snap.uncertainty is not None:  # None when the run ended before two samples
+        mean_std = float(np.mean(snap.uncertainty))
+    if "mask" in kwargs and mean_std is not None:  # how much more uncertain the missing pixels are
         missing = np.asarray(kwargs["mask"], dtype=bool)
         contrast = float(snap.uncertainty[missing].mean() / snap.uncertainty[~missing].mean())
-    return dict(curve=curve, uncertainty_contrast=contrast, psnr=curve[-1]["estimate_psnr"], best_psnr=best["estimate_psnr"],
+    return dict(curve=curve, psnr=curve[-1]["estimate_psnr"], best_psnr=best["estimate_psnr"],
                 best_iteration=best["iteration"], iterations=snap.iteration,
                 burn_in=config.burn_in, sgld_noise=config.sgld_noise,
-                mean_uncertainty=float(np.mean(snap.uncertainty)),
+                mean_uncertainty=mean_std, uncertainty_contrast=contrast,
                 seconds=time.perf_counter() - start, cpu_seconds=time.process_time() - cpu,
                 precision=snap.precision)
 
@@ -78,7 +80,8 @@ def write_doc() -> None:
         return [r["name"], r["size"], r["preset"], f"{r['sgld_noise']:g}",
                 f"{r['iterations']} ({r['burn_in']})", f"{r['psnr']:.2f}",
                 f"{r['best_psnr']:.2f} ({r['best_iteration']})",
-                f"{r['curve'][-1]['output_psnr']:.2f}", f"{r['mean_uncertainty']:.4f}" + (
+                f"{r['curve'][-1]['output_psnr']:.2f}",
+                "–" if r["mean_uncertainty"] is None else f"{r['mean_uncertainty']:.4f}" + (
                     "" if r.get("uncertainty_contrast") is None
                     else f" ({r['uncertainty_contrast']:.2f}x on the missing pixels)"),
                 f"{r['input_psnr']:.2f}", f"{r['cpu_seconds']:.0f}", f"`{r['command']}`"]
