@@ -28,8 +28,8 @@ import napari_dip
 from napari_dip.config import get_config
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from reproduce_paper import (RESULTS, command_line, cpu_description, labelled,  # noqa: E402
-                             missing_data, parse_setting, write_table)
+from reproduce_paper import (RESULTS, command_line, cpu_description, file_safe,  # noqa: E402
+                             labelled, missing_data, parse_setting, write_table)
 from stopping import cases, input_psnr  # noqa: E402
 
 START, END = "<!-- bayesian:start -->", "<!-- bayesian:end -->"
@@ -37,19 +37,15 @@ START, END = "<!-- bayesian:start -->", "<!-- bayesian:end -->"
 
 def result_path(name: str, crop: int, label: str, seed: int) -> Path:
     """Where the run of preset ``label`` on image ``name`` cropped to ``crop`` is stored."""
-    slug = "".join(c if c.isalnum() else "_" for c in name)
-    tag = "".join(c if c.isalnum() else "-" for c in label)
-    return RESULTS / f"bayesian_{slug}_{crop}_{tag}{f'_seed{seed}' if seed else ''}.json"
+    return RESULTS / (f"bayesian_{file_safe(name)}_{crop}_{file_safe(label, '-')}"
+                      f"{f'_seed{seed}' if seed else ''}.json")
 
 
-def shipped_result(name: str, size: str) -> dict | None:
-    """The stored run of preset "bayesian" as shipped (no overrides, seed 0) on image ``name``
-    at ``size`` (e.g. "64x64"), if there is one."""
-    for path in sorted(RESULTS.glob("bayesian_*.json")):
-        result = json.loads(path.read_text())
-        if (result["name"], result["size"], result["preset"]) == (name, size, "bayesian"):
-            return result
-    return None
+def shipped_results() -> dict[tuple[str, str], dict]:
+    """The stored runs of preset "bayesian" as shipped (no overrides, seed 0), by image name and
+    size (e.g. "64x64")."""
+    results = (json.loads(path.read_text()) for path in sorted(RESULTS.glob("bayesian_*.json")))
+    return {(r["name"], r["size"]): r for r in results if r["preset"] == "bayesian"}
 
 
 def run(image, clean, task, kwargs, metric, seed, settings, every) -> dict:

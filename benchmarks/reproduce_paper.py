@@ -88,6 +88,12 @@ def parse_setting(text: str) -> tuple[str, object]:
     return name, value
 
 
+def file_safe(text: str, fill: str = "_") -> str:
+    """``text`` for a result's file name: each character other than a letter or digit becomes
+    ``fill``."""
+    return "".join(c if c.isalnum() else fill for c in text)
+
+
 def labelled(name: str, settings: dict) -> str:
     """A method's label in results, tables and file names: its name and each override, e.g.
     ``fast+top_channels=0``."""

@@ -31,8 +31,8 @@ from napari_dip.operators import psnr
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from reproduce_paper import (DATA, DOC, RESULTS, center_crop, command_line,  # noqa: E402
-                             cpu_description, labelled, load, missing_data, parse_setting, psnr_y,
-                             resized, with_gaussian_noise, write_table)
+                             cpu_description, file_safe, labelled, load, missing_data,
+                             parse_setting, psnr_y, resized, with_gaussian_noise, write_table)
 
 START, END = "<!-- stopping:start -->", "<!-- stopping:end -->"
 TILED_START, TILED_END = "<!-- stopping-tiled:start -->", "<!-- stopping-tiled:end -->"
@@ -114,10 +114,12 @@ def where_it_stops(curve: list[dict], patience: int) -> dict:
 
 
 def write_doc() -> None:
-    from bayesian import shipped_result  # which imports this module
+    from bayesian import shipped_results  # which imports this module
+
+    bayesian_runs = shipped_results()
 
     def row(r):
-        bayesian = shipped_result(r["name"], r["size"])
+        bayesian = bayesian_runs.get((r["name"], r["size"]))
         bayes = "–" if bayesian is None else f"{bayesian['psnr']:.2f}"
         command = f"`{r['command']}`"
         if bayesian is not None:
@@ -327,7 +329,7 @@ def main(argv=None) -> int:
     if args.stopping:  # the rule is a column of its own, not part of the label
         settings["stopping"] = args.stopping
     # a run's file name: the image and rule (per case below), then preset, overrides and seed
-    extra = "".join("_" + "".join(c if c.isalnum() else "-" for c in text) for text in args.set)
+    extra = "".join("_" + file_safe(text, "-") for text in args.set)
     if args.preset != "auto":
         extra = f"_{args.preset}{extra}"
     if args.seed:  # other seeds are other runs: their own rows, groups and files
@@ -340,7 +342,7 @@ def main(argv=None) -> int:
             continue
         config = get_config(args.preset, task, kwargs.get("factor"), **settings)
         cap = args.cap or config.max_iterations
-        slug = "".join(c if c.isalnum() else "_" for c in name)
+        slug = file_safe(name)
         out = RESULTS / f"stopping_{slug}_{args.crop}_{config.stopping}{extra}.json"
         if args.restop:
             if not out.exists():
