@@ -66,6 +66,7 @@ def run(image, clean, task, kwargs, metric, seed, settings, every) -> dict:
     return dict(curve=curve, psnr=curve[-1]["estimate_psnr"], best_psnr=best["estimate_psnr"],
                 best_iteration=best["iteration"], iterations=snap.iteration,
                 burn_in=config.burn_in, sgld_noise=config.sgld_noise,
+                weight_noise=snap.weight_noise / config.learning_rate,
                 mean_uncertainty=mean_std, uncertainty_contrast=contrast,
                 seconds=time.perf_counter() - start, cpu_seconds=time.process_time() - cpu,
                 precision=snap.precision)
@@ -73,7 +74,7 @@ def run(image, clean, task, kwargs, metric, seed, settings, every) -> dict:
 
 def write_doc() -> None:
     def row(r):
-        return [r["name"], r["size"], r["preset"], f"{r['sgld_noise']:g}",
+        return [r["name"], r["size"], r["preset"], f"{r.get('weight_noise', r['sgld_noise']):.2g}",
                 f"{r['iterations']} ({r['burn_in']})", f"{r['psnr']:.2f}",
                 f"{r['best_psnr']:.2f} ({r['best_iteration']})",
                 f"{r['curve'][-1]['output_psnr']:.2f}",
@@ -96,7 +97,7 @@ def write_doc() -> None:
         return lines
 
     write_table(START, END, "Bayesian DIP", "bayesian_*.json",
-                ["image", "size", "preset", "SGLD noise (x learning rate)",
+                ["image", "size", "preset", "weight noise (x learning rate)",
                  "iterations (burn-in)", "posterior mean PSNR (returned)",
                  "best estimate along the run (iteration)", "last output PSNR",
                  "mean posterior std", "input PSNR", "CPU s", "command"], row, summary)

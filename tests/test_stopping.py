@@ -5,7 +5,7 @@ import torch
 import napari_dip.fit as fit_module
 from napari_dip import iter_restore, restore
 from napari_dip.config import get_config
-from napari_dip.operators import poisson_deviance, psnr
+from napari_dip.operators import estimate_noise_std, poisson_deviance, psnr
 from napari_dip.stopping import HoldoutStop, VarianceStop, split_holdout
 
 from .conftest import fit_parts
@@ -87,6 +87,38 @@ def test_sgld_moves_weights_by_the_injected_noise_when_the_gradient_is_zero(monk
             assert float(change.abs().max()) == 0.0, name
 
 
+@pytest.mark.parametrize("sigma", [0.01, 0.05, 0.1])
+def test_noise_estimate_reads_the_noise_of_a_smooth_image_with_or_without_a_mask(sigma):
+    rng = np.random.default_rng(0)
+    y, x = np.mgrid[0:96, 0:96] / 96.0
+    clean = 0.3 + 0.3 * np.sin(3 * x) * np.cos(2 * y)
+    noisy = torch.from_numpy(clean + rng.normal(0, sigma, clean.shape)).float()[None, None]
+    assert estimate_noise_std(noisy) == pytest.approx(sigma, rel=0.1)
+    known = torch.from_numpy(rng.random(clean.shape) > 0.5).float()[None, None]
+    noisy_where_unknown = torch.where(known > 0, noisy, torch.zeros_like(noisy))  # 0 = missing
+    assert estimate_noise_std(noisy_where_unknown, known) == pytest.approx(sigma, rel=0.15)
+    assert estimate_noise_std(noisy[..., :2, :2]) is None  # too small to tell
+
+
+def test_bayesian_preset_injects_less_weight_noise_on_less_noisy_data():
+    """Preset "bayesian" scales its weight noise to the data's noise: the paper's sigma=25 gets
+    2 x the learning rate; a dim fluorescence-like image with a tenth of that noise gets the
+    floor (a quarter), instead of weight noise that swamps the fit (docs/benchmarks.md)."""
+    rng = np.random.default_rng(1)
+    clean = np.full((32, 32), 0.5, dtype=np.float32)
+    noise = {}
+    for sigma in (25 / 255, 2.5 / 255):
+        noisy = (clean + rng.normal(0, sigma, clean.shape)).astype(np.float32)
+        last = list(iter_restore(noisy, preset="bayesian", max_iterations=2, burn_in=0,
+                                 channels_down=8, channels_up=8))[-1]
+        noise[sigma] = last.weight_noise / last.config.learning_rate
+    assert noise[25 / 255] == pytest.approx(2.0, rel=0.1)
+    assert noise[2.5 / 255] == pytest.approx(0.5)
+    last = list(iter_restore(noisy, preset="bayesian", sgld_noise_scaling="none",
+                             max_iterations=2, channels_down=8, channels_up=8))[-1]
+    assert last.weight_noise / last.config.learning_rate == pytest.approx(2.0)
+
+
 def test_uncertainty_map_is_nonnegative_image_shaped_and_larger_where_masked():
     from skimage import data
 
@@ -96,7 +128,7 @@ def test_uncertainty_map_is_nonnegative_image_shaped_and_larger_where_masked():
     # a tenth of the preset's weight noise: with the preset's, the samples' own jitter, the
     # same everywhere, dominates this small a run (docs/benchmarks.md, "Bayesian DIP")
     result, uncertainty = restore(clean, task="inpaint", mask=mask, preset="bayesian",
-                                  sgld_noise=0.2, max_iterations=500, burn_in=250, sample_every=5,
+                                  sgld_noise=0.2, sgld_noise_scaling="none", max_iterations=500, burn_in=250, sample_every=5,
                                   reg_noise_std=0.0, channels_down=16, channels_up=16,
                                   channels_skip=4, return_uncertainty=True)
     assert uncertainty.shape == clean.shape and result.shape == clean.shape

@@ -70,6 +70,10 @@ class Snapshot:
     tile, n_tiles : int
         Which tile of the image plane is being fitted (0-based), and how many there are
         (``config.tile_size``; 1 without tiling). ``done`` comes with the last tile.
+    weight_noise : float
+        Bayesian DIP (SGLD) only: the std of the Gaussian noise added to the weights after each
+        step (``sgld_noise`` x learning rate, scaled to the data's noise with
+        ``sgld_noise_scaling="noise"``); 0 otherwise.
     """
 
     iteration: int
@@ -91,6 +95,7 @@ class Snapshot:
     tile: int = 0
     n_tiles: int = 1
     precision: str = "float32"
+    weight_noise: float = 0.0
 
 
 @dataclass
@@ -214,7 +219,8 @@ def _snapshot(step: FitStep, images: _Images, run_number: int, *, done: bool,
                   loss=step.loss, elapsed=step.elapsed, device=describe_device(run.device),
                   backtracks=step.backtracks, done=done, config=config,
                   criterion=step.criterion, best_iteration=step.best_iteration,
-                  stopped=step.stopped, run=run_number, precision=step.precision)
+                  stopped=step.stopped, run=run_number, precision=step.precision,
+                  weight_noise=step.weight_noise)
     fields.update(progress)
     return Snapshot(image=user(images.image), average=user(images.average),
                     estimate=user(images.estimate), uncertainty=uncertainty, **fields)
@@ -542,7 +548,7 @@ def run_record(snapshot: Snapshot) -> dict[str, Any]:
     return {"config": snapshot.config.to_dict(), "iterations": snapshot.iteration,
             "loss": snapshot.loss, "seconds": round(snapshot.elapsed, 3),
             "device": snapshot.device, "precision": snapshot.precision,
-            "backtracks": snapshot.backtracks,
+            "backtracks": snapshot.backtracks, "weight_noise": snapshot.weight_noise,
             "stopped_early": snapshot.stopped, "best_iteration": snapshot.best_iteration}
 
 

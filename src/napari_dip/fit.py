@@ -20,7 +20,7 @@ from torch import nn
 from .config import DIPConfig
 from .device import autocast_dtype
 from .networks import build_generator, input_channels
-from .operators import DataTerm, Degradation, total_variation
+from .operators import DataTerm, Degradation, estimate_noise_std, total_variation
 from .stack import Observation
 from .stopping import HoldoutStop, VarianceStop, split_holdout
 
@@ -34,6 +34,7 @@ class FitStep:
     ``config.result``). ``uncertainty`` is the SGLD posterior standard deviation (None without
     SGLD or before two samples). ``criterion`` is the stopping rule's current value.
     ``precision`` is the arithmetic the generator's forward pass ran in at this step.
+    ``weight_noise`` is the std of the SGLD noise added to the weights after each step (0: none).
     """
 
     iteration: int
@@ -52,6 +53,7 @@ class FitStep:
     code: torch.Tensor
     optimizer: torch.optim.Optimizer
     precision: str = "float32"
+    weight_noise: float = 0.0
 
 
 def _dtype_name(dtype: torch.dtype | None) -> str:
@@ -168,6 +170,31 @@ class _Posterior:
     @property
     def std(self) -> torch.Tensor | None:
         return None if self.count < 2 else (self.sum_sq / self.count).sqrt()
+
+
+SGLD_REFERENCE_NOISE = 25.0 / 255.0
+"""With ``sgld_noise_scaling="noise"``, an observation with this noise std (the paper's
+sigma=25 on 8-bit images, in [0, 1] units) gets exactly ``sgld_noise`` x the learning rate."""
+
+SGLD_SCALE_LIMITS = (0.25, 2.0)
+"""Bounds of the factor ``sgld_noise_scaling="noise"`` applies to the weight noise."""
+
+
+def sgld_weight_noise(config: DIPConfig, noise_std: float | None) -> float:
+    """Std of the Gaussian noise SGLD adds to the weights after each step.
+
+    ``sgld_noise`` x the learning rate; with ``sgld_noise_scaling="noise"`` also times the
+    observation's noise std (``noise_std``, e.g. from :func:`estimate_noise_std`) over
+    :data:`SGLD_REFERENCE_NOISE`, clipped to :data:`SGLD_SCALE_LIMITS` (factor 1 when
+    ``noise_std`` is None). Langevin dynamics on a squared error samples the posterior of
+    Gaussian noise of one level; the same weight noise on data with a tenth of that noise
+    swamps the fit (docs/benchmarks.md, "Bayesian DIP").
+    """
+    std = config.sgld_noise * config.learning_rate
+    if config.sgld_noise_scaling == "none" or noise_std is None:
+        return std
+    low, high = SGLD_SCALE_LIMITS
+    return std * min(max(noise_std / SGLD_REFERENCE_NOISE, low), high)
 
 
 def _inject_weight_noise(network: nn.Module, std: float, generator: torch.Generator) -> None:
@@ -315,6 +342,8 @@ def fit(observation: Observation, config: DIPConfig, *, seed: int = 0,
             group.update(lr=config.learning_rate, weight_decay=config.weight_decay)
     threshold = 10.0 ** (config.backtrack_drop_db / 10.0)
     posterior = _Posterior() if config.sgld_noise > 0 else None
+    weight_noise = 0.0 if posterior is None else sgld_weight_noise(
+        config, estimate_noise_std(observation.target, observation.weight))
 
     def step_loss(net_input: torch.Tensor,
                   recording: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
@@ -376,8 +405,7 @@ def fit(observation: Observation, config: DIPConfig, *, seed: int = 0,
                 scaler.step(optimizer)
                 scaler.update()
             if posterior is not None:
-                _inject_weight_noise(network, config.sgld_noise * config.learning_rate,
-                                     noise_rng)
+                _inject_weight_noise(network, weight_noise, noise_rng)
             output = output.detach()
             average = ema.update(output)
             if posterior is not None and iteration > config.burn_in and \
@@ -404,6 +432,7 @@ def fit(observation: Observation, config: DIPConfig, *, seed: int = 0,
                           best_iteration=None if rule is None else rule.best_iteration,
                           stopped=stopped, elapsed=time.perf_counter() - start,
                           backtracks=backtracks, done=last, network=network, code=code,
-                          optimizer=optimizer, precision=_dtype_name(amp_dtype))
+                          optimizer=optimizer, precision=_dtype_name(amp_dtype),
+                          weight_noise=weight_noise)
         if stopped:
             return

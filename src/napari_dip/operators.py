@@ -105,6 +105,33 @@ def total_variation(image: torch.Tensor) -> torch.Tensor:
     return dx + dy
 
 
+def estimate_noise_std(image: torch.Tensor, weight: torch.Tensor | None = None) -> float | None:
+    """Robust estimate of the standard deviation of white noise in ``(N, C, H, W)`` ``image``.
+
+    The second difference ``x[i-1] - 2 x[i] + x[i+1]`` along rows and columns has standard
+    deviation ``sqrt(6) sigma`` on white noise and almost cancels smooth image structure; the
+    median absolute value over every run of three known pixels (``weight > 0``, broadcast over
+    channels) is scaled to sigma (Gaussian MAD). Edges and fine texture add to it: on the clean
+    64x64 test crops it reads 0.005-0.04 in [0, 1] units. None when fewer than 16 runs of three
+    known pixels exist (a tiny image or a mask that leaves no three neighbours known).
+    """
+    known = torch.ones_like(image, dtype=torch.bool) if weight is None \
+        else (weight > 0).expand_as(image)
+    residues = []
+    for dim in (2, 3):
+        n = image.shape[dim]
+        if n < 3:
+            continue
+        left, mid, right = (image.narrow(dim, k, n - 2) for k in range(3))
+        runs = known.narrow(dim, 0, n - 2) & known.narrow(dim, 1, n - 2) & \
+            known.narrow(dim, 2, n - 2)
+        residues.append((left - 2 * mid + right)[runs])
+    if not residues or sum(r.numel() for r in residues) < 16:
+        return None
+    residue = torch.cat(residues).abs().float()
+    return float(residue.median()) / (0.6745 * math.sqrt(6.0))
+
+
 def poisson_deviance(rate: torch.Tensor, counts: torch.Tensor,
                      weight: torch.Tensor | None = None) -> torch.Tensor:
     """Poisson negative log-likelihood of ``counts`` under ``rate``, as a deviance.
