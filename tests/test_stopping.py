@@ -128,7 +128,8 @@ def test_uncertainty_map_is_nonnegative_image_shaped_and_larger_where_masked():
     # a tenth of the preset's weight noise: with the preset's, the samples' own jitter, the
     # same everywhere, dominates this small a run (docs/benchmarks.md, "Bayesian DIP")
     result, uncertainty = restore(clean, task="inpaint", mask=mask, preset="bayesian",
-                                  sgld_noise=0.2, sgld_noise_scaling="none", max_iterations=500, burn_in=250, sample_every=5,
+                                  sgld_noise=0.2, sgld_noise_scaling="none",
+                                  max_iterations=500, burn_in=250, sample_every=5,
                                   reg_noise_std=0.0, channels_down=16, channels_up=16,
                                   channels_skip=4, return_uncertainty=True)
     assert uncertainty.shape == clean.shape and result.shape == clean.shape

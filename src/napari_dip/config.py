@@ -20,6 +20,14 @@ COMPILE_MODES = ("off", "default", "reduce-overhead", "max-autotune")
 Task = Literal["denoise", "inpaint", "super_resolve"]
 
 
+SGLD_REFERENCE_NOISE = 25.0 / 255.0
+"""With ``sgld_noise_scaling="noise"``, an observation with this noise std (the paper's
+sigma=25 on 8-bit images, in [0, 1] units) gets exactly ``sgld_noise`` x the learning rate."""
+
+SGLD_SCALE_LIMITS = (0.25, 2.0)
+"""Bounds of the factor ``sgld_noise_scaling="noise"`` applies to the weight noise."""
+
+
 def _knob(default: Any, doc: str, *, low: float | None = None, high: float | None = None,
           choices: tuple | None = None) -> Any:
     """A dataclass field with its bounds (or choices) and a one-line description."""
@@ -104,8 +112,9 @@ class DIPConfig:
                               low=0.0, high=1000.0)
     sgld_noise_scaling: str = _knob("none", "SGLD: 'noise' multiplies the weight noise by the "
                                     "observation's estimated noise std over 25/255 (clipped to "
-                                    "0.25-2): dim or clean data get less; 'none' uses sgld_noise "
-                                    "as given", choices=("none", "noise"))
+                                    f"{SGLD_SCALE_LIMITS[0]:g}-{SGLD_SCALE_LIMITS[1]:g}): dim "
+                                    "or clean data get less; 'none' uses sgld_noise as given",
+                                    choices=("none", "noise"))
     weight_decay: float = _knob(0.0, "L2 weight decay of the optimiser (the SGLD prior)",
                                 low=0.0, high=1.0)
     burn_in: int = _knob(0, "SGLD: iterations before posterior samples are averaged", low=0,

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .config import DIPConfig
+from .config import SGLD_REFERENCE_NOISE, SGLD_SCALE_LIMITS, DIPConfig
 from .device import autocast_dtype
 from .networks import build_generator, input_channels
 from .operators import DataTerm, Degradation, estimate_noise_std, total_variation
@@ -170,14 +170,6 @@ class _Posterior:
     @property
     def std(self) -> torch.Tensor | None:
         return None if self.count < 2 else (self.sum_sq / self.count).sqrt()
-
-
-SGLD_REFERENCE_NOISE = 25.0 / 255.0
-"""With ``sgld_noise_scaling="noise"``, an observation with this noise std (the paper's
-sigma=25 on 8-bit images, in [0, 1] units) gets exactly ``sgld_noise`` x the learning rate."""
-
-SGLD_SCALE_LIMITS = (0.25, 2.0)
-"""Bounds of the factor ``sgld_noise_scaling="noise"`` applies to the weight noise."""
 
 
 def sgld_weight_noise(config: DIPConfig, noise_std: float | None) -> float:
