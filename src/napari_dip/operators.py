@@ -111,9 +111,9 @@ def estimate_noise_std(image: torch.Tensor, weight: torch.Tensor | None = None) 
     The second difference ``x[i-1] - 2 x[i] + x[i+1]`` along rows and columns has standard
     deviation ``sqrt(6) sigma`` on white noise and almost cancels smooth image structure; the
     median absolute value over every run of three known pixels (``weight > 0``, broadcast over
-    channels) is scaled to sigma (Gaussian MAD). Edges and fine texture add to it: on the clean
-    64x64 test crops it reads 0.005-0.04 in [0, 1] units. None when fewer than 16 runs of three
-    known pixels exist (a tiny image or a mask that leaves no three neighbours known).
+    channels) is scaled to sigma (Gaussian MAD). Edges and fine texture add to it, so a clean
+    image does not read zero. None when fewer than 16 runs of three known pixels exist (a tiny
+    image or a mask that leaves no three neighbours known).
     """
     known = torch.ones_like(image, dtype=torch.bool) if weight is None \
         else (weight > 0).expand_as(image)
