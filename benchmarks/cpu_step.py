@@ -1,21 +1,29 @@
-"""What one optimisation step of a preset's generator costs on this CPU, run as PyTorch runs it
-(eager), in channels-last memory format, compiled with ``torch.compile``, and with its forward
-pass under bfloat16 autocast (mode ``bfloat16``: what ``precision="auto"`` picks on CPUs with
-native bfloat16 from 256x256 pixels).
+"""What one optimisation step of a preset's generator costs on this CPU, in each of several modes:
+``eager`` (float32, PyTorch's default contiguous layout), or a ``+``-joined combination of
+``bfloat16`` (the forward pass under bfloat16 autocast: what ``precision="auto"`` picks on CPUs
+with native bfloat16 from 256x256 pixels), ``channels_last`` (the channels-last memory format:
+what ``memory_format="auto"`` picks on such CPUs), ``compile`` (``torch.compile``) and
+``widened_padding`` (the reflection padding as autocast runs it by itself, widened to float32:
+how the generator padded before it kept the activations' dtype).
 
 One Adam step (the fit's own optimiser) on the squared error of the generator's output against
-a random image, the input code perturbed as in a fit; the first steps (and the compilation) are
-timed apart from the steady state. Nothing is written: the numbers are quoted in docs/benchmarks.md.
+a random image, the input code perturbed as in a fit. After a few warm-up steps (and the
+compilation), timed apart, the modes take turns: ``--rounds`` rounds of ``--steps`` steps
+each, so that a change in the machine's load falls on every mode alike; the median round
+gives the CPU time per step. Nothing is written: the numbers are quoted in docs/benchmarks.md.
 
     OMP_NUM_THREADS=1 python benchmarks/cpu_step.py --preset fast --side 256
     OMP_NUM_THREADS=1 python benchmarks/cpu_step.py --preset fast --side 256 --modes eager --profile
     OMP_NUM_THREADS=1 python benchmarks/cpu_step.py --preset auto --adam
     OMP_NUM_THREADS=1 python benchmarks/cpu_step.py --preset auto --modes eager,bfloat16 --side 64,128,256,512
+    OMP_NUM_THREADS=1 python benchmarks/cpu_step.py --preset auto --side 256 \
+        --modes bfloat16+widened_padding,bfloat16,bfloat16+channels_last
 """
 
 from __future__ import annotations
 
 import argparse
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -24,50 +32,84 @@ import torch
 
 from napari_dip.config import get_config
 from napari_dip.fit import make_optimizer
-from napari_dip.networks import build_generator
+from napari_dip.networks import ReflectionPad, build_generator
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from reproduce_paper import cpu_description  # noqa: E402
 
+OPTIONS = ("bfloat16", "channels_last", "compile", "widened_padding")
 
-def time_steps(preset: str, side: int, mode: str, warmup: int, steps: int,
-               profile: bool = False) -> tuple[float, float, float]:
-    """(seconds of the first ``warmup`` steps, then seconds and CPU seconds per step); with
-    ``profile``, also print where the steps after the first spend their time, operation by
-    operation."""
+
+def parse_mode(mode: str) -> set[str]:
+    options = set() if mode == "eager" else set(mode.split("+"))
+    unknown = options - set(OPTIONS)
+    if unknown:
+        raise SystemExit(f"unknown mode option(s) {sorted(unknown)}: use eager or a "
+                         f"'+'-joined combination of {list(OPTIONS)}")
+    return options
+
+
+def widen_padding(network: torch.nn.Module) -> None:
+    """Swap the generator's dtype-keeping padding for PyTorch's own, which CPU autocast runs
+    in float32."""
+    for module in network.modules():
+        for name, child in module.named_children():
+            if isinstance(child, ReflectionPad):
+                setattr(module, name, torch.nn.ReflectionPad2d(child.padding))
+
+
+def make_step(preset: str, side: int, options: set[str], task: str = "denoise"):
+    """One training step of the preset's generator in the given mode, as a function."""
     torch.manual_seed(0)
-    config = get_config(preset, "denoise")
+    config = get_config(preset, task, factor=4 if task == "super_resolve" else None)
     network = build_generator(config, 1)
+    if "widened_padding" in options:
+        widen_padding(network)
     code = torch.rand(1, config.input_channels, side, side) * config.input_scale
     target = torch.rand(1, 1, side, side)
-    if mode == "channels_last":
+    if "channels_last" in options:
         network = network.to(memory_format=torch.channels_last)
         code = code.contiguous(memory_format=torch.channels_last)
-    forward = torch.compile(network) if mode == "compile" else network
+    forward = torch.compile(network) if "compile" in options else network
     optimizer = make_optimizer(network, config)
 
     def step() -> None:
         optimizer.zero_grad(set_to_none=True)
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=mode == "bfloat16"):
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled="bfloat16" in options):
             output = forward(code + config.reg_noise_std * torch.randn_like(code))
         ((output.float() - target) ** 2).mean().backward()
         optimizer.step()
 
-    start = time.perf_counter()
-    for _ in range(warmup):
-        step()
-    first = time.perf_counter() - start
-    start, cpu_start = time.perf_counter(), time.process_time()
-    for _ in range(steps):
-        step()
-    per_step = (time.perf_counter() - start) / steps
-    cpu_per_step = (time.process_time() - cpu_start) / steps  # robust to other jobs' load
-    if profile:
-        with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
-            for _ in range(5):
+    return step
+
+
+def time_modes(preset: str, side: int, modes: list[str], warmup: int, steps: int, rounds: int,
+               profile: bool = False, task: str = "denoise") -> dict[str, tuple[float, float]]:
+    """For each mode: (seconds of the first ``warmup`` steps, median CPU seconds per step over
+    the rounds, which take turns between the modes); with ``profile``, also print where each
+    mode's steps spend their time, operation by operation."""
+    runs, first = {}, {}
+    for mode in modes:
+        runs[mode] = make_step(preset, side, parse_mode(mode), task)
+        start = time.perf_counter()
+        for _ in range(warmup):
+            runs[mode]()
+        first[mode] = time.perf_counter() - start
+    per_round: dict[str, list[float]] = {mode: [] for mode in modes}
+    for _ in range(rounds):
+        for mode, step in runs.items():
+            cpu_start = time.process_time()  # CPU time: robust to other jobs' load
+            for _ in range(steps):
                 step()
-        print(prof.key_averages().table(sort_by="cpu_time_total", row_limit=15))
-    return first, per_step, cpu_per_step
+            per_round[mode].append((time.process_time() - cpu_start) / steps)
+    if profile:
+        for mode, step in runs.items():
+            with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+                for _ in range(5):
+                    step()
+            print(mode)
+            print(prof.key_averages().table(sort_by="cpu_time_total", row_limit=15))
+    return {mode: (first[mode], statistics.median(per_round[mode])) for mode in modes}
 
 
 def time_adam(preset: str, steps: int = 200) -> tuple[int, dict[str, float]]:
@@ -97,25 +139,32 @@ def main() -> None:
     parser.add_argument("--side", default="256", help="image side(s), comma-separated")
     parser.add_argument("--modes", default="eager,channels_last,compile")
     parser.add_argument("--warmup", type=int, default=3)
-    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--steps", type=int, default=10, help="steps per round")
+    parser.add_argument("--rounds", type=int, default=5,
+                        help="rounds in which the modes take turns")
+    parser.add_argument("--task", default="denoise",
+                        help="whose generator: denoise, inpaint or super_resolve (x4)")
     parser.add_argument("--profile", action="store_true",
                         help="also print the time per operation (PyTorch profiler)")
     parser.add_argument("--adam", action="store_true",
                         help="time the Adam update alone, per implementation, instead")
     args = parser.parse_args()
-    print(f"preset {args.preset}, {torch.get_num_threads()} thread(s), torch {torch.__version__}, "
-          f"{cpu_description()}")
+    print(f"preset {args.preset} ({args.task}), {torch.get_num_threads()} thread(s), "
+          f"torch {torch.__version__}, {cpu_description()}")
     if args.adam:
         tensors, timings = time_adam(args.preset)
         for name, seconds in timings.items():
             print(f"Adam, {name}: {1000 * seconds:.2f} ms per update of {tensors} weight tensors")
         return
+    modes = args.modes.split(",")
     for side in (int(text) for text in args.side.split(",")):
-        for mode in args.modes.split(","):
-            first, per_step, cpu = time_steps(args.preset, side, mode, args.warmup, args.steps,
-                                              args.profile)
+        timings = time_modes(args.preset, side, modes, args.warmup, args.steps, args.rounds,
+                             args.profile, args.task)
+        reference = timings[modes[0]][1]
+        for mode, (first, cpu) in timings.items():
             print(f"{side}x{side}, {mode}: first {args.warmup} steps {first:.1f} s, then "
-                  f"{per_step:.3f} s per step ({cpu:.3f} s of CPU)", flush=True)
+                  f"{cpu:.4f} s of CPU per step ({cpu / reference:.2f} x {modes[0]})",
+                  flush=True)
 
 
 if __name__ == "__main__":

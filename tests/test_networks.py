@@ -60,3 +60,26 @@ def test_top_channels_narrows_the_fine_levels_only():
     assert narrow(z).shape == (1, 1, 64, 64)
     top_convs = [m for m in narrow.body.decoder.modules() if isinstance(m, torch.nn.Conv2d)]
     assert all(m.out_channels == 16 for m in top_convs)
+
+
+def test_padding_keeps_bfloat16_under_autocast_and_changes_no_value():
+    """CPU autocast would widen bfloat16 activations to float32 for reflection padding (and the
+    next convolution narrow them again, forward and backward); the generator pads in the
+    activations' own dtype instead, which gives the same output to the bit."""
+    from napari_dip.networks import ReflectionPad
+
+    config = get_config("auto", "denoise")
+    torch.manual_seed(0)
+    net = build_generator(config, 1)
+    widening = build_generator(config, 1)
+    widening.load_state_dict(net.state_dict())
+    for module in widening.modules():
+        for name, child in module.named_children():
+            if isinstance(child, ReflectionPad):
+                setattr(module, name, torch.nn.ReflectionPad2d(child.padding))
+    x = torch.rand(1, config.input_channels, 64, 64)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        padded = ReflectionPad(1)(x.bfloat16())
+        out, reference = net(x), widening(x)
+    assert padded.dtype == torch.bfloat16 and padded.shape == (1, config.input_channels, 66, 66)
+    assert torch.equal(out, reference)

@@ -274,6 +274,43 @@ def test_snapshots_report_the_arithmetic_the_fit_ran_in(noisy_cell, monkeypatch)
     assert not np.array_equal(plain.estimate, reduced.estimate)
 
 
+def test_auto_memory_format_is_channels_last_on_cuda_and_on_cpus_with_native_bfloat16(
+        monkeypatch):
+    from napari_dip import device
+    from napari_dip.device import use_channels_last
+
+    cpu = torch.device("cpu")
+    assert use_channels_last("auto", torch.device("cuda"))
+    monkeypatch.setattr(device, "cpu_has_native_bfloat16", lambda: True)
+    assert use_channels_last("auto", cpu)
+    assert not use_channels_last("contiguous", cpu)
+    monkeypatch.setattr(device, "cpu_has_native_bfloat16", lambda: False)  # measured slower
+    assert not use_channels_last("auto", cpu)
+    assert use_channels_last("channels_last", cpu)  # asked for: given
+    with pytest.raises(ValueError, match="memory_format='nhwc'.*channels_last"):
+        use_channels_last("nhwc", cpu)
+
+
+def test_a_channels_last_fit_restores_like_a_contiguous_one_and_says_which_it_ran(noisy_cell):
+    """The layout only changes the order of the rounding: both fits raise the PSNR alike, each
+    repeats itself bit for bit, and the snapshot and run record name the layout (a run is
+    repeated exactly only in the same one)."""
+    clean, noisy = noisy_cell
+    last = {}
+    for layout in ("channels_last", "contiguous", "channels_last"):
+        runs = list(iter_restore(noisy, preset="quick", max_iterations=30, seed=0, device="cpu",
+                                 memory_format=layout))
+        assert runs[-1].memory_format == layout
+        assert napari_dip.run_record(runs[-1])["memory_format"] == layout
+        if layout in last:
+            np.testing.assert_array_equal(runs[-1].estimate, last[layout].estimate)
+        last[layout] = runs[-1]
+    gains = {layout: psnr(run.estimate, clean) - psnr(noisy, clean) for layout, run in last.items()}
+    assert gains["channels_last"] > 3.0
+    assert abs(gains["channels_last"] - gains["contiguous"]) < 0.5
+    assert not np.array_equal(last["channels_last"].estimate, last["contiguous"].estimate)
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 @pytest.mark.parametrize("precision", ["bfloat16", "float16"])
 def test_mixed_precision_on_cuda_matches_float32(noisy_cell, precision):

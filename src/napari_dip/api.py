@@ -74,6 +74,10 @@ class Snapshot:
         Bayesian DIP (SGLD) only: the std of the Gaussian noise added to the weights after each
         step (``sgld_noise`` x learning rate, scaled to the data's noise with
         ``sgld_noise_scaling="noise"``); 0 otherwise.
+    memory_format : str
+        The generator's layout in memory, ``"channels_last"`` or ``"contiguous"`` (see
+        ``DIPConfig.memory_format``): the same arithmetic rounded in another order, so a run
+        repeats bit for bit only in the same layout.
     """
 
     iteration: int
@@ -96,6 +100,7 @@ class Snapshot:
     n_tiles: int = 1
     precision: str = "float32"
     weight_noise: float = 0.0
+    memory_format: str = "contiguous"
 
 
 @dataclass
@@ -220,7 +225,7 @@ def _snapshot(step: FitStep, images: _Images, run_number: int, *, done: bool,
                   backtracks=step.backtracks, done=done, config=config,
                   criterion=step.criterion, best_iteration=step.best_iteration,
                   stopped=step.stopped, run=run_number, precision=step.precision,
-                  weight_noise=step.weight_noise)
+                  weight_noise=step.weight_noise, memory_format=step.memory_format)
     fields.update(progress)
     return Snapshot(image=user(images.image), average=user(images.average),
                     estimate=user(images.estimate), uncertainty=uncertainty, **fields)
@@ -548,6 +553,7 @@ def run_record(snapshot: Snapshot) -> dict[str, Any]:
     return {"config": snapshot.config.to_dict(), "iterations": snapshot.iteration,
             "loss": snapshot.loss, "seconds": round(snapshot.elapsed, 3),
             "device": snapshot.device, "precision": snapshot.precision,
+            "memory_format": snapshot.memory_format,
             "backtracks": snapshot.backtracks, "weight_noise": snapshot.weight_noise,
             "stopped_early": snapshot.stopped, "best_iteration": snapshot.best_iteration}
 

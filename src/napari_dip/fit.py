@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from .config import SGLD_REFERENCE_NOISE, SGLD_SCALE_LIMITS, DIPConfig
-from .device import autocast_dtype
+from .device import autocast_dtype, use_channels_last
 from .networks import build_generator, input_channels
 from .operators import DataTerm, Degradation, estimate_noise_std, total_variation
 from .stack import Observation
@@ -35,6 +35,7 @@ class FitStep:
     SGLD or before two samples). ``criterion`` is the stopping rule's current value.
     ``precision`` is the arithmetic the generator's forward pass ran in at this step.
     ``weight_noise`` is the std of the SGLD noise added to the weights after each step (0: none).
+    ``memory_format`` is the generator's layout: ``"channels_last"`` or ``"contiguous"``.
     """
 
     iteration: int
@@ -54,6 +55,7 @@ class FitStep:
     optimizer: torch.optim.Optimizer
     precision: str = "float32"
     weight_noise: float = 0.0
+    memory_format: str = "contiguous"
 
 
 def _dtype_name(dtype: torch.dtype | None) -> str:
@@ -291,7 +293,8 @@ def fit(observation: Observation, config: DIPConfig, *, seed: int = 0,
     ``backtrack_drop_db``, the last good weights are restored (the paper's guard against
     divergence). With the same seed, CPU runs are bit-for-bit repeatable.
 
-    On CUDA the generator runs in channels-last memory format; ``precision`` may run its forward
+    The generator runs in channels-last memory format where ``memory_format`` says so (by
+    default on CUDA and on CPUs with native bfloat16); ``precision`` may run its forward
     pass under bfloat16 or float16 autocast (the loss, weights and optimiser stay float32; a
     non-finite loss sends the fit back to float32 for good), and ``compile`` wraps it in
     ``torch.compile``.
@@ -306,7 +309,8 @@ def fit(observation: Observation, config: DIPConfig, *, seed: int = 0,
     if network is None or code is None:
         network, code = build_fit(observation, config, seed, device)
     network.train()
-    if device.type == "cuda":  # NHWC convolutions are faster on tensor cores
+    channels_last = use_channels_last(config.memory_format, device)
+    if channels_last:
         network = network.to(memory_format=torch.channels_last)
         code = code.contiguous(memory_format=torch.channels_last)
     forward = network if config.compile == "off" else torch.compile(network, mode=config.compile)
@@ -425,6 +429,7 @@ def fit(observation: Observation, config: DIPConfig, *, seed: int = 0,
                           stopped=stopped, elapsed=time.perf_counter() - start,
                           backtracks=backtracks, done=last, network=network, code=code,
                           optimizer=optimizer, precision=_dtype_name(amp_dtype),
-                          weight_noise=weight_noise)
+                          weight_noise=weight_noise,
+                          memory_format="channels_last" if channels_last else "contiguous")
         if stopped:
             return

@@ -14,10 +14,24 @@ from torch import nn
 from .config import DIPConfig
 
 
+class ReflectionPad(nn.ReflectionPad2d):
+    """Reflection padding that keeps its input's dtype under autocast.
+
+    CPU autocast lists reflection padding among the operations it runs in float32, so a
+    bfloat16 activation would be widened to float32, padded, and narrowed again by the next
+    convolution, forward and backward. Padding only copies values, so doing it in the input's
+    own dtype gives the same numbers without the two conversions.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(x.device.type, enabled=False):
+            return super().forward(x)
+
+
 def _conv(in_channels: int, out_channels: int, kernel: int, stride: int = 1) -> nn.Sequential:
     """Convolution with reflection padding, so that borders carry no zero-padding artefacts."""
     pad = (kernel - 1) // 2
-    layers: list[nn.Module] = [nn.ReflectionPad2d(pad)] if pad else []
+    layers: list[nn.Module] = [ReflectionPad(pad)] if pad else []
     layers.append(nn.Conv2d(in_channels, out_channels, kernel, stride=stride))
     return nn.Sequential(*layers)
 
