@@ -76,7 +76,9 @@ def make_step(preset: str, side: int, options: set[str], task: str = "denoise"):
     def step() -> None:
         optimizer.zero_grad(set_to_none=True)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled="bfloat16" in options):
-            output = forward(code + config.reg_noise_std * torch.randn_like(code))
+            # drawn in the default layout, as the fit draws it (normal_ into a channels-last
+            # tensor is several times slower)
+            output = forward(code + config.reg_noise_std * torch.randn(code.shape))
         ((output.float() - target) ** 2).mean().backward()
         optimizer.step()
 

@@ -70,7 +70,7 @@ def run_preset(preset: str, noisy, clean, cap: int | None, seed: int, every: int
         cpu.append(round(time.process_time() - cpu_start, 3))  # robust to other jobs' load
         record = dict(curve=curve, cpu_seconds=cpu, seconds=last.elapsed, iterations=last.iteration,
                       psnr=psnr(last.estimate, clean), stopped=last.stopped,
-                      best_iteration=last.best_iteration)
+                      best_iteration=last.best_iteration, memory_format=last.memory_format)
         if last.done or len(curve) % 20 == 0:
             save(record)  # long reference runs leave a usable record if interrupted
         best_iteration = max(curve, key=lambda point: point[2])[1]
@@ -173,18 +173,25 @@ def processor(record: dict) -> str:
     return record["machine"] if "bfloat16" in record["machine"] else UNRECORDED
 
 
+def layout(record: dict) -> str:
+    """The generator's memory layout in a run; runs from before the CPU could run channels-last
+    (``memory_format``) did not record it and ran contiguous."""
+    return record.get("memory_format", "contiguous (not recorded)")
+
+
 def report() -> None:
-    """One table per image, size, processor and seed (which draws the noise and the networks),
-    each against the paper run measured on that processor with that seed: the presets' relative
-    speeds differ between processors, so a run is only compared with a reference from the same
-    one."""
+    """One table per image, size, processor, seed (which draws the noise and the networks) and
+    memory layout, each against the paper run measured on that processor with that seed and
+    layout: the presets' relative speeds differ between processors and layouts, so a run is
+    only compared with a reference made the same way."""
     records: dict[tuple, dict[str, dict]] = {}
     for path in sorted(RESULTS.glob("speed_*_*.json")):
         record = json.loads(path.read_text())
-        key = (record["image"], record["side"], processor(record), record.get("seed", 0))
+        key = (record["image"], record["side"], processor(record), record.get("seed", 0),
+               layout(record))
         records.setdefault(key, {})[record["method"]] = record
     lines = []
-    for (image, side, _, _), methods in sorted(records.items(), key=lambda item: item[0][:2]):
+    for (image, side, _, _, _), methods in sorted(records.items(), key=lambda item: item[0][:2]):
         paper = methods.get("paper")
         if paper is None:
             continue
@@ -193,7 +200,8 @@ def report() -> None:
         lines += [f"**{paper['name']}** (Set12 {image}.png, {side}x{side}{' centre crop' if side < 256 else ''}, sigma 25; noisy "
                   f"{paper['input_psnr']:.2f} dB; seed {paper.get('seed', 0)}; "
                   f"{paper['threads']} thread(s), "
-                  f"{paper['machine']}{'; earlier runs, which did not record the processor' if processor(paper) == UNRECORDED else ''}). "
+                  f"{paper['machine']}{'; earlier runs, which did not record the processor' if processor(paper) == UNRECORDED else ''}; "
+                  f"generator layout {layout(paper)}). "
                   f"Preset paper, run to {paper['iterations']} iterations: "
                   f"best **{best:.2f} dB** at iteration {best_it}, after **{best_s:.0f} s**.", "",
                   "| method | returned PSNR | its time | paper's best - 0.3 dB reached after | "
@@ -255,7 +263,7 @@ def plot(records) -> None:
         axis.set_xlabel("seconds (log)")
         axis.set_ylabel("PSNR (dB)")
         first = next(iter(methods.values()))
-        axis.set_title(f"{first['name']}, {first['side']}x{first['side']}, seed {key[3]}\n{key[2]}",
+        axis.set_title(f"{first['name']}, {first['side']}x{first['side']}, seed {key[3]}\n{key[2]}\n{key[4]}",
                        fontsize=9)
         axis.grid(alpha=0.3)
     handles = {label: handle for axis in axes[0]

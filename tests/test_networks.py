@@ -83,3 +83,29 @@ def test_padding_keeps_bfloat16_under_autocast_and_changes_no_value():
         out, reference = net(x), widening(x)
     assert padded.dtype == torch.bfloat16 and padded.shape == (1, config.input_channels, 66, 66)
     assert torch.equal(out, reference)
+
+
+def test_channel_concatenation_hands_back_gradients_in_each_inputs_layout():
+    """The skip connections' concatenation is ``torch.cat`` forward and backward, except that
+    in channels-last memory each input gets its share of the gradient densely laid out (a
+    strided view sent the backward kernels behind it down slow paths)."""
+    from napari_dip.networks import concat_channels
+
+    grad = torch.rand(1, 20, 8, 8).contiguous(memory_format=torch.channels_last)
+    received = {}
+    for name, concat in (("ours", concat_channels), ("torch", lambda *t: torch.cat(t, dim=1))):
+        torch.manual_seed(0)
+        a, b = (torch.rand(1, c, 8, 8).contiguous(memory_format=torch.channels_last)
+                .requires_grad_() for c in (4, 16))
+        a2, b2 = a * 1, b * 1  # not leaves: their hooks see the gradient as handed back
+        seen = []
+        for t in (a2, b2):
+            t.register_hook(seen.append)
+        out = concat(a2, b2)
+        out.backward(grad)
+        received[name] = (out.detach(), seen)
+    assert torch.equal(received["ours"][0], received["torch"][0])
+    for ours, plain in zip(received["ours"][1], received["torch"][1]):
+        assert torch.equal(ours, plain)
+        assert ours.is_contiguous(memory_format=torch.channels_last)
+    assert not received["torch"][1][1].is_contiguous(memory_format=torch.channels_last)

@@ -454,3 +454,22 @@ def test_the_input_perturbation_grows_linearly_over_its_ramp(ramp):
     list(fit_module.fit(observation, config, network=network, code=code))
     expected = [0.05 * (min(1.0, t / ramp) if ramp else 1.0) for t in range(1, 9)]
     assert seen == pytest.approx(expected, rel=0.1)
+
+
+def test_a_pixel_scaled_ramp_is_shorter_on_smaller_images():
+    """``reg_noise_ramp_scaling="pixels"``: a 256x256 image (or larger) gets the whole ramp, a
+    64x64 one a sixteenth of it; the perturbation the generator sees follows that length."""
+    from napari_dip import fit as fit_module
+    from napari_dip.config import get_config
+    from napari_dip.fit import input_noise_ramp
+
+    config = get_config("quick", max_iterations=8, reg_noise_std=0.05, reg_noise_ramp=64,
+                        reg_noise_ramp_scaling="pixels")
+    assert [input_noise_ramp(config, (side, side)) for side in (32, 64, 256, 512)] == \
+        [1, 4, 64, 64]
+    assert input_noise_ramp(config.replace(reg_noise_ramp_scaling="none"), (32, 32)) == 64
+    observation, network, code = fit_parts(config)  # a 32x32 image: a ramp of 1 iteration
+    seen = []
+    network.register_forward_pre_hook(lambda module, args: seen.append(float((args[0] - code).std())))
+    list(fit_module.fit(observation, config, network=network, code=code))
+    assert seen == pytest.approx([0.05] * 8, rel=0.1)

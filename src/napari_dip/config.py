@@ -29,6 +29,11 @@ SGLD_SCALE_LIMITS = (0.25, 2.0)
 """Bounds of the factor ``sgld_noise_scaling="noise"`` applies to the weight noise."""
 
 
+RAMP_REFERENCE_SIDE = 256
+"""With ``reg_noise_ramp_scaling="pixels"``, an image of this many pixels per side (or more)
+gets the whole ``reg_noise_ramp``; a smaller one the share of its pixels."""
+
+
 def _knob(default: Any, doc: str, *, low: float | None = None, high: float | None = None,
           choices: tuple | None = None) -> Any:
     """A dataclass field with its bounds (or choices) and a one-line description."""
@@ -65,6 +70,12 @@ class DIPConfig:
     reg_noise_ramp: int = _knob(0, "iterations over which the input-code perturbation grows "
                                 "linearly from zero to reg_noise_std (0: full from the start)",
                                 low=0, high=1_000_000)
+    reg_noise_ramp_scaling: str = _knob("none", "'pixels' shortens reg_noise_ramp in proportion "
+                                        "to the image's pixels below "
+                                        f"{RAMP_REFERENCE_SIDE}x{RAMP_REFERENCE_SIDE} (a 64x64 "
+                                        "image gets a sixteenth of it): small images peak "
+                                        "early, while the ramp is still on; 'none' uses "
+                                        "reg_noise_ramp as given", choices=("none", "pixels"))
     # optimisation
     learning_rate: float = _knob(0.01, "Adam learning rate", low=1e-6, high=1.0)
     max_iterations: int = _knob(3000, "number of optimisation steps (a ceiling when a stopping "

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .config import SGLD_REFERENCE_NOISE, SGLD_SCALE_LIMITS, DIPConfig
+from .config import RAMP_REFERENCE_SIDE, SGLD_REFERENCE_NOISE, SGLD_SCALE_LIMITS, DIPConfig
 from .device import autocast_dtype, use_channels_last
 from .networks import build_generator, input_channels
 from .operators import DataTerm, Degradation, estimate_noise_std, total_variation
@@ -191,6 +191,20 @@ def sgld_weight_noise(config: DIPConfig, noise_std: float | None) -> float:
     return std * min(max(noise_std / SGLD_REFERENCE_NOISE, low), high)
 
 
+def input_noise_ramp(config: DIPConfig, size: tuple[int, int]) -> int:
+    """Iterations over which the input-code perturbation grows to ``reg_noise_std`` for an
+    estimate of ``size`` pixels: ``reg_noise_ramp``, with ``reg_noise_ramp_scaling="pixels"``
+    times the image's share of :data:`RAMP_REFERENCE_SIDE` squared pixels (at most 1).
+
+    Without the perturbation the generator climbs faster at first; on 256x256 images that
+    brought the best result sooner, while on 64x64 crops, which peak within a few hundred
+    iterations, a 500-iteration ramp returned less (docs/benchmarks.md, "Speed")."""
+    if config.reg_noise_ramp_scaling == "none":
+        return config.reg_noise_ramp
+    share = min(1.0, size[0] * size[1] / RAMP_REFERENCE_SIDE ** 2)
+    return round(config.reg_noise_ramp * share)
+
+
 def _inject_weight_noise(network: nn.Module, std: float, generator: torch.Generator) -> None:
     """SGLD: Gaussian noise on the convolution kernels after an optimiser step."""
     with torch.no_grad():
@@ -353,6 +367,7 @@ def fit(observation: Observation, config: DIPConfig, *, seed: int = 0,
             loss = loss + config.tv_weight * total_variation(output)
         return output, loss
 
+    ramp_length = input_noise_ramp(config, observation.size)
     ema = _MovingAverage(config.ema_weight, config.ema_init)
     average: torch.Tensor | None = None
     good_weights: list[torch.Tensor] | None = None
@@ -366,7 +381,7 @@ def fit(observation: Observation, config: DIPConfig, *, seed: int = 0,
         net_input = code
         if config.reg_noise_std > 0:
             noise = torch.randn(code.shape, generator=noise_rng, device=device)
-            ramp = min(1.0, iteration / config.reg_noise_ramp) if config.reg_noise_ramp else 1.0
+            ramp = min(1.0, iteration / ramp_length) if ramp_length else 1.0
             net_input = code + (ramp * config.reg_noise_std) * noise
         if graphable and graph is None and iteration > GRAPH_WARMUP:
             graph = record_step(step_loss, network, net_input)

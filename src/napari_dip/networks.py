@@ -28,6 +28,30 @@ class ReflectionPad(nn.ReflectionPad2d):
             return super().forward(x)
 
 
+class _ConcatChannels(torch.autograd.Function):
+    """``torch.cat`` along channels whose backward hands each input a gradient in that input's
+    own memory layout. In channels-last memory each input's share of the concatenation's
+    gradient is a strided view, which sent the backward kernels of upsampling, BatchNorm and
+    LeakyReLU behind it down slow paths."""
+
+    @staticmethod
+    def forward(ctx, *tensors: torch.Tensor) -> torch.Tensor:
+        ctx.sizes = [t.shape[1] for t in tensors]
+        ctx.formats = [torch.channels_last if t.is_contiguous(memory_format=torch.channels_last)
+                       and not t.is_contiguous() else torch.contiguous_format for t in tensors]
+        return torch.cat(tensors, dim=1)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        return tuple(part.contiguous(memory_format=layout)
+                     for part, layout in zip(grad.split(ctx.sizes, dim=1), ctx.formats))
+
+
+def concat_channels(*tensors: torch.Tensor) -> torch.Tensor:
+    """Concatenate ``(N, C_i, H, W)`` tensors along channels (see :class:`_ConcatChannels`)."""
+    return _ConcatChannels.apply(*tensors)
+
+
 def _conv(in_channels: int, out_channels: int, kernel: int, stride: int = 1) -> nn.Sequential:
     """Convolution with reflection padding, so that borders carry no zero-padding artefacts."""
     pad = (kernel - 1) // 2
@@ -64,7 +88,7 @@ class _HourglassLevel(nn.Module):
             y = self.inner(y)
         y = self.upsample(y)
         if self.skip is not None:
-            y = torch.cat([self.skip(x), y], dim=1)
+            y = concat_channels(self.skip(x), y)
         return self.decoder(y)
 
 
