@@ -4,7 +4,8 @@
 with native bfloat16 from 256x256 pixels), ``channels_last`` (the channels-last memory format:
 what ``memory_format="auto"`` picks on such CPUs), ``compile`` (``torch.compile``) and
 ``widened_padding`` (the reflection padding as autocast runs it by itself, widened to float32:
-how the generator padded before it kept the activations' dtype).
+how the generator padded before it kept the activations' dtype) and ``torch_cat`` (the skip
+connections concatenated by ``torch.cat``, as before they handed back dense gradients).
 
 One Adam step (the fit's own optimiser) on the squared error of the generator's output against
 a random image, the input code perturbed as in a fit. After a few warm-up steps (and the
@@ -16,8 +17,8 @@ gives the CPU time per step. Nothing is written: the numbers are quoted in docs/
     OMP_NUM_THREADS=1 python benchmarks/cpu_step.py --preset fast --side 256 --modes eager --profile
     OMP_NUM_THREADS=1 python benchmarks/cpu_step.py --preset auto --adam
     OMP_NUM_THREADS=1 python benchmarks/cpu_step.py --preset auto --modes eager,bfloat16 --side 64,128,256,512
-    OMP_NUM_THREADS=1 python benchmarks/cpu_step.py --preset auto --side 256 \
-        --modes bfloat16+widened_padding,bfloat16,bfloat16+channels_last
+    OMP_NUM_THREADS=1 python benchmarks/cpu_step.py --preset auto --side 256 --modes \
+        bfloat16+widened_padding,bfloat16,bfloat16+channels_last+torch_cat,bfloat16+channels_last
 """
 
 from __future__ import annotations
@@ -32,12 +33,12 @@ import torch
 
 from napari_dip.config import get_config
 from napari_dip.fit import make_optimizer
-from napari_dip.networks import ReflectionPad, build_generator
+from napari_dip.networks import ReflectionPad, _HourglassLevel, build_generator
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from reproduce_paper import cpu_description  # noqa: E402
 
-OPTIONS = ("bfloat16", "channels_last", "compile", "widened_padding")
+OPTIONS = ("bfloat16", "channels_last", "compile", "widened_padding", "torch_cat")
 
 
 def parse_mode(mode: str) -> set[str]:
@@ -58,6 +59,23 @@ def widen_padding(network: torch.nn.Module) -> None:
                 setattr(module, name, torch.nn.ReflectionPad2d(child.padding))
 
 
+def plain_concatenation(network: torch.nn.Module) -> None:
+    """Make the generator's skip connections concatenate with ``torch.cat``, whose backward
+    hands each input a strided view of the gradient (how it concatenated before)."""
+    def forward(level, x):
+        y = level.encoder(x)
+        if level.inner is not None:
+            y = level.inner(y)
+        y = level.upsample(y)
+        if level.skip is not None:
+            y = torch.cat([level.skip(x), y], dim=1)
+        return level.decoder(y)
+
+    for module in network.modules():
+        if isinstance(module, _HourglassLevel):
+            module.forward = forward.__get__(module)
+
+
 def make_step(preset: str, side: int, options: set[str], task: str = "denoise"):
     """One training step of the preset's generator in the given mode, as a function."""
     torch.manual_seed(0)
@@ -65,6 +83,8 @@ def make_step(preset: str, side: int, options: set[str], task: str = "denoise"):
     network = build_generator(config, 1)
     if "widened_padding" in options:
         widen_padding(network)
+    if "torch_cat" in options:
+        plain_concatenation(network)
     code = torch.rand(1, config.input_channels, side, side) * config.input_scale
     target = torch.rand(1, 1, side, side)
     if "channels_last" in options:

@@ -470,6 +470,7 @@ def test_a_pixel_scaled_ramp_is_shorter_on_smaller_images():
     assert input_noise_ramp(config.replace(reg_noise_ramp_scaling="none"), (32, 32)) == 64
     observation, network, code = fit_parts(config)  # a 32x32 image: a ramp of 1 iteration
     seen = []
-    network.register_forward_pre_hook(lambda module, args: seen.append(float((args[0] - code).std())))
+    network.register_forward_pre_hook(
+        lambda module, args: seen.append(float((args[0] - code).std())))
     list(fit_module.fit(observation, config, network=network, code=code))
     assert seen == pytest.approx([0.05] * 8, rel=0.1)

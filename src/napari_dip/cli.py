@@ -36,7 +36,7 @@ def _demo(args: argparse.Namespace) -> int:
     print(f"PSNR input : {before:.2f} dB")
     print(f"PSNR result: {after:.2f} dB  ({after - before:+.2f} dB)")
     print(f"time       : {seconds:.1f} s for {last.iteration} iterations")
-    print(f"device     : {last.device}, {last.precision}")
+    print(f"device     : {last.device}, {last.precision}, {last.memory_format}")
     gap = np.ones((args.size, 4), dtype=np.float32)
     panel = np.concatenate([noisy, gap, last.estimate, gap, clean], axis=1)
     png = (np.clip(panel, 0, 1) * 255).round().astype(np.uint8)

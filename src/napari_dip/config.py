@@ -156,7 +156,7 @@ class DIPConfig:
                            "back to float32 if the loss becomes non-finite", choices=PRECISIONS)
     memory_format: str = _knob("auto", "layout of the generator's activations in memory: "
                                "channels-last (auto: on CUDA, and on CPUs with native bfloat16, "
-                               "where a step measured 10-30 % cheaper) or PyTorch's default "
+                               "where a step measured 10 to 30 % cheaper) or PyTorch's default "
                                "(contiguous); the same arithmetic, rounded in another order",
                                choices=MEMORY_FORMATS)
     compile: str = _knob("off", "compile the generator with torch.compile (mode name; worth it "

@@ -100,11 +100,12 @@ def use_channels_last(memory_format: str, device: torch.device) -> bool:
     """Whether the generator runs in channels-last memory format (NHWC) on ``device``.
 
     ``"auto"`` does on CUDA (faster convolutions on tensor cores) and on CPUs with native
-    bfloat16: on such a CPU (an AMD EPYC with AVX512-BF16, one thread; docs/benchmarks.md) a
-    step of the slim denoising generator cost 22 % less at 256x256 and 29 % less at 512x512
-    in bfloat16, 22 % less at 256x256 in float32, and the paper's generator 5-10 % less. On
-    the earlier CPU without native bfloat16 that was measured, channels-last made a float32
-    step 27 % dearer, so other CPUs (and Apple MPS, not measured) keep PyTorch's default.
+    bfloat16: on such a CPU (an AMD EPYC with AVX512-BF16, one thread; docs/benchmarks.md,
+    "Reduced precision on the CPU") a step of the slim denoising generator cost 14 to 36 %
+    less from 64x64 to 512x512 in float32 and 15 to 30 % less from 128x128 to 512x512 in
+    bfloat16, and the paper's generator 10 % less at 256x256. On the earlier CPU without
+    native bfloat16 that was measured, channels-last made a float32 step 27 % dearer, so
+    other CPUs (and Apple MPS, not measured) keep PyTorch's default.
     """
     if memory_format not in MEMORY_FORMATS:
         raise ValueError(f"memory_format={memory_format!r} is not allowed; choose one of "
