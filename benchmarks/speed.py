@@ -13,10 +13,14 @@ best; the ratio of those times; the peak memory of the process (``ru_maxrss``).
 
 Each method runs in its own process (so peak memory is per method) and writes
 benchmarks/results/speed_<image>_<method>.json; ``--report`` assembles the table and the plot.
+``--step-costs`` measures the CPU time per step of each preset with the presets taking turns
+(benchmarks/results/step_costs_<side>.json), and the report prices the iterations each run
+took at those costs too: the long runs' own CPU times carry whatever load they met.
 
     OMP_NUM_THREADS=1 python benchmarks/speed.py --image 02 --method paper --crop 128 --cap 3000 --past-peak 400
     OMP_NUM_THREADS=1 python benchmarks/speed.py --image 02 --crop 128 --method fast
     OMP_NUM_THREADS=1 python benchmarks/speed.py --image 02 --crop 128 --method auto-denoise
+    OMP_NUM_THREADS=1 python benchmarks/speed.py --image 02 --step-costs --presets paper,auto
     python benchmarks/speed.py --report
 """
 
@@ -134,6 +138,51 @@ def measure(args) -> None:
           f"({record['iterations']} it.), peak memory {record['peak_memory_gib']:.2f} GiB -> {out}")
 
 
+def step_costs_path(side: int) -> Path:
+    return RESULTS / f"step_costs_{side}.json"
+
+
+def measure_step_costs(args) -> None:
+    """CPU seconds per step of each preset's fit of the same noisy image, the presets taking
+    turns: ``--rounds`` rounds, each giving every preset about ``--round-seconds`` of steps.
+    A change in the machine's load (another job, another tenant of the host) then falls on
+    all of them alike, which separate long runs cannot promise: their step costs moved by
+    10 % and more between runs of the same path. Runs without a stopping rule, through the
+    public API, snapshots every 5 steps as ``iter_restore`` gives them."""
+    import statistics
+
+    noisy, _ = noisy_pair(args.image, args.seed, args.crop)
+    presets = args.presets.split(",")
+    fits, per_call = {}, {}
+    for preset in presets:
+        fits[preset] = napari_dip.iter_restore(noisy, preset=preset, seed=args.seed,
+                                               stopping="none", max_iterations=10**6,
+                                               report_every=5, device="cpu")
+        next(fits[preset])  # warm-up: the first steps build and allocate
+        start = time.process_time()
+        next(fits[preset])
+        per_call[preset] = time.process_time() - start
+    calls = {preset: max(1, round(args.round_seconds / per_call[preset])) for preset in presets}
+    rounds: dict[str, list[float]] = {preset: [] for preset in presets}
+    snapshot = None
+    for _ in range(args.rounds):
+        for preset in presets:
+            start = time.process_time()
+            for _ in range(calls[preset]):
+                snapshot = next(fits[preset])
+            rounds[preset].append((time.process_time() - start) / (5 * calls[preset]))
+    side = noisy.shape[0]
+    record = dict(side=side, image=args.image, threads=torch.get_num_threads(),
+                  machine=f"{cpu_description()}, {os.cpu_count()} cores, torch {torch.__version__}",
+                  memory_format=snapshot.memory_format,
+                  costs={preset: statistics.median(values) for preset, values in rounds.items()},
+                  rounds=rounds, command=command_line("speed.py"))
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    step_costs_path(side).write_text(json.dumps(record, indent=1))
+    for preset, cost in record["costs"].items():
+        print(f"{preset}: {cost:.4f} s of CPU per step (median of {args.rounds} rounds)")
+
+
 # ------------------------------------------------------------------------------ the report
 
 def first_time_within(curve, level: float, times=None) -> float | None:
@@ -162,6 +211,38 @@ def cpu_time_lines(paper: dict, methods: dict, best: float) -> list[str]:
         total = record["cpu_seconds"][-1]
         lines.append(f"- {name} {reached}, and ended after {total:.0f} s "
                      f"({total / paper_best:.3f} = 1/{paper_best / total:.1f}).")
+    return lines + [""]
+
+
+def iteration_lines(paper: dict, methods: dict, best: float) -> list[str]:
+    """The comparison in iterations, priced at the step costs measured in turns
+    (``--step-costs``) on the same processor, in the same layout: independent of the load the
+    long runs met, as the paths themselves are (a CPU run is repeatable bit for bit)."""
+    path = step_costs_path(paper["side"])
+    if not path.exists():
+        return []
+    costs = json.loads(path.read_text())
+    if (costs["machine"], costs["memory_format"]) != (paper["machine"], layout(paper)) or \
+            "paper" not in costs["costs"]:
+        return []
+    paper_cost = costs["costs"]["paper"]
+    best_it = max(paper["curve"], key=lambda point: point[2])[1]
+    lines = [f"In iterations, priced at the step costs measured in turns (`{costs['command']}`: "
+             + ", ".join(f"{name} {cost:.4f} s" for name, cost in costs["costs"].items())
+             + f" of CPU per step): paper reached its best at iteration {best_it}, "
+             f"{best_it * paper_cost:.0f} s."]
+    for name, record in sorted(methods.items()):
+        cost = costs["costs"].get(name.split("+")[0])
+        if name == "paper" or cost is None:
+            continue
+        within = next((it for _, it, value in record["curve"] if value >= best - TOLERANCE_DB),
+                      None)
+        if within is None:
+            lines.append(f"- {name} never came within 0.3 dB of it.")
+            continue
+        ratio = best_it * paper_cost / (within * cost)
+        lines.append(f"- {name} came within 0.3 dB of it at iteration {within}: "
+                     f"{within * cost:.0f} s, 1/{ratio:.1f} of paper's.")
     return lines + [""]
 
 
@@ -231,6 +312,7 @@ def report() -> None:
                   f"{paper['seconds']:.0f} s | {best_s:.0f} s | 1 | "
                   f"{paper['peak_memory_gib']:.2f} GiB |", ""]
         lines += cpu_time_lines(paper, methods, best)
+        lines += iteration_lines(paper, methods, best)
         lines += ["Commands:", "```"]
         lines += [methods[name]["command"] for name in sorted(methods)] + ["```", ""]
         if peers:
@@ -248,9 +330,11 @@ def plot(records) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    # the presets as they are and the references; variants made with --set are in the tables
+    # the presets as they are and the references, in the runs that recorded their layout (the
+    # code as it is); variants made with --set and earlier runs are in the tables
+    current = {key: methods for key, methods in records.items() if key[4] != layout({})}
     records = {key: {name: record for name, record in methods.items() if "+" not in name}
-               for key, methods in records.items()}
+               for key, methods in (current or records).items()}
     names = sorted({name for methods in records.values() for name in methods})
     colours = {name: f"C{number}" for number, name in enumerate(names)}
     fig, axes = plt.subplots(1, len(records), figsize=(4.5 * len(records), 4), squeeze=False)
@@ -263,7 +347,7 @@ def plot(records) -> None:
         axis.set_xlabel("seconds (log)")
         axis.set_ylabel("PSNR (dB)")
         first = next(iter(methods.values()))
-        axis.set_title(f"{first['name']}, {first['side']}x{first['side']}, seed {key[3]}\n{key[2]}\n{key[4]}",
+        axis.set_title(f"{first['name']}, {first['side']}x{first['side']}, seed {key[3]}\n{key[2]}",
                        fontsize=9)
         axis.grid(alpha=0.3)
     handles = {label: handle for axis in axes[0]
@@ -292,9 +376,18 @@ def main() -> None:
                         help="reference runs: end once the PSNR has not improved for this many "
                              "iterations")
     parser.add_argument("--report", action="store_true", help="write the table and the plot")
+    parser.add_argument("--step-costs", action="store_true",
+                        help="measure the CPU time per step of --presets, taking turns")
+    parser.add_argument("--presets", default="paper,auto", help="with --step-costs")
+    parser.add_argument("--rounds", type=int, default=5, help="with --step-costs")
+    parser.add_argument("--round-seconds", type=float, default=20.0,
+                        help="with --step-costs: seconds of steps per preset and round")
     args = parser.parse_args()
     if args.report:
         report()
+    elif args.step_costs:
+        if not missing_data():
+            measure_step_costs(args)
     elif not missing_data():
         measure(args)
 

@@ -270,6 +270,7 @@ def test_help_offers_every_config_field_with_its_description():
     for field in describe_fields():
         assert f"--{field['name'].replace('_', '-')}" in text
     assert "number of optimisation steps" in text
+    assert "10 to 30 % cheaper" in " ".join(text.split())  # a per cent sign survives argparse
 
 
 def test_a_local_cluster_with_two_workers_processes_a_folder(tmp_path):

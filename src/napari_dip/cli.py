@@ -171,7 +171,7 @@ def _add_batch_command(commands, name: str, task: str, summary: str) -> None:
 def _setting_help(field_info: dict) -> str:
     low, high = field_info["low"], field_info["high"]
     bounds = f" [{low:g} to {high:g}]" if low is not None and high is not None else ""
-    return f"{field_info['doc']}{bounds}"
+    return f"{field_info['doc']}{bounds}".replace("%", "%%")  # argparse %-formats help
 
 
 def _setting_type(field_info: dict):

@@ -308,8 +308,21 @@ learning rate. Measured (docs/benchmarks.md, "How preset fast was chosen"):
   the same within their spread (means +0.05 and -0.04 dB).
 
 On House at 256x256, measured side by side with preset paper on one processor, auto came
-within 0.3 dB of the paper recipe's best in 1/14.3 and 1/15.4 of its time to that best (two
-seeds), at 0.07 s of CPU per step (bfloat16) against the paper network's 1.55 s (float32)."""
+within 0.3 dB of the paper recipe's best in 1/20.4 and 1/19.4 of its CPU time to that best
+(two seeds; before the input-noise ramp of :data:`DENOISING_RAMP`), at 0.069 s of CPU per
+step (bfloat16, channels-last) against the paper network's 1.83 s (float32, channels-last)."""
+
+DENOISING_RAMP = dict(reg_noise_ramp=500, reg_noise_ramp_scaling="pixels")
+"""The input-code perturbation of presets auto and fast when denoising grows from zero over
+their first 500 iterations on images of 256x256 pixels or more, and over a share of them as
+large as the image's share of 256x256 pixels below that (125 at 128x128, 31 at 64x64).
+Measured (docs/benchmarks.md, "Speed"): on House at 256x256 the paper recipe's best less
+0.3 dB came after 1250 and 1300 iterations instead of 1450 and 1500 (two seeds), and
+0.08 and 0.13 dB more was returned; on the nine CBM3D9 images in 256x256 crops, TBD; on the
+fourteen CBM3D9 and FMD crops at 128x128 and at 64x64 the returned PSNR was the same within
+the spread that a change of rounding alone gives. The unscaled ramp of 500 iterations had
+returned 0.47 and 0.68 dB less on the five FMD crops at 64x64 (two seeds; up to 1.8 dB on
+fish, which peaks within a few hundred iterations)."""
 
 
 def _auto(task: str, factor: int | None) -> DIPConfig:
@@ -321,7 +334,8 @@ def _auto(task: str, factor: int | None) -> DIPConfig:
     outputs is lowest (measured in docs/benchmarks.md: on a textured image the variance minimum
     came 2 dB before the best denoising estimate, the hold-out minimum within 0.2 dB).
 
-    Denoising uses :data:`SMALL_DENOISER`. Measured (with its coarse levels at 32 channels, as
+    Denoising uses :data:`SMALL_DENOISER`, its input perturbation ramped up over the first
+    iterations (:data:`DENOISING_RAMP`). Measured (with its coarse levels at 32 channels, as
     they were then) against the same preset with the paper's 128-channel network
     (docs/benchmarks.md): on average 0.29 dB more on the CBM3D9 crops and more on every FMD
     microscopy crop, at a fraction of the arithmetic per step.
@@ -338,7 +352,7 @@ def _auto(task: str, factor: int | None) -> DIPConfig:
                           variance_window=20, patience=500 if task == "inpaint" else 300,
                           max_iterations=2 * base.max_iterations, result="ema",
                           ema_weight=0.99, ema_init="recent", precision="auto")
-    return config.replace(**SMALL_DENOISER) if task == "denoise" else config
+    return config.replace(**SMALL_DENOISER, **DENOISING_RAMP) if task == "denoise" else config
 
 
 def _fast(task: str, factor: int | None) -> DIPConfig:
