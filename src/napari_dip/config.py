@@ -309,8 +309,9 @@ learning rate. Measured (docs/benchmarks.md, "How preset fast was chosen"):
 
 On House at 256x256, measured side by side with preset paper on one processor, auto came
 within 0.3 dB of the paper recipe's best in 1/20.4 and 1/19.4 of its CPU time to that best
-(two seeds; before the input-noise ramp of :data:`DENOISING_RAMP`), at 0.069 s of CPU per
-step (bfloat16, channels-last) against the paper network's 1.83 s (float32, channels-last)."""
+(two seeds; before the input-noise ramp of :data:`DENOISING_RAMP`, with it in 1/22.4 and
+1/20.8), at 0.059 s of CPU per step (bfloat16, channels-last) against the paper network's
+1.76 s (float32, channels-last), measured taking turns on one core."""
 
 DENOISING_RAMP = dict(reg_noise_ramp=500, reg_noise_ramp_scaling="pixels")
 """The input-code perturbation of presets auto and fast when denoising grows from zero over
@@ -318,9 +319,11 @@ their first 500 iterations on images of 256x256 pixels or more, and over a share
 large as the image's share of 256x256 pixels below that (125 at 128x128, 31 at 64x64).
 Measured (docs/benchmarks.md, "Speed"): on House at 256x256 the paper recipe's best less
 0.3 dB came after 1250 and 1300 iterations instead of 1450 and 1500 (two seeds), and
-0.08 and 0.13 dB more was returned; on the nine CBM3D9 images in 256x256 crops, TBD; on the
-fourteen CBM3D9 and FMD crops at 128x128 and at 64x64 the returned PSNR was the same within
-the spread that a change of rounding alone gives. The unscaled ramp of 500 iterations had
+0.08 and 0.13 dB more was returned; on the nine CBM3D9 images in 256x256 crops, with fast's
+cap of 3000 iterations (where most were still climbing), 0.11 dB more on average, more on
+seven of them (up to 0.21 dB) and less on two (0.09 and 0.07 dB); on the fourteen CBM3D9 and
+FMD crops at 128x128 (+0.05 and +0.02 dB on average) and at 64x64 the returned PSNR was the
+same within the spread that a change of rounding alone gives. The unscaled ramp of 500 iterations had
 returned 0.47 and 0.68 dB less on the five FMD crops at 64x64 (two seeds; up to 1.8 dB on
 fish, which peaks within a few hundred iterations)."""
 
