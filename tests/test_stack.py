@@ -209,10 +209,17 @@ def test_slice_groups_warm_start_and_a_short_last_group(noisy_stack):
 def test_slice_batch_refuses_what_it_cannot_combine_with(noisy_stack):
     _, noisy = noisy_stack
     for clash, fix in ((dict(stack_passes=2), "set stack_passes=1"),
-                       (dict(tile_size=128), "set tile_size=0"),
                        (dict(input_type="meshgrid"), "use input_type='noise'")):
         with pytest.raises(ValueError, match=f"slice_batch=2 cannot be combined.*{fix}"):
             restore_stack(noisy, slice_batch=2, **tiny(**clash))
+    # tiles clash only with slices large enough to be cut into them
+    with pytest.raises(ValueError, match="slice_batch=2 cannot fit slices of 64x64 pixels, "
+                                         "which tile_size=32 .* set tile_size=0"):
+        restore_stack(noisy, slice_batch=2, **tiny(scales=3, tile_size=32, tile_overlap=8))
+    before = noisy.copy()
+    out = restore_stack(noisy, slice_batch=2, **tiny(scales=3, tile_size=64, tile_overlap=8))
+    assert out.shape == noisy.shape and np.isfinite(out).all()
+    np.testing.assert_array_equal(noisy, before)
     with pytest.raises(ValueError, match="one guide for every slice.*one guide per slice"):
         restore_stack(noisy, guide=noisy[0], slice_batch=2, **tiny())
 

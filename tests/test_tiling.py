@@ -43,6 +43,32 @@ def test_an_image_no_larger_than_a_tile_is_one_tile():
     np.testing.assert_array_equal(tile.weights(), 1.0)
 
 
+def test_a_side_up_to_whole_up_to_is_not_split():
+    """A side a little longer than a tile stays whole instead of becoming two tiles that share
+    most of their pixels; longer sides are split into tiles as before."""
+    tiles = plan_tiles((300, 600), 288, 32, whole_up_to=432)
+    assert [t.shape for t in tiles] == [(300, 288)] * 3
+    assert (coverage((300, 600), tiles) >= 1).all()
+    assert len(plan_tiles((300, 600), 288, 32)) == 6  # without it: 2 x 3 tiles of 288
+    assert len(plan_tiles((433, 433), 288, 32, whole_up_to=432)) == 4
+    # below the tile size it changes nothing
+    assert plan_tiles((300, 600), 288, 32, whole_up_to=100) == plan_tiles((300, 600), 288, 32)
+
+
+def test_auto_denoises_large_images_in_tiles_and_small_ones_whole():
+    """Preset auto restores a denoising plane with a side above its tile_above in tiles, one
+    no larger in one fit; its other tasks fit whole."""
+    config = get_config("auto")
+    assert config.tile_size and config.tile_above > config.tile_size
+    assert get_config("auto", "inpaint").tile_size == 0
+    assert get_config("auto", "super_resolve", 4).tile_size == 0
+    rng = np.random.default_rng(0)
+    for shape, tiles in (((64, 64), 1), ((config.tile_above + 8, 96), 2)):
+        image = rng.random(shape, dtype=np.float32)
+        counts = {s.n_tiles for s in iter_restore(image, max_iterations=2, report_every=1)}
+        assert counts == {tiles}, shape
+
+
 def test_weights_are_positive_one_inside_and_one_on_the_image_border():
     tiles = plan_tiles((100, 100), 40, 10)
     for tile in tiles:

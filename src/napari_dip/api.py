@@ -242,7 +242,7 @@ def _restore_plane(image: np.ndarray, *, mask, guide, channel_axis: int | None,
     tiles = None
     if config.tile_size:
         hwc = checked_image(image, channel_axis)
-        tiles = plan_tiles(hwc.shape[:2], config.tile_size, config.tile_overlap)
+        tiles = _plan(hwc.shape[:2], config)
     if tiles is None or len(tiles) == 1:
         observation, scaling = prepare_observation(image, mask=mask, factor=run.factor,
                                                    guide=guide, channel_axis=channel_axis,
@@ -255,6 +255,11 @@ def _restore_plane(image: np.ndarray, *, mask, guide, channel_axis: int | None,
         return
     yield from _restore_tiles(hwc, tiles, mask=mask, guide=guide, channel_axis=channel_axis,
                               scaling=scaling, run=run, config=config, warm=warm)
+
+
+def _plan(plane: tuple[int, int], config: DIPConfig) -> list[Tile]:
+    """The tiles a plane of ``plane`` input pixels is restored in (one: the whole plane)."""
+    return plan_tiles(plane, config.tile_size, config.tile_overlap, config.tile_above)
 
 
 def _restore_tiles(hwc: np.ndarray, tiles: list[Tile], *, mask, guide,
@@ -463,6 +468,12 @@ def _iter_slice_batches(layout: SliceLayout, run: _Run) -> Iterator[StackSnapsho
     fitted by one generator in one batch (one input code per slice); a group continues from
     the previous group's weights and codes, on the warm-start schedule."""
     config, indices = run.config, layout.indices
+    plane = layout.slice(indices[0]).shape[:2]
+    if config.tile_size and len(_plan(plane, config)) > 1:
+        raise ValueError(f"slice_batch={config.slice_batch} cannot fit slices of "
+                         f"{plane[0]}x{plane[1]} pixels, which tile_size={config.tile_size} "
+                         f"(tile_above={config.tile_above}) cuts into tiles; set tile_size=0 to "
+                         f"fit each slice whole, or set slice_batch=1")
     groups = [indices[start:start + config.slice_batch]
               for start in range(0, len(indices), config.slice_batch)]
     warm = _WarmStart(config)

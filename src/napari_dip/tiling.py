@@ -4,7 +4,8 @@ A plane too large to fit in one go is cut into tiles of side ``tile_size`` that 
 neighbours by at least ``overlap`` pixels. Each tile is an ordinary 2D problem, so memory
 follows the tile, not the image. Along each axis the tiles are spread evenly: the first starts
 on the image's first pixel, the last ends on its last one, and none sticks out (no padding); an
-image no larger than a tile is one tile.
+image no larger than a tile is one tile. A side no longer than ``whole_up_to`` (the setting
+``tile_above``) is not split either: the tiles then span it whole.
 
 The tiles' estimates are blended with separable weights: along each axis, a raised-cosine ramp
 runs across the overlap with each neighbour, from almost 0 at the tile's edge to 1 where the
@@ -94,7 +95,8 @@ def _ramps(spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
             for k, (start, stop) in enumerate(spans)]
 
 
-def plan_tiles(shape: tuple[int, int], tile_size: int, overlap: int) -> list[Tile]:
+def plan_tiles(shape: tuple[int, int], tile_size: int, overlap: int,
+               whole_up_to: int = 0) -> list[Tile]:
     """Overlapping tiles that cover an ``(M, N)`` plane exactly, in row-major order.
 
     Parameters
@@ -105,11 +107,16 @@ def plan_tiles(shape: tuple[int, int], tile_size: int, overlap: int) -> list[Til
         Tile side; a side of the plane no longer than this is one tile along that axis.
     overlap : int
         The least overlap between neighbouring tiles; less than half of ``tile_size``.
+    whole_up_to : int
+        A side of the plane no longer than this is not split either (no effect below
+        ``tile_size``): the tiles are then as long as that side. Two tiles of ``tile_size``
+        along a side only a little longer would share most of their pixels and fit them twice.
     """
     if tile_size < 1 or not 0 <= 2 * overlap < tile_size:
         raise ValueError(f"tiles of {tile_size} pixels overlapping by {overlap}: the overlap "
                          f"must be at least 0 and less than half of the tile")
-    rows, cols = (_spans(side, tile_size, overlap) for side in shape)
+    rows, cols = ([(0, side)] if side <= whole_up_to else _spans(side, tile_size, overlap)
+                  for side in shape)
     return [Tile(slice(*r), slice(*c), rr, cr)
             for r, rr in zip(rows, _ramps(rows)) for c, cr in zip(cols, _ramps(cols))]
 
