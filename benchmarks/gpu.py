@@ -74,7 +74,8 @@ def peak_memory_gib(device: str) -> float | None:
 
 def step_cost(noisy, device: str, preset: str, warmup: int, steps: int, **settings) -> dict:
     """Milliseconds per step after ``warmup`` steps (which include any compilation), and the
-    time the first ``warmup`` steps took. ``cudnn_benchmark=True`` lets cuDNN time its
+    time the first ``warmup`` steps took, for one fit of the whole image (no tiles).
+    ``cudnn_benchmark=True`` lets cuDNN time its
     convolution algorithms for these shapes first (a process-wide switch, reset afterwards)."""
     reset_memory(device)
     torch.backends.cudnn.benchmark = settings.pop("cudnn_benchmark", False)
@@ -82,7 +83,7 @@ def step_cost(noisy, device: str, preset: str, warmup: int, steps: int, **settin
     for snap in napari_dip.iter_restore(noisy, preset=preset, channel_axis=-1, seed=0,
                                         device=device, max_iterations=warmup + steps,
                                         report_every=warmup if steps % warmup == 0 else 1,
-                                        stopping="none", **settings):
+                                        stopping="none", **{"tile_size": 0, **settings}):
         times[snap.iteration] = snap.elapsed
     step = (times[warmup + steps] - times[warmup]) / steps
     cudnn_benchmark, torch.backends.cudnn.benchmark = torch.backends.cudnn.benchmark, False

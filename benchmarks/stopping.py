@@ -80,11 +80,12 @@ def cases(sets: list[str], crop: int, limit: int, seed: int):
 
 def long_run(image, clean, task, kwargs, metric, preset, patience, cap, seed, settings):
     """The recorded run, and the estimate the rule with ``patience`` returns (what ``restore``
-    with this seed gives)."""
+    with this seed gives). One fit of the whole image, also where the preset would tile it
+    (``--tiled`` runs the tiles)."""
     curve, start, returned = [], time.perf_counter(), None
     for snap in napari_dip.iter_restore(image, task=task, preset=preset, seed=seed,
-                                        max_iterations=cap, report_every=10,
-                                        **kwargs, **{**settings, "patience": 10 * cap}):
+                                        max_iterations=cap, report_every=10, **kwargs,
+                                        **{"tile_size": 0, **settings, "patience": 10 * cap}):
         curve.append(dict(iteration=snap.iteration, psnr=metric(snap.average, clean),
                           output_psnr=metric(snap.image, clean),
                           estimate_psnr=metric(snap.estimate, clean),
