@@ -214,10 +214,11 @@ def cpu_time_lines(paper: dict, methods: dict, best: float) -> list[str]:
     return lines + [""]
 
 
-def iteration_lines(paper: dict, methods: dict, best: float) -> list[str]:
+def iteration_lines(paper: dict, methods: dict, best: float, best_it: int) -> list[str]:
     """The comparison in iterations, priced at the step costs measured in turns
     (``--step-costs``) on the same processor, in the same layout: independent of the load the
-    long runs met, as the paths themselves are (a CPU run is repeatable bit for bit)."""
+    long runs met, as the paths themselves are (a CPU run is repeatable bit for bit). Paper
+    reached its ``best`` PSNR at iteration ``best_it``."""
     path = step_costs_path(paper["side"])
     if not path.exists():
         return []
@@ -226,7 +227,6 @@ def iteration_lines(paper: dict, methods: dict, best: float) -> list[str]:
             "paper" not in costs["costs"]:
         return []
     paper_cost = costs["costs"]["paper"]
-    best_it = max(paper["curve"], key=lambda point: point[2])[1]
     lines = [f"In iterations, priced at the step costs measured in turns (`{costs['command']}`: "
              + ", ".join(f"{name} {cost:.4f} s" for name, cost in costs["costs"].items())
              + f" of CPU per step): paper reached its best at iteration {best_it}, "
@@ -235,8 +235,8 @@ def iteration_lines(paper: dict, methods: dict, best: float) -> list[str]:
         cost = costs["costs"].get(name.split("+")[0])
         if name == "paper" or cost is None:
             continue
-        within = next((it for _, it, value in record["curve"] if value >= best - TOLERANCE_DB),
-                      None)
+        within = first_time_within(record["curve"], best - TOLERANCE_DB,
+                                   [it for _, it, _ in record["curve"]])
         if within is None:
             lines.append(f"- {name} never came within 0.3 dB of it.")
             continue
@@ -312,7 +312,7 @@ def report() -> None:
                   f"{paper['seconds']:.0f} s | {best_s:.0f} s | 1 | "
                   f"{paper['peak_memory_gib']:.2f} GiB |", ""]
         lines += cpu_time_lines(paper, methods, best)
-        lines += iteration_lines(paper, methods, best)
+        lines += iteration_lines(paper, methods, best, best_it)
         lines += ["Commands:", "```"]
         lines += [methods[name]["command"] for name in sorted(methods)] + ["```", ""]
         if peers:
