@@ -28,6 +28,7 @@ import torch
 import napari_dip
 from napari_dip.config import get_config
 from napari_dip.operators import psnr
+from napari_dip.tiling import plan_tiles
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from reproduce_paper import (DATA, DOC, RESULTS, center_crop, command_line,  # noqa: E402
@@ -216,9 +217,11 @@ def second_run(out, image, clean, task, kwargs, metric, args, cap, settings, com
     write_doc()
 
 
-def tiled_run(out, name, image, clean, task, kwargs, metric, args, cap, settings,
+def tiled_run(out, group, name, image, clean, task, kwargs, metric, args, cap, settings,
               command) -> None:
     """The image restored in tiles of ``args.tiled`` pixels, each stopped by the rule."""
+    config = get_config(args.preset, task, kwargs.get("factor"), **settings, tile_size=args.tiled)
+    plan = plan_tiles(image.shape[:2], config.tile_size, config.tile_overlap, config.tile_above)
     start, tiles, last = time.process_time(), [], None
     for snap in napari_dip.iter_restore(image, task=task, preset=args.preset, seed=args.seed,
                                         max_iterations=cap, tile_size=args.tiled, **kwargs,
@@ -227,8 +230,9 @@ def tiled_run(out, name, image, clean, task, kwargs, metric, args, cap, settings
             tiles.append(last.iteration)
         last = snap
     tiles.append(last.iteration)
-    result = dict(name=name, size="x".join(map(str, clean.shape[:2])), preset=labelled(
-        args.preset, settings), tile_size=args.tiled, tile_iterations=tiles,
+    result = dict(set=group, name=name, size="x".join(map(str, clean.shape[:2])),
+        preset=labelled(args.preset, settings), tile_size=args.tiled,
+        tile_shape=list(plan[0].shape), tile_iterations=tiles,
         psnr=metric(last.estimate, clean), cpu_seconds=time.process_time() - start,
         input_psnr=input_psnr(image, clean, task, metric), command=command, whole=out.name,
         machine=f"{cpu_description()}, torch {torch.__version__}")
@@ -238,19 +242,33 @@ def tiled_run(out, name, image, clean, task, kwargs, metric, args, cap, settings
     write_tiled_doc()
 
 
+def tiled_work(r: dict) -> float:
+    """A tiled run's work in Mpx-it.: its tiles' iterations times their pixels. Runs from before
+    ``tile_shape`` was recorded had tiles of ``tile_size`` or, along a shorter side, that side."""
+    sides = r.get("tile_shape") or [min(r["tile_size"], int(side))
+                                     for side in r["size"].split("x")]
+    return sum(r["tile_iterations"]) * sides[0] * sides[1] / 1e6
+
+
+def whole_fit(r: dict) -> dict | None:
+    """The long run (one fit of the whole image) beside a tiled run, with its work in Mpx-it.
+    (the long run's wall time is no measure of the fit's cost: it also computes PSNRs and
+    shared the cores with other jobs); None if it was not run."""
+    path = RESULTS / r["whole"]
+    if not path.exists():
+        return None
+    w = json.loads(path.read_text())
+    height, width = map(int, r["size"].split("x"))
+    return {**w, "work": w["stop_iteration"] * height * width / 1e6}
+
+
 def write_tiled_doc() -> None:
     def row(r):
-        # the work: iterations times pixels fitted (the long run's wall time is no measure of
-        # the fit's cost: it also computes PSNRs and shared the cores with other jobs)
-        height, width = map(int, r["size"].split("x"))
-        whole = RESULTS / r["whole"]
-        untiled = "–"
-        if whole.exists():
-            w = json.loads(whole.read_text())
-            untiled = (f"{w['stop_psnr']:.2f} dB, stopped at {w['stop_iteration']}"
-                       f"{'' if w['stopped_before_cap'] else ' (cap)'}: "
-                       f"{w['stop_iteration'] * height * width / 1e6:.0f} Mpx-it.")
-        work = sum(r["tile_iterations"]) * r["tile_size"] ** 2 / 1e6
+        w = whole_fit(r)
+        untiled = "–" if w is None else (
+            f"{w['stop_psnr']:.2f} dB, stopped at {w['stop_iteration']}"
+            f"{'' if w['stopped_before_cap'] else ' (cap)'}: {w['work']:.0f} Mpx-it.")
+        work = tiled_work(r)
         return [r["name"], r["size"], r["preset"], f"{r['input_psnr']:.2f}", untiled,
                 f"{r['psnr']:.2f} dB, {len(r['tile_iterations'])} "
                 f"tile{'s' if len(r['tile_iterations']) > 1 else ''} of {r['tile_size']} "
@@ -258,17 +276,28 @@ def write_tiled_doc() -> None:
                 f"{work:.0f} Mpx-it., {r['cpu_seconds']:.0f} s of CPU", f"`{r['command']}`"]
 
     def summary(results):
-        # the set's mean for each preset and tile size: the figure the published tables give
+        # the set's mean for each preset and tile size: the figure the published tables give;
+        # and, over the images also fitted whole, both means and the tiles' work over the whole
+        # fit's
         groups: dict[tuple, list[dict]] = {}
         for r in results:
-            groups.setdefault((r["preset"], r["tile_size"]), []).append(r)
-        lines = ["", "| preset | tiles of | images | mean input PSNR | mean PSNR | CPU time |",
-                 "|---|---|---|---|---|---|"]
-        for (preset, side), rs in sorted(groups.items()):
-            lines.append(f"| {preset} | {side} | {len(rs)} | "
+            groups.setdefault((r["set"], r["preset"], r["tile_size"]), []).append(r)
+        lines = ["", "| set | preset | tiles of | images | mean input PSNR | mean PSNR | CPU time "
+                 "| also fitted whole: mean PSNR whole, in tiles; work in tiles / whole |",
+                 "|---|---|---|---|---|---|---|---|"]
+        for (name, preset, side), rs in sorted(groups.items()):
+            pairs = [(r, whole_fit(r)) for r in rs]
+            pairs = [(r, w) for r, w in pairs if w is not None]
+            both = "–"
+            if pairs:
+                ratios = [tiled_work(r) / w["work"] for r, w in pairs]
+                both = (f"{len(pairs)}: {np.mean([w['stop_psnr'] for _, w in pairs]):.2f} dB, "
+                        f"{np.mean([r['psnr'] for r, _ in pairs]):.2f} dB; "
+                        f"{min(ratios):.2f} to {max(ratios):.2f}")
+            lines.append(f"| {name} | {preset} | {side} | {len(rs)} | "
                          f"{np.mean([r['input_psnr'] for r in rs]):.2f} | "
                          f"{np.mean([r['psnr'] for r in rs]):.2f} | "
-                         f"{sum(r['cpu_seconds'] for r in rs) / 3600:.1f} h |")
+                         f"{sum(r['cpu_seconds'] for r in rs) / 3600:.1f} h | {both} |")
         return lines
 
     write_table(TILED_START, TILED_END, "Automatic stopping: whole images in tiles",
@@ -363,7 +392,8 @@ def main(argv=None) -> int:
             write_doc()
             continue
         if args.tiled:
-            tiled_run(out, name, image, clean, task, kwargs, metric, args, cap, settings, command)
+            tiled_run(out, group, name, image, clean, task, kwargs, metric, args, cap, settings,
+                      command)
             continue
         if args.second_run:
             second_run(out, image, clean, task, kwargs, metric, args, cap, settings, command)
