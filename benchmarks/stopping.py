@@ -196,49 +196,71 @@ def input_psnr(image, clean, task, metric) -> float:
 
 
 def second_run(out, image, clean, task, kwargs, metric, args, cap, settings, command) -> None:
-    """A second run on the stored run's degraded image, averaged with its returned estimate."""
-    first = ESTIMATES / f"{out.stem}.npy"
-    if not (out.exists() and first.exists()):
-        print(f"{out.stem}: no stored run with its estimate; run it first without --second-run")
+    """A second run on the stored run's degraded image (the network and its code seeded
+    seed + 1, stopped by the rule, the same cap), averaged with the stored run's returned
+    estimate: what ``n_runs=2`` returns. With ``--tiled``, of the stored run in tiles."""
+    stem = f"tiled{args.tiled}_{out.stem}" if args.tiled else out.stem
+    stored, first = RESULTS / f"{stem}.json", ESTIMATES / f"{stem}.npy"
+    if not (stored.exists() and first.exists()):
+        print(f"{stem}: no stored run with its estimate; run it first without --second-run")
         return
-    result = json.loads(out.read_text())
-    start = time.perf_counter()
-    for snap in napari_dip.iter_restore(image, task=task, preset=args.preset, seed=args.seed + 1,
-                                        max_iterations=cap, **kwargs, **settings):
-        pass
-    average = (np.load(first) + snap.estimate) / 2
-    result.update(second_run=dict(psnr=metric(snap.estimate, clean), iteration=snap.iteration,
-                                  stopped=snap.stopped, seconds=time.perf_counter() - start,
+    result = json.loads(stored.read_text())
+    if args.tiled:
+        estimate, tiles, seconds = fit_in_tiles(image, task, kwargs, args, cap, settings,
+                                                args.seed + 1)
+        run, alone = dict(tile_iterations=tiles, cpu_seconds=seconds), result["psnr"]
+    else:
+        start = time.perf_counter()
+        for snap in napari_dip.iter_restore(image, task=task, preset=args.preset,
+                                            seed=args.seed + 1, max_iterations=cap, **kwargs,
+                                            **settings):
+            pass
+        estimate, alone = snap.estimate, result["stop_psnr"]
+        run = dict(iteration=snap.iteration, stopped=snap.stopped,
+                   seconds=time.perf_counter() - start)
+    average = (np.load(first) + estimate) / 2
+    result.update(second_run=dict(psnr=metric(estimate, clean), **run,
                                   average_psnr=metric(average, clean), command=command))
-    print(f"{result['name']}: second run {result['second_run']['psnr']:.2f} dB "
-          f"({snap.iteration} it.), two runs averaged {result['second_run']['average_psnr']:.2f}"
-          f" dB (the first alone {result['stop_psnr']:.2f} dB)", flush=True)
-    out.write_text(json.dumps(result, indent=1))
-    write_doc()
+    print(f"{result['name']}: second run {result['second_run']['psnr']:.2f} dB, two runs "
+          f"averaged {result['second_run']['average_psnr']:.2f} dB (the first alone "
+          f"{alone:.2f} dB)", flush=True)
+    stored.write_text(json.dumps(result, indent=1))
+    write_tiled_doc() if args.tiled else write_doc()
 
 
-def tiled_run(out, group, name, image, clean, task, kwargs, metric, args, cap, settings,
-              command) -> None:
-    """The image restored in tiles of ``args.tiled`` pixels, each stopped by the rule."""
-    config = get_config(args.preset, task, kwargs.get("factor"), **settings, tile_size=args.tiled)
-    plan = plan_tiles(image.shape[:2], config.tile_size, config.tile_overlap, config.tile_above)
+def fit_in_tiles(image, task, kwargs, args, cap, settings, seed):
+    """Restore ``image`` in tiles of ``args.tiled``, each stopped by the rule: the estimate, the
+    iterations each tile ran and the CPU seconds."""
     start, tiles, last = time.process_time(), [], None
-    for snap in napari_dip.iter_restore(image, task=task, preset=args.preset, seed=args.seed,
+    for snap in napari_dip.iter_restore(image, task=task, preset=args.preset, seed=seed,
                                         max_iterations=cap, tile_size=args.tiled, **kwargs,
                                         **settings):
         if last is not None and snap.tile != last.tile:
             tiles.append(last.iteration)
         last = snap
     tiles.append(last.iteration)
+    return last.estimate, tiles, time.process_time() - start
+
+
+def tiled_run(out, group, name, image, clean, task, kwargs, metric, args, cap, settings,
+              command) -> None:
+    """The image restored in tiles of ``args.tiled`` pixels, each stopped by the rule; its
+    estimate is kept for a second run (``--second-run``)."""
+    config = get_config(args.preset, task, kwargs.get("factor"), **settings, tile_size=args.tiled)
+    plan = plan_tiles(image.shape[:2], config.tile_size, config.tile_overlap, config.tile_above)
+    estimate, tiles, seconds = fit_in_tiles(image, task, kwargs, args, cap, settings, args.seed)
+    stem = f"tiled{args.tiled}_{out.stem}"
+    ESTIMATES.mkdir(parents=True, exist_ok=True)
+    np.save(ESTIMATES / f"{stem}.npy", estimate.astype(np.float32))
     result = dict(set=group, name=name, size="x".join(map(str, clean.shape[:2])),
         preset=labelled(args.preset, settings), tile_size=args.tiled,
         tile_shape=list(plan[0].shape), tile_iterations=tiles,
-        psnr=metric(last.estimate, clean), cpu_seconds=time.process_time() - start,
+        psnr=metric(estimate, clean), cpu_seconds=seconds,
         input_psnr=input_psnr(image, clean, task, metric), command=command, whole=out.name,
         machine=f"{cpu_description()}, torch {torch.__version__}")
     print(f"{name}: {len(tiles)} tiles of {args.tiled}, {result['psnr']:.2f} dB, "
           f"{result['cpu_seconds']:.0f} s of CPU", flush=True)
-    (RESULTS / f"tiled{args.tiled}_{out.name}").write_text(json.dumps(result, indent=1))
+    (RESULTS / f"{stem}.json").write_text(json.dumps(result, indent=1))
     write_tiled_doc()
 
 
@@ -273,7 +295,15 @@ def write_tiled_doc() -> None:
                 f"{r['psnr']:.2f} dB, {len(r['tile_iterations'])} "
                 f"tile{'s' if len(r['tile_iterations']) > 1 else ''} of {r['tile_size']} "
                 f"({min(r['tile_iterations'])} to {max(r['tile_iterations'])} iterations): "
-                f"{work:.0f} Mpx-it., {r['cpu_seconds']:.0f} s of CPU", f"`{r['command']}`"]
+                f"{work:.0f} Mpx-it., {r['cpu_seconds']:.0f} s of CPU", two_runs(r),
+                f"`{r['command']}`"]
+
+    def two_runs(r):
+        second = r.get("second_run")
+        if second is None:
+            return "–"
+        return (f"{second['average_psnr']:.2f} dB (the second alone {second['psnr']:.2f} dB, "
+                f"{second['cpu_seconds']:.0f} s of CPU; `{second['command']}`)")
 
     def summary(results):
         # the set's mean for each preset and tile size: the figure the published tables give;
@@ -283,8 +313,9 @@ def write_tiled_doc() -> None:
         for r in results:
             groups.setdefault((r["set"], r["preset"], r["tile_size"]), []).append(r)
         lines = ["", "| set | preset | tiles of | images | mean input PSNR | mean PSNR | CPU time "
-                 "| also fitted whole: mean PSNR whole, in tiles; work in tiles / whole |",
-                 "|---|---|---|---|---|---|---|---|"]
+                 "| also fitted whole: mean PSNR whole, in tiles; work in tiles / whole "
+                 "| also run twice: mean PSNR of one run, of two runs averaged |",
+                 "|---|---|---|---|---|---|---|---|---|"]
         for (name, preset, side), rs in sorted(groups.items()):
             pairs = [(r, whole_fit(r)) for r in rs]
             pairs = [(r, w) for r, w in pairs if w is not None]
@@ -294,16 +325,22 @@ def write_tiled_doc() -> None:
                 both = (f"{len(pairs)}: {np.mean([w['stop_psnr'] for _, w in pairs]):.2f} dB, "
                         f"{np.mean([r['psnr'] for r, _ in pairs]):.2f} dB; "
                         f"{min(ratios):.2f} to {max(ratios):.2f}")
+            twice = [r for r in rs if "second_run" in r]
+            two = "–" if not twice else (
+                f"{len(twice)}: {np.mean([r['psnr'] for r in twice]):.2f} dB, "
+                f"{np.mean([r['second_run']['average_psnr'] for r in twice]):.2f} dB")
             lines.append(f"| {name} | {preset} | {side} | {len(rs)} | "
                          f"{np.mean([r['input_psnr'] for r in rs]):.2f} | "
                          f"{np.mean([r['psnr'] for r in rs]):.2f} | "
-                         f"{sum(r['cpu_seconds'] for r in rs) / 3600:.1f} h | {both} |")
+                         f"{sum(r['cpu_seconds'] for r in rs) / 3600:.1f} h | {both} | "
+                         f"{two} |")
         return lines
 
     write_table(TILED_START, TILED_END, "Automatic stopping: whole images in tiles",
                 "tiled*_stopping_*.json",
                 ["image", "size", "preset", "input PSNR", "whole image in one fit (the long run)",
-                 "in tiles, each stopped by the rule", "command"], row, summary)
+                 "in tiles, each stopped by the rule", "two runs averaged (n_runs=2)", "command"],
+                row, summary)
 
 
 def main(argv=None) -> int:
@@ -328,12 +365,13 @@ def main(argv=None) -> int:
                              "the same degraded image once more with the preset as it stands "
                              "(the network and its code seeded with seed + 1, stopped by the "
                              "rule, the same cap) and average its result with the stored run's "
-                             "returned estimate, as n_runs=2 does")
+                             "returned estimate, as n_runs=2 does; with --tiled, of the stored "
+                             "run in tiles")
     parser.add_argument("--tiled", type=int, default=0, metavar="SIDE",
                         help="do not run long: restore each image with the preset as it stands "
                              "(stopped by the rule, the same cap per tile) in overlapping tiles "
                              "of SIDE pixels, and record the result's PSNR and CPU time beside "
-                             "the whole-image run")
+                             "the whole-image run; its estimate is kept for --second-run")
     parser.add_argument("--restop", action="store_true",
                         help="do not run: read where the rule stops again from the stored runs "
                              "of these arguments, with the preset's current patience (the run "
@@ -391,12 +429,12 @@ def main(argv=None) -> int:
             out.write_text(json.dumps(result, indent=1))
             write_doc()
             continue
+        if args.second_run:
+            second_run(out, image, clean, task, kwargs, metric, args, cap, settings, command)
+            continue
         if args.tiled:
             tiled_run(out, group, name, image, clean, task, kwargs, metric, args, cap, settings,
                       command)
-            continue
-        if args.second_run:
-            second_run(out, image, clean, task, kwargs, metric, args, cap, settings, command)
             continue
         print(f"{name}: {task}, {image.shape}, cap {cap}", flush=True)
         result, returned = long_run(image, clean, task, kwargs, metric, args.preset,
