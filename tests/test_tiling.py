@@ -173,6 +173,18 @@ def test_tiled_and_untiled_runs_agree(noisy_cell):
     assert difference < 0.5 * np.abs(noisy - whole).mean()
 
 
+def test_several_runs_in_tiles_average_the_single_tiled_runs(noisy_cell):
+    """n_runs in tiles is the blend of each tile's averaged runs, which is the average of whole
+    tiled runs with seeds seed, seed + 1 (benchmarks/stopping.py --tiled --second-run relies on
+    it)."""
+    _, noisy = noisy_cell
+    settings = dict(preset="quick", max_iterations=4, **TILED)
+    single = [restore(noisy, seed=s, **settings) for s in (3, 4)]
+    averaged = restore(noisy, seed=3, n_runs=2, **settings)
+    np.testing.assert_allclose(averaged, (single[0] + single[1]) / 2, atol=1e-5)
+    assert np.abs(single[0] - single[1]).mean() > 1e-3  # the seeds' runs differ
+
+
 def test_snapshots_walk_through_the_tiles_and_show_the_input_where_none_was_fitted():
     _, noisy = noisy_ramp()
     snapshots = list(iter_restore(noisy, **tiny(max_iterations=2, report_every=1), **TILED))
