@@ -233,8 +233,8 @@ def fit_in_tiles(image, task, kwargs, args, cap, settings, seed):
     iterations each tile ran and the CPU seconds."""
     start, tiles, last = time.process_time(), [], None
     for snap in napari_dip.iter_restore(image, task=task, preset=args.preset, seed=seed,
-                                        max_iterations=cap, tile_size=args.tiled, **kwargs,
-                                        **settings):
+                                        max_iterations=cap, tile_size=args.tiled, tile_above=0,
+                                        **kwargs, **settings):
         if last is not None and snap.tile != last.tile:
             tiles.append(last.iteration)
         last = snap
@@ -246,13 +246,14 @@ def tiled_run(out, group, name, image, clean, task, kwargs, metric, args, cap, s
               command) -> None:
     """The image restored in tiles of ``args.tiled`` pixels, each stopped by the rule; its
     estimate is kept for a second run (``--second-run``)."""
-    config = get_config(args.preset, task, kwargs.get("factor"), **settings, tile_size=args.tiled)
+    config = get_config(args.preset, task, kwargs.get("factor"), **settings, tile_size=args.tiled,
+                        tile_above=0)
     plan = plan_tiles(image.shape[:2], config.tile_size, config.tile_overlap, config.tile_above)
     estimate, tiles, seconds = fit_in_tiles(image, task, kwargs, args, cap, settings, args.seed)
     stem = f"tiled{args.tiled}_{out.stem}"
     ESTIMATES.mkdir(parents=True, exist_ok=True)
     np.save(ESTIMATES / f"{stem}.npy", estimate.astype(np.float32))
-    result = dict(set=group, name=name, size="x".join(map(str, clean.shape[:2])),
+    result = dict(set=group, name=name, size="x".join(map(str, clean.shape[:2])), crop=args.crop,
         preset=labelled(args.preset, settings), tile_size=args.tiled,
         tile_shape=list(plan[0].shape), tile_iterations=tiles,
         psnr=metric(estimate, clean), cpu_seconds=seconds,
@@ -310,8 +311,12 @@ def write_tiled_doc() -> None:
         # and, over the images also fitted whole, both means and the tiles' work over the whole
         # fit's
         groups: dict[tuple, list[dict]] = {}
+        # runs on centre crops (``--crop``) are a set of their own; runs from before ``crop``
+        # was recorded were on whole images
         for r in results:
-            groups.setdefault((r["set"], r["preset"], r["tile_size"]), []).append(r)
+            crop = r.get("crop", 0)
+            name = f"{r['set']}, centre crops of {crop}" if crop else r["set"]
+            groups.setdefault((name, r["preset"], r["tile_size"]), []).append(r)
         lines = ["", "| set | preset | tiles of | images | mean input PSNR | mean PSNR | CPU time "
                  "| also fitted whole: mean PSNR whole, in tiles; work in tiles / whole "
                  "| also run twice: mean PSNR of one run, of two runs averaged (gain per "
@@ -376,8 +381,9 @@ def main(argv=None) -> int:
     parser.add_argument("--tiled", type=int, default=0, metavar="SIDE",
                         help="do not run long: restore each image with the preset as it stands "
                              "(stopped by the rule, the same cap per tile) in overlapping tiles "
-                             "of SIDE pixels, and record the result's PSNR and CPU time beside "
-                             "the whole-image run; its estimate is kept for --second-run")
+                             "of SIDE pixels, whatever the image's size (tile_above=0), and "
+                             "record the result's PSNR and CPU time beside the whole-image run; "
+                             "its estimate is kept for --second-run")
     parser.add_argument("--restop", action="store_true",
                         help="do not run: read where the rule stops again from the stored runs "
                              "of these arguments, with the preset's current patience (the run "
@@ -399,6 +405,9 @@ def main(argv=None) -> int:
     RESULTS.mkdir(parents=True, exist_ok=True)
     command = command_line("stopping.py", argv)
     settings = dict(parse_setting(text) for text in args.set)
+    if args.tiled and {"tile_size", "tile_above"} & settings.keys():
+        parser.error("--tiled SIDE sets the tiles itself (tiles of SIDE pixels, whatever the "
+                     "image's size); drop --set tile_size= and --set tile_above=")
     label = labelled(args.preset, settings)
     if args.stopping:  # the rule is a column of its own, not part of the label
         settings["stopping"] = args.stopping
