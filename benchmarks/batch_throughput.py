@@ -84,7 +84,8 @@ def main() -> None:
     config = records[0]["config"]
     print(f"{args.files} files of {'x'.join(map(str, args.shape))} uint16, preset "
           f"{args.preset!r} ({config['max_iterations']} iterations on the first slice, "
-          f"warm start {config['warm_start_fraction']}), {platform.processor() or platform.machine()}, "
+          f"warm start {config['warm_start_fraction']}), "
+          f"{platform.processor() or platform.machine()}, "
           f"{os.cpu_count()} CPU cores, torch {records[0]['versions']['torch']}\n")
     print("| mode | wall time (s) | slices per minute | sum of per-file restore time (s) "
           "| load average at start |")

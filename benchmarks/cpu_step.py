@@ -16,7 +16,8 @@ gives the CPU time per step. Nothing is written: the numbers are quoted in docs/
     OMP_NUM_THREADS=1 python benchmarks/cpu_step.py --preset fast --side 256
     OMP_NUM_THREADS=1 python benchmarks/cpu_step.py --preset fast --side 256 --modes eager --profile
     OMP_NUM_THREADS=1 python benchmarks/cpu_step.py --preset auto --adam
-    OMP_NUM_THREADS=1 python benchmarks/cpu_step.py --preset auto --modes eager,bfloat16 --side 64,128,256,512
+    OMP_NUM_THREADS=1 python benchmarks/cpu_step.py --preset auto --modes eager,bfloat16 \
+        --side 64,128,256,512
     OMP_NUM_THREADS=1 python benchmarks/cpu_step.py --preset auto --side 256 --modes \
         bfloat16+widened_padding,bfloat16,bfloat16+channels_last+torch_cat,bfloat16+channels_last
 """

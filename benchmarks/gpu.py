@@ -199,7 +199,8 @@ def batch_section(args, save) -> dict:
         sync(args.device)
         seconds = time.perf_counter() - start
         value = float(np.mean([psnr(last.result[k], clean_stack[k]) for k in range(len(stack))]))
-        rows.append(dict(slice_batch=batch, cuda_graph=graph, seconds=seconds, steps=args.batch_steps,
+        rows.append(dict(slice_batch=batch, cuda_graph=graph, seconds=seconds,
+                         steps=args.batch_steps,
                          ms_per_slice_step=1000 * seconds / args.batch_steps / len(stack),
                          mean_psnr=value, peak_memory_gib=peak_memory_gib(args.device)))
         print(json.dumps(rows[-1]), flush=True)

@@ -1,4 +1,5 @@
-"""Run the Deep Image Prior paper's protocols with preset "paper" and record PSNR against ground truth.
+"""Run the Deep Image Prior paper's protocols with preset "paper" and record PSNR against ground
+truth.
 
 Protocols (../shared/data/SOURCES.md):
 - denoising: image in [0, 1], noisy = clip(img + N(0, 25/255), 0, 1), PSNR on [0, 1] RGB;

@@ -17,7 +17,8 @@ benchmarks/results/speed_<image>_<method>.json; ``--report`` assembles the table
 (benchmarks/results/step_costs_<side>.json), and the report prices the iterations each run
 took at those costs too: the long runs' own CPU times carry whatever load they met.
 
-    OMP_NUM_THREADS=1 python benchmarks/speed.py --image 02 --method paper --crop 128 --cap 3000 --past-peak 400
+    OMP_NUM_THREADS=1 python benchmarks/speed.py --image 02 --method paper --crop 128 \
+        --cap 3000 --past-peak 400
     OMP_NUM_THREADS=1 python benchmarks/speed.py --image 02 --crop 128 --method fast
     OMP_NUM_THREADS=1 python benchmarks/speed.py --image 02 --crop 128 --method auto-denoise
     OMP_NUM_THREADS=1 python benchmarks/speed.py --image 02 --step-costs --presets paper,auto
@@ -278,15 +279,19 @@ def report() -> None:
             continue
         best_s, best_it, best = max(paper["curve"], key=lambda point: point[2])
         peers: list[str] = []
-        lines += [f"**{paper['name']}** (Set12 {image}.png, {side}x{side}{' centre crop' if side < 256 else ''}, sigma 25; noisy "
+        crop = " centre crop" if side < 256 else ""
+        unrecorded = ("; earlier runs, which did not record the processor"
+                      if processor(paper) == UNRECORDED else "")
+        lines += [f"**{paper['name']}** (Set12 {image}.png, {side}x{side}{crop}, sigma 25; noisy "
                   f"{paper['input_psnr']:.2f} dB; seed {paper.get('seed', 0)}; "
                   f"{paper['threads']} thread(s), "
-                  f"{paper['machine']}{'; earlier runs, which did not record the processor' if processor(paper) == UNRECORDED else ''}; "
+                  f"{paper['machine']}{unrecorded}; "
                   f"generator layout {layout(paper)}). "
                   f"Preset paper, run to {paper['iterations']} iterations: "
                   f"best **{best:.2f} dB** at iteration {best_it}, after **{best_s:.0f} s**.", "",
                   "| method | returned PSNR | its time | paper's best - 0.3 dB reached after | "
-                  "its time / paper's time to its best | peak memory |", "|---|---|---|---|---|---|"]
+                  "its time / paper's time to its best | peak memory |",
+                  "|---|---|---|---|---|---|"]
         for name, record in sorted(methods.items()):
             if name == "paper":
                 continue

@@ -7,10 +7,13 @@ Each slice is restored alone with the preset, then the whole stack with ``restor
 k warm-started from slice k-1); the clean stack is used only to measure.
 
     OMP_NUM_THREADS=1 python benchmarks/stack_speed.py --preset fast --crop 128
-    OMP_NUM_THREADS=1 python benchmarks/stack_speed.py --preset fast --crop 128 --passes 2 --reuse-alone
-    OMP_NUM_THREADS=1 python benchmarks/stack_speed.py --preset fast --crop 128 --slice-batch 5 --reuse-alone
+    OMP_NUM_THREADS=1 python benchmarks/stack_speed.py --preset fast --crop 128 --passes 2 \
+        --reuse-alone
+    OMP_NUM_THREADS=1 python benchmarks/stack_speed.py --preset fast --crop 128 --slice-batch 5 \
+        --reuse-alone
     OMP_NUM_THREADS=1 python benchmarks/stack_speed.py --preset fast --alone-slices 1-3 --alone-only
-    OMP_NUM_THREADS=1 python benchmarks/stack_speed.py --preset fast --alone-slices none --reuse-alone
+    OMP_NUM_THREADS=1 python benchmarks/stack_speed.py --preset fast --alone-slices none \
+        --reuse-alone
     OMP_NUM_THREADS=1 python benchmarks/stack_speed.py --preset fast --crop 128 --set top_channels=0
 
 The single-slice fits do not depend on the stack's options. Each is kept, as it finishes, in

@@ -83,7 +83,8 @@ def report() -> None:
     """The tuning table in docs/benchmarks.md, from benchmarks/results/tune_presets.jsonl."""
     rows = [json.loads(line) for line in (RESULTS / "tune_presets.jsonl").read_text().splitlines()]
     lines = ["", "| candidate | on top of | settings | output average | image | s / iteration | "
-             "PSNR at 300 / 500 / 700 it. | best (iteration) |", "|---|---|---|---|---|---|---|---|"]
+             "PSNR at 300 / 500 / 700 it. | best (iteration) |",
+             "|---|---|---|---|---|---|---|---|"]
     for r in sorted(rows, key=lambda r: (r.get("base", "paper"), r["image"], r["name"])):
         at = r["every_100"]
         steps = " / ".join(f"{at[str(k)]:.2f}" if str(k) in at else "–" for k in (300, 500, 700))

@@ -8,7 +8,8 @@ def test_demo_reports_psnr_time_device_and_writes_a_png(tmp_path, capsys):
     out = tmp_path / "demo.png"
     assert main(["demo", "--size", "64", "--max-iterations", "30", "--out", str(out)]) == 0
     text = capsys.readouterr().out
-    lines = dict(line.split(":", 1) for line in text.splitlines() if line.startswith(("PSNR", "time", "device")))
+    lines = dict(line.split(":", 1) for line in text.splitlines()
+                 if line.startswith(("PSNR", "time", "device")))
     before = float(lines["PSNR input "].split()[0])
     after = float(lines["PSNR result"].split()[0])
     assert after > before

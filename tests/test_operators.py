@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 import torch
 
-from napari_dip.operators import (LanczosDownsampler, data_loss, inpainting_loss, lanczos_downsample,
-                                  lanczos_kernel, psnr)
+from napari_dip.operators import (LanczosDownsampler, data_loss, inpainting_loss,
+                                  lanczos_downsample, lanczos_kernel, psnr)
 
 
 @pytest.mark.parametrize("factor", [2, 4, 8])

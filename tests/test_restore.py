@@ -450,7 +450,8 @@ def test_the_input_perturbation_grows_linearly_over_its_ramp(ramp):
     config = get_config("quick", max_iterations=8, reg_noise_std=0.05, reg_noise_ramp=ramp)
     observation, network, code = fit_parts(config)
     seen = []
-    network.register_forward_pre_hook(lambda module, args: seen.append(float((args[0] - code).std())))
+    network.register_forward_pre_hook(
+        lambda module, args: seen.append(float((args[0] - code).std())))
     list(fit_module.fit(observation, config, network=network, code=code))
     expected = [0.05 * (min(1.0, t / ramp) if ramp else 1.0) for t in range(1, 9)]
     assert seen == pytest.approx(expected, rel=0.1)

@@ -70,7 +70,8 @@ def test_a_2d_mask_applies_to_every_slice_and_an_nd_mask_per_slice(noisy_stack):
 
 def test_a_mask_that_fits_neither_a_slice_nor_the_stack_is_refused(noisy_stack):
     _, noisy = noisy_stack
-    with pytest.raises(ValueError, match=r"mask has shape \(2, 64, 64\).*\(64, 64\).*one per slice"):
+    with pytest.raises(ValueError,
+                       match=r"mask has shape \(2, 64, 64\).*\(64, 64\).*one per slice"):
         restore_stack(noisy, task="inpaint", mask=np.zeros((2, 64, 64)), **tiny())
 
 

@@ -161,7 +161,8 @@ def _setup(task: str, mask, factor, preset, seed, device, max_iterations,
     check_task(task)
     factor = check_factor(task, factor)
     if task == "inpaint" and mask is None:
-        raise ValueError("task='inpaint' needs mask=, an array that is true where pixels are missing")
+        raise ValueError("task='inpaint' needs mask=, an array that is true where pixels are "
+                         "missing")
     if task != "inpaint" and mask is not None:
         raise ValueError(f"mask= is only used by task='inpaint', not {task!r}")
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:

@@ -81,7 +81,8 @@ class Job:
 
 @dataclass
 class Outcome:
-    """What happened to one input: ``"written"``, ``"skipped"`` (already complete) or ``"failed"``."""
+    """What happened to one input: ``"written"``, ``"skipped"`` (already complete) or
+    ``"failed"``."""
 
     input: Path
     status: str

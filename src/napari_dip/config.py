@@ -37,7 +37,8 @@ gets the whole ``reg_noise_ramp``; a smaller one the share of its pixels."""
 def _knob(default: Any, doc: str, *, low: float | None = None, high: float | None = None,
           choices: tuple | None = None) -> Any:
     """A dataclass field with its bounds (or choices) and a one-line description."""
-    return field(default=default, metadata={"doc": doc, "low": low, "high": high, "choices": choices})
+    return field(default=default,
+                 metadata={"doc": doc, "low": low, "high": high, "choices": choices})
 
 
 @dataclass(frozen=True)
@@ -198,15 +199,18 @@ def _check_field(f: dataclasses.Field, value: Any) -> None:
     meta = f.metadata
     if meta.get("choices") is not None:
         if value not in meta["choices"]:
-            raise ValueError(f"{f.name}={value!r} is not allowed; choose one of {list(meta['choices'])}")
+            raise ValueError(f"{f.name}={value!r} is not allowed; choose one of "
+                             f"{list(meta['choices'])}")
         return
     expected = int if f.type in ("int", int) else float
     if isinstance(value, bool) or not isinstance(value, (int, float)) or (
             expected is int and not float(value).is_integer()):
-        raise ValueError(f"{f.name}={value!r} must be a{'n integer' if expected is int else ' number'}")
+        kind = "an integer" if expected is int else "a number"
+        raise ValueError(f"{f.name}={value!r} must be {kind}")
     low, high = meta.get("low"), meta.get("high")
     if (low is not None and value < low) or (high is not None and value > high):
-        raise ValueError(f"{f.name}={value!r} is out of range; expected {low} <= {f.name} <= {high}")
+        raise ValueError(f"{f.name}={value!r} is out of range; expected "
+                         f"{low} <= {f.name} <= {high}")
 
 
 def check_setting(name: str, value: Any) -> None:
@@ -326,9 +330,9 @@ Measured (docs/benchmarks.md, "Speed"): on House at 256x256 the paper recipe's b
 cap of 3000 iterations (where most were still climbing), 0.11 dB more on average, more on
 seven of them (up to 0.21 dB) and less on two (0.09 and 0.07 dB); on the fourteen CBM3D9 and
 FMD crops at 128x128 (+0.05 and +0.02 dB on average) and at 64x64 the returned PSNR was the
-same within the spread that a change of rounding alone gives. The unscaled ramp of 500 iterations had
-returned 0.47 and 0.68 dB less on the five FMD crops at 64x64 (two seeds; up to 1.8 dB on
-fish, which peaks within a few hundred iterations)."""
+same within the spread that a change of rounding alone gives. The unscaled ramp of 500
+iterations had returned 0.47 and 0.68 dB less on the five FMD crops at 64x64 (two seeds; up to
+1.8 dB on fish, which peaks within a few hundred iterations)."""
 
 
 DENOISING_TILES = dict(tile_size=288, tile_above=432)
@@ -443,12 +447,14 @@ def check_task(task: str) -> str:
 def check_factor(task: str, factor: int | None) -> int | None:
     if task != "super_resolve":
         if factor not in (None, 1):
-            raise ValueError(f"factor={factor!r} only applies to task='super_resolve', not {task!r}")
+            raise ValueError(f"factor={factor!r} only applies to task='super_resolve', "
+                             f"not {task!r}")
         return None
     if factor is None:
         raise ValueError(f"task='super_resolve' needs factor=, one of {list(SUPPORTED_FACTORS)}")
     if isinstance(factor, bool) or factor not in SUPPORTED_FACTORS:
-        raise ValueError(f"factor={factor!r} is not supported; choose one of {list(SUPPORTED_FACTORS)}")
+        raise ValueError(f"factor={factor!r} is not supported; choose one of "
+                         f"{list(SUPPORTED_FACTORS)}")
     return int(factor)
 
 
@@ -473,7 +479,8 @@ def get_config(preset: str | DIPConfig = "auto", task: str = "denoise", factor: 
     elif preset in PRESETS:
         config = PRESETS[preset](task, factor)
     else:
-        raise ValueError(f"unknown preset {preset!r}; choose one of {list(PRESETS)} or pass a DIPConfig")
+        raise ValueError(f"unknown preset {preset!r}; choose one of {list(PRESETS)} or pass a "
+                         "DIPConfig")
     overrides = {k: v for k, v in overrides.items() if v is not None}
     return config.replace(**overrides) if overrides else config
 

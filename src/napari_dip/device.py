@@ -81,7 +81,8 @@ def autocast_dtype(precision: str, device: torch.device, pixels: int = 0) -> tor
     and the weights always stay in float32.
     """
     if precision not in PRECISIONS:
-        raise ValueError(f"precision={precision!r} is not allowed; choose one of {list(PRECISIONS)}")
+        raise ValueError(f"precision={precision!r} is not allowed; choose one of "
+                         f"{list(PRECISIONS)}")
     if precision == "float32":
         return None
     if precision == "auto":

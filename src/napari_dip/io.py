@@ -138,7 +138,8 @@ class TiffImage:
     ome: dict[str, Any] = field(default_factory=dict)
 
     def restored(self, data: np.ndarray, factor: int | None = None) -> TiffImage:
-        """The same metadata around new pixels; for super-resolution, pixels ``factor`` times smaller."""
+        """The same metadata around new pixels; for super-resolution, pixels ``factor`` times
+        smaller."""
         factor = factor or 1
         resolution = None
         if self.resolution is not None:

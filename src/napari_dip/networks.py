@@ -1,4 +1,5 @@
-"""Generator architectures: the paper's hourglass (with or without skip connections) and a Deep Decoder.
+"""Generator architectures: the paper's hourglass (with or without skip connections) and a Deep
+Decoder.
 
 Every generator maps a fixed input code ``z`` of shape ``(N, C_in, H / r, W / r)`` to an image
 ``(N, C_out, H, W)`` in [0, 1] (sigmoid output), where ``r = generator.input_reduction``
@@ -60,7 +61,8 @@ def _conv(in_channels: int, out_channels: int, kernel: int, stride: int = 1) -> 
     return nn.Sequential(*layers)
 
 
-def _conv_bn_act(in_channels: int, out_channels: int, kernel: int, stride: int = 1) -> nn.Sequential:
+def _conv_bn_act(in_channels: int, out_channels: int, kernel: int,
+                 stride: int = 1) -> nn.Sequential:
     return nn.Sequential(_conv(in_channels, out_channels, kernel, stride),
                          nn.BatchNorm2d(out_channels), nn.LeakyReLU(0.2, inplace=True))
 
@@ -170,7 +172,8 @@ def input_channels(config: DIPConfig) -> int:
     return 2 if config.input_type == "meshgrid" else config.input_channels
 
 
-def build_generator(config: DIPConfig, out_channels: int, in_channels: int | None = None) -> nn.Module:
+def build_generator(config: DIPConfig, out_channels: int,
+                    in_channels: int | None = None) -> nn.Module:
     """The generator named by ``config.network``.
 
     ``in_channels`` overrides the input code's channel count (a guide image as input).

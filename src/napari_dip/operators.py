@@ -39,7 +39,8 @@ def lanczos_downsample(image: torch.Tensor, factor: int, support: int = 2) -> to
 
 
 class LanczosDownsampler(nn.Module):
-    """The super-resolution degradation ``d``: separable Lanczos-2 filter, then stride ``factor``."""
+    """The super-resolution degradation ``d``: separable Lanczos-2 filter, then stride
+    ``factor``."""
 
     def __init__(self, factor: int, support: int = 2) -> None:
         super().__init__()
@@ -51,7 +52,8 @@ class LanczosDownsampler(nn.Module):
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         n, c, h, w = image.shape
         if h % self.factor or w % self.factor:
-            raise ValueError(f"image sides ({h}, {w}) must be multiples of the factor {self.factor}")
+            raise ValueError(f"image sides ({h}, {w}) must be multiples of the factor "
+                             f"{self.factor}")
         x = F.pad(image.reshape(n * c, 1, h, w), (self.pad,) * 4, mode="replicate")
         taps = self.taps.to(image.dtype)
         x = F.conv2d(x, taps.view(1, 1, -1, 1), stride=(self.factor, 1))

@@ -111,7 +111,8 @@ def channels_to_layout(hwc: np.ndarray, channel_axis: int | None) -> np.ndarray:
     return np.moveaxis(hwc, -1, channel_axis)
 
 
-def to_user_layout(unit: np.ndarray, scaling: IntensityScaling, channel_axis: int | None) -> np.ndarray:
+def to_user_layout(unit: np.ndarray, scaling: IntensityScaling,
+                   channel_axis: int | None) -> np.ndarray:
     """``(M, N, C)`` in [0, 1] -> the caller's layout, dtype and intensity range."""
     return channels_to_layout(scaling.from_unit(unit), channel_axis)
 
@@ -256,7 +257,8 @@ class SliceLayout:
         needed = 2 if channel_axis is None else 3
         if image.ndim < needed:
             raise ValueError(f"image has shape {image.shape}: a stack needs at least {needed} "
-                             f"dimensions{' with channel_axis' if channel_axis is not None else ''}")
+                             "dimensions" + (" with channel_axis" if channel_axis is not None
+                                             else ""))
         if channel_axis is not None and not -image.ndim <= channel_axis < image.ndim:
             raise ValueError(f"channel_axis={channel_axis} is out of range for an image with "
                              f"{image.ndim} dimensions")
