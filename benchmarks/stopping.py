@@ -8,8 +8,9 @@ it would have returned; beside it, the peak PSNR of the run and its iteration. T
 "Bayesian mean PSNR" column reads the run of preset "bayesian" on the same image from
 benchmarks/bayesian.py, which measures it.
 
-Writes benchmarks/results/stopping_*.json, a table in docs/benchmarks.md and a plot
-docs/images/stopping_curves.png.
+Writes benchmarks/results/stopping_*.json and a table in docs/benchmarks.md; ``--plot`` redraws
+the figure docs/images/stopping_curves.png from the stored runs it names (a long run does not
+replace the figure the docs describe).
 
     python benchmarks/stopping.py --sets cbm3d9,inpaint11,set5,fmd --crop 128 --limit 2
 """
@@ -464,10 +465,11 @@ def main(argv=None) -> int:
               f"{result['peak_psnr']:.2f} at {result['peak_iteration']}, "
               f"{result['seconds']:.0f} s", flush=True)
         out.write_text(json.dumps(result, indent=1))
-        plotted.append(result)
+        plotted.append(out.stem)
         write_doc()
     if plotted:
-        plot(plotted[:6])
+        print("to draw these runs: python benchmarks/stopping.py --plot "
+              + ",".join(plotted[:6]))
     return 0
 
 
