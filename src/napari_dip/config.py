@@ -341,9 +341,9 @@ tiles of 288 (a side up to 432 stays whole: two tiles of 288 along it would fit 
 pixels twice). :data:`SMALL_DENOISER` fits a large image's detail slowly. Measured
 (docs/benchmarks.md, "Whole 512x512 images"), one run each, each fit stopped by the hold-out
 rule: auto in tiles of 288 against one fit of the whole image returned more on all eight
-CBM3D9 photographs of 512x512 and 512x768 (+0.25 to +1.19 dB, mean +0.58, above the whole
+CBM3D9 photographs of 512x512 and 512x768 (+0.25 to +1.32 dB, mean +0.60, above the whole
 run's peak on every one) and on a 512x512 confocal image with real noise (FMD mice, +0.14 dB), for
-0.85 to 1.21 times the work; fast on Lena +0.68 dB. Not measured: sides between 288 and 512
+0.85 to 1.22 times the work; fast on Lena +0.68 dB. Not measured: sides between 288 and 512
 pixels (432 rests on the cost argument above), and tiles on a GPU, where they run one after
 another and a step costs about the same at these sizes whatever the image's size."""
 
