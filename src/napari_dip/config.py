@@ -343,9 +343,9 @@ pixels twice). :data:`SMALL_DENOISER` fits a large image's detail slowly. Measur
 rule: auto in tiles of 288 against one fit of the whole image returned more on all eight
 CBM3D9 photographs of 512x512 and 512x768 (+0.25 to +1.32 dB, mean +0.60, above the whole
 run's peak on every one) and on a 512x512 confocal image with real noise (FMD mice, +0.14 dB), for
-0.85 to 1.22 times the work; fast on Lena +0.68 dB. At 384x384 (Peppers and kodim03) tiles
-returned +0.31 and +0.19 dB but for 2.25 and 1.71 times the work, about the trade of
-``n_runs=2``, so a side up to 432 stays whole (``tile_above=0`` tiles it). Not measured: sides
+0.85 to 1.22 times the work; fast on Lena +0.68 dB. At 384x384 (four CBM3D9 crops) tiles
+returned +0.19 to +0.71 dB (mean +0.43) but for 1.71 to 2.25 times the work, about the trade
+of ``n_runs=2``, so a side up to 432 stays whole (``tile_above=0`` tiles it). Not measured: sides
 between 384 and 512, and tiles on a GPU, where they run one after another and a step costs
 about the same at these sizes whatever the image's size."""
 
