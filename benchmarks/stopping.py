@@ -229,13 +229,18 @@ def second_run(out, image, clean, task, kwargs, metric, args, cap, settings, com
     write_tiled_doc() if args.tiled else write_doc()
 
 
+def tiling(side: int) -> dict:
+    """The settings of ``--tiled SIDE``: tiles of SIDE pixels whatever the image's size."""
+    return dict(tile_size=side, tile_above=0)
+
+
 def fit_in_tiles(image, task, kwargs, args, cap, settings, seed):
     """Restore ``image`` in tiles of ``args.tiled``, each stopped by the rule: the estimate, the
     iterations each tile ran and the CPU seconds."""
     start, tiles, last = time.process_time(), [], None
     for snap in napari_dip.iter_restore(image, task=task, preset=args.preset, seed=seed,
-                                        max_iterations=cap, tile_size=args.tiled, tile_above=0,
-                                        **kwargs, **settings):
+                                        max_iterations=cap, **tiling(args.tiled), **kwargs,
+                                        **settings):
         if last is not None and snap.tile != last.tile:
             tiles.append(last.iteration)
         last = snap
@@ -247,8 +252,8 @@ def tiled_run(out, group, name, image, clean, task, kwargs, metric, args, cap, s
               command) -> None:
     """The image restored in tiles of ``args.tiled`` pixels, each stopped by the rule; its
     estimate is kept for a second run (``--second-run``)."""
-    config = get_config(args.preset, task, kwargs.get("factor"), **settings, tile_size=args.tiled,
-                        tile_above=0)
+    config = get_config(args.preset, task, kwargs.get("factor"), **settings,
+                        **tiling(args.tiled))
     plan = plan_tiles(image.shape[:2], config.tile_size, config.tile_overlap, config.tile_above)
     estimate, tiles, seconds = fit_in_tiles(image, task, kwargs, args, cap, settings, args.seed)
     stem = f"tiled{args.tiled}_{out.stem}"
@@ -406,7 +411,7 @@ def main(argv=None) -> int:
     RESULTS.mkdir(parents=True, exist_ok=True)
     command = command_line("stopping.py", argv)
     settings = dict(parse_setting(text) for text in args.set)
-    if args.tiled and {"tile_size", "tile_above"} & settings.keys():
+    if args.tiled and tiling(args.tiled).keys() & settings.keys():
         parser.error("--tiled SIDE sets the tiles itself (tiles of SIDE pixels, whatever the "
                      "image's size); drop --set tile_size= and --set tile_above=")
     label = labelled(args.preset, settings)
