@@ -475,3 +475,86 @@ def test_a_pixel_scaled_ramp_is_shorter_on_smaller_images():
         lambda module, args: seen.append(float((args[0] - code).std())))
     list(fit_module.fit(observation, config, network=network, code=code))
     assert seen == pytest.approx([0.05] * 8, rel=0.1)
+
+
+def test_a_dim_image_is_stretched_like_any_other_not_fitted_in_a_corner_of_the_range(
+        noisy_cell):
+    clean, noisy = noisy_cell
+    settings = tiny(max_iterations=150, report_every=150)
+    # a [0, 1] image spanning a fiftieth of that range, and the same data elsewhere on the axis:
+    # both get the same mapping to the model's range, so restorations as good (not the same
+    # bits: rounding differs, and a fit amplifies it)
+    dim = restore(noisy * 0.02, **settings).astype(np.float64) / 0.02
+    shifted = (restore(noisy * 0.5 + 2.0, **settings).astype(np.float64) - 2.0) / 0.5
+    assert psnr(dim, clean) > psnr(noisy, clean) + 8.0
+    assert abs(psnr(dim, clean) - psnr(shifted, clean)) < 0.5
+    # a uint8 image using only 0..8 of 0..255
+    dim8 = np.rint(noisy * 8).astype(np.uint8)
+    result8 = restore(dim8, **settings).astype(np.float64) / 8
+    assert psnr(result8, clean) > psnr(dim8 / 8.0, clean) + 5.0
+
+
+def test_extreme_intensities_come_back_finite_and_in_range():
+    huge = restore(np.full((32, 32), 1e17), **tiny())
+    assert np.isfinite(huge).all() and np.allclose(huge, 1e17, rtol=1e-5)
+    top = np.iinfo(np.int64).max
+    result = restore(np.full((32, 32), top, dtype=np.int64), **tiny())
+    assert result.dtype == np.int64 and result.min() > top // 2  # not wrapped around to negative
+    with pytest.raises(ValueError, match="divide it by a constant"):
+        restore(np.array([[-1e308, 1e308] * 16] * 32), **tiny())
+
+
+def test_pixels_under_the_inpainting_mask_do_not_change_the_result(noisy_cell):
+    clean, _ = noisy_cell
+    image = 0.5 + 0.5 * clean
+    missing = np.zeros(image.shape, bool)
+    missing[20:36, 20:36] = True
+    settings = tiny(max_iterations=20, report_every=20)
+    results = []
+    for fill in (0.5, 1000.0, np.nan, -np.inf):
+        damaged = image.copy()
+        damaged[missing] = fill
+        results.append(restore(damaged, task="inpaint", mask=missing, **settings))
+    for result in results[1:]:
+        np.testing.assert_array_equal(result, results[0])
+    tiled = image.copy()
+    tiled[missing] = np.nan
+    assert np.isfinite(restore(tiled, task="inpaint", mask=missing, tile_size=48, tile_above=0,
+                               tile_overlap=8, **{**settings, "scales": 3})).all()
+    with pytest.raises(ValueError, match="1 NaN or infinite value.s. outside the mask"):
+        tiled[0, 0] = np.nan
+        restore(tiled, task="inpaint", mask=missing, **settings)
+
+
+def test_bad_arguments_fail_at_the_call_with_what_to_fix(noisy_cell):
+    _, noisy = noisy_cell
+    with pytest.raises(ValueError, match="unknown task 'dehaze'"):
+        iter_restore(noisy, task="dehaze")  # not only at the first next()
+    with pytest.raises(ValueError, match="contains 1 NaN"):
+        bad = noisy.copy()
+        bad[3, 3] = np.nan
+        iter_restore(bad)
+    with pytest.raises(ValueError, match="channel_axis=True must be an integer axis"):
+        restore(noisy, channel_axis=True)
+    with pytest.raises(ValueError, match="seed must be an integer from 0 to 2\\*\\*32 - 1"):
+        restore(noisy, seed=2 ** 64)
+    with pytest.raises(ValueError, match="the Deep Decoder takes no guide image"):
+        guide = np.zeros(noisy.shape + (32,), np.float32)  # as many channels as its input code
+        iter_restore(noisy, guide=guide, network="deep_decoder", **tiny())
+
+
+def test_several_bayesian_runs_pool_their_posteriors(noisy_cell):
+    _, noisy = noisy_cell
+    image = noisy[:32, :32]
+    settings = dict(preset="bayesian", max_iterations=40, burn_in=20, sample_every=5,
+                    scales=3, channels_down=16, channels_up=16, report_every=40)
+    runs = [restore(image, seed=seed, return_uncertainty=True, **settings) for seed in (0, 1)]
+    snapshots = list(iter_restore(image, seed=0, n_runs=2, **settings))
+    last = snapshots[-1]
+    means = np.stack([m.astype(np.float64) for m, _ in runs])
+    stds = np.stack([u.astype(np.float64) for _, u in runs])
+    np.testing.assert_allclose(last.estimate, means.mean(0), atol=1e-5)
+    pooled = np.sqrt(np.maximum((stds ** 2 + means ** 2).mean(0) - means.mean(0) ** 2, 0))
+    np.testing.assert_allclose(last.uncertainty, pooled, atol=1e-4)
+    first_run_end = [s for s in snapshots if s.run == 0][-1].elapsed
+    assert last.elapsed > first_run_end  # the time of both runs

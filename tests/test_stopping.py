@@ -105,10 +105,10 @@ def test_bayesian_preset_injects_less_weight_noise_on_less_noisy_data():
     2 x the learning rate; a dim fluorescence-like image with a tenth of that noise gets the
     floor (a quarter), instead of weight noise that swamps the fit (docs/benchmarks.md)."""
     rng = np.random.default_rng(1)
-    clean = np.full((32, 32), 0.5, dtype=np.float32)
+    clean = np.tile(np.linspace(0.1, 0.9, 32, dtype=np.float32), (32, 1))  # spans most of [0, 1]
     noise = {}
     for sigma in (25 / 255, 2.5 / 255):
-        noisy = (clean + rng.normal(0, sigma, clean.shape)).astype(np.float32)
+        noisy = np.clip(clean + rng.normal(0, sigma, clean.shape), 0, 1).astype(np.float32)
         last = list(iter_restore(noisy, preset="bayesian", max_iterations=2, burn_in=0,
                                  channels_down=8, channels_up=8))[-1]
         noise[sigma] = last.weight_noise / last.config.learning_rate

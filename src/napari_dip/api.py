@@ -16,7 +16,7 @@ from .device import describe_device, select_device
 from .fit import FitStep, fit
 from .networks import size_multiple
 from .stack import (IntensityScaling, Observation, SliceLayout, channels_to_layout, checked_image,
-                    from_tensor, guide_to_unit, mask_to_missing, prepare_observation,
+                    from_tensor, guide_to_unit, prepare_observation,
                     to_user_layout)
 from .tiling import Tile, TileBlender, plan_tiles
 
@@ -156,7 +156,7 @@ class _Run:
 
 
 def _setup(task: str, mask, factor, preset, seed, device, max_iterations,
-           settings: dict[str, Any]) -> _Run:
+           settings: dict[str, Any], guide=None) -> _Run:
     """Check the options every entry point shares; build the config and pick the device."""
     check_task(task)
     factor = check_factor(task, factor)
@@ -165,9 +165,13 @@ def _setup(task: str, mask, factor, preset, seed, device, max_iterations,
                          "missing")
     if task != "inpaint" and mask is not None:
         raise ValueError(f"mask= is only used by task='inpaint', not {task!r}")
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or \
+            not 0 <= seed < 2 ** 32:
+        raise ValueError(f"seed must be an integer from 0 to 2**32 - 1, got {seed!r}")
     config = get_config(preset, task, factor, max_iterations=max_iterations, **settings)
+    if guide is not None and config.network == "deep_decoder":
+        raise ValueError("the Deep Decoder takes no guide image; use network='skip' or "
+                         "'hourglass' with guide=, or leave guide out")
     return _Run(config, factor, select_device(device), int(seed))
 
 
@@ -182,32 +186,50 @@ class _Images:
 
 
 def _fit_runs(observation: Observation, run: _Run, config: DIPConfig,
-              warm: FitStep | None) -> Iterator[tuple[FitStep, list[_Images], int, bool]]:
+              warm: list[FitStep] | None) -> Iterator[tuple[FitStep, list[_Images], int, bool]]:
     """Fit one observation ``n_runs`` times (seeds ``seed``, ``seed + 1``, ...), averaging the
-    runs' estimates; yield each step with its images cropped to the observation (one
-    :class:`_Images` per slice of a batch), its run number and whether it is the last step of
-    the last run. A warm start continues the ``warm`` fit's weights and optimiser state, from
-    its input code, or from this observation's own guide when it has one."""
+    runs' estimates (and, for Bayesian DIP, pooling their posteriors: the uncertainty is the
+    standard deviation of all runs' samples together); yield each step with its images cropped
+    to the observation (one :class:`_Images` per slice of a batch), its run number and whether
+    it is the last step of the last run. A step's ``elapsed`` counts the runs before it too.
+    ``warm`` holds, per run, the fit to continue (a stack's previous slice): run r continues
+    run r's weights and optimiser state, from its input code, or from this observation's own
+    guide when it has one."""
     def crop(tensor, item):
         return None if tensor is None else from_tensor(tensor, observation.crop, item)
 
-    finished: list[torch.Tensor] = []
+    finished: list[FitStep] = []
     for run_number in range(config.n_runs):
         network, code, optimizer_state = None, None, None
-        if warm and not run_number:
-            network, optimizer_state = warm.network, warm.optimizer.state_dict()
-            code = warm.code[:observation.target.shape[0]] if observation.guide is None \
-                else observation.guide.to(warm.code.device)
+        previous = warm[run_number] if warm and run_number < len(warm) else None
+        if previous is not None:
+            network, optimizer_state = previous.network, previous.optimizer.state_dict()
+            code = previous.code[:observation.target.shape[0]] if observation.guide is None \
+                else observation.guide.to(previous.code.device)
+        before = finished[-1].elapsed if finished else 0.0  # already counts earlier runs
         for step in fit(observation, config, seed=run.seed + run_number, device=run.device,
                         network=network, code=code, optimizer_state=optimizer_state):
-            estimate = step.estimate
-            if finished:
-                estimate = (torch.stack(finished).sum(0) + estimate) / (len(finished) + 1)
+            step = dataclasses.replace(step, elapsed=before + step.elapsed)
+            estimate, uncertainty = _pooled(finished, step)
             images = [_Images(crop(step.output, item), crop(step.average, item),
-                              crop(estimate, item), crop(step.uncertainty, item))
+                              crop(estimate, item), crop(uncertainty, item))
                       for item in range(observation.target.shape[0])]
             yield step, images, run_number, step.done and run_number == config.n_runs - 1
-        finished.append(step.estimate)
+        finished.append(step)
+
+
+def _pooled(finished: list[FitStep], step: FitStep) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The mean of the finished runs' estimates and ``step``'s, and the standard deviation of
+    their posteriors pooled (each run's posterior mean and std; None unless every run has
+    one)."""
+    if not finished:
+        return step.estimate, step.uncertainty
+    runs = finished + [step]
+    estimate = torch.stack([r.estimate for r in runs]).mean(0)
+    if any(r.uncertainty is None for r in runs):
+        return estimate, None
+    second_moment = torch.stack([r.uncertainty ** 2 + r.estimate ** 2 for r in runs]).mean(0)
+    return estimate, (second_moment - estimate ** 2).clamp_min(0).sqrt()
 
 
 def _snapshot(step: FitStep, images: _Images, run_number: int, *, done: bool,
@@ -234,15 +256,15 @@ def _snapshot(step: FitStep, images: _Images, run_number: int, *, done: bool,
 
 def _restore_plane(image: np.ndarray, *, mask, guide, channel_axis: int | None,
                    scaling: IntensityScaling | None, run: _Run, config: DIPConfig,
-                   warm: dict[int, FitStep] | None = None,
+                   warm: dict[int, list[FitStep]] | None = None,
                    ) -> Iterator[tuple[Snapshot, FitStep]]:
     """Restore one 2D problem: in one fit, or tile by tile when ``config.tile_size`` is set and
     the plane is larger than a tile. ``scaling`` imposes an intensity mapping (None: the
-    image's own). ``warm`` maps tile numbers to the fits to continue from (a stack's previous
-    slice)."""
+    image's own). ``warm`` maps tile numbers to the fits to continue from, one per run (a
+    stack's previous slice)."""
     tiles = None
     if config.tile_size:
-        hwc = checked_image(image, channel_axis)
+        hwc, missing = checked_image(image, channel_axis, mask)
         tiles = _plan(hwc.shape[:2], config)
     if tiles is None or len(tiles) == 1:
         observation, scaling = prepare_observation(image, mask=mask, factor=run.factor,
@@ -254,7 +276,7 @@ def _restore_plane(image: np.ndarray, *, mask, guide, channel_axis: int | None,
             yield _snapshot(step, images, run_number, done=last, scaling=scaling,
                             channel_axis=channel_axis, run=run, config=config), step
         return
-    yield from _restore_tiles(hwc, tiles, mask=mask, guide=guide, channel_axis=channel_axis,
+    yield from _restore_tiles(hwc, tiles, missing=missing, guide=guide, channel_axis=channel_axis,
                               scaling=scaling, run=run, config=config, warm=warm)
 
 
@@ -263,18 +285,17 @@ def _plan(plane: tuple[int, int], config: DIPConfig) -> list[Tile]:
     return plan_tiles(plane, config.tile_size, config.tile_overlap, config.tile_above)
 
 
-def _restore_tiles(hwc: np.ndarray, tiles: list[Tile], *, mask, guide,
+def _restore_tiles(hwc: np.ndarray, tiles: list[Tile], *, missing: np.ndarray | None, guide,
                    channel_axis: int | None, scaling: IntensityScaling | None, run: _Run,
                    config: DIPConfig,
-                   warm: dict[int, FitStep] | None) -> Iterator[tuple[Snapshot, FitStep]]:
-    """Fit every tile of ``hwc`` with the same config and seed and the whole image's intensity
-    scaling, and blend the tiles' estimates (see :mod:`.tiling`)."""
+                   warm: dict[int, list[FitStep]] | None) -> Iterator[tuple[Snapshot, FitStep]]:
+    """Fit every tile of ``hwc`` (``missing``: its checked inpainting mask, or None) with the
+    same config and seed and the whole image's intensity scaling, and blend the tiles'
+    estimates (see :mod:`.tiling`)."""
     factor = run.factor or 1
-    scaling = scaling or IntensityScaling.from_image(hwc)
-    missing = None
-    if mask is not None:
-        missing = mask_to_missing(mask, hwc.shape, channel_axis)
-        missing = missing[..., 0] if missing.shape[2] == 1 else missing
+    scaling = scaling or IntensityScaling.from_image(hwc, missing)
+    if missing is not None:
+        missing = missing[..., 0] if missing.shape[2] == 1 else missing  # a mask as given
         for number, tile in enumerate(tiles):
             if tile.cut(missing).all():
                 raise ValueError(
@@ -285,8 +306,9 @@ def _restore_tiles(hwc: np.ndarray, tiles: list[Tile], *, mask, guide,
     shape = (hwc.shape[0] * factor, hwc.shape[1] * factor)
     if guide is not None:
         guide = guide_to_unit(guide, shape)  # one scaling for the whole guide, then cut
-    estimates = TileBlender(shape, hwc.shape[2], factor=factor, background=scaling.to_unit(
-        hwc).repeat(factor, axis=0).repeat(factor, axis=1))
+    background = np.nan_to_num(scaling.to_unit(hwc))  # masked pixels may hold NaN
+    estimates = TileBlender(shape, hwc.shape[2], factor=factor, background=background.repeat(
+        factor, axis=0).repeat(factor, axis=1))
     uncertainties: TileBlender | None = None
     start = time.perf_counter()
     for number, tile in enumerate(tiles):
@@ -323,10 +345,12 @@ def iter_restore(image: np.ndarray, *, task: str = "denoise", mask: np.ndarray |
     Stop early by breaking out of the loop; the last snapshot received holds the best result
     so far. Parameters are those of :func:`restore`.
     """
-    run = _setup(task, mask, factor, preset, seed, device, max_iterations, settings)
-    for snapshot, _ in _restore_plane(image, mask=mask, guide=guide, channel_axis=channel_axis,
-                                      scaling=None, run=run, config=run.config):
-        yield snapshot
+    run = _setup(task, mask, factor, preset, seed, device, max_iterations, settings,
+                 guide)
+    checked_image(image, channel_axis, mask)  # bad input fails here, not at the first next()
+    return (snapshot for snapshot, _ in _restore_plane(
+        image, mask=mask, guide=guide, channel_axis=channel_axis, scaling=None, run=run,
+        config=run.config))
 
 
 def restore(image: np.ndarray, *, task: str = "denoise", mask: np.ndarray | None = None,
@@ -394,6 +418,7 @@ def iter_restore_stack(image: np.ndarray, *, task: str = "denoise",
                        guide: np.ndarray | None = None, preset: str | DIPConfig = "auto",
                        channel_axis: int | None = None, seed: int = 0, device: str | None = None,
                        max_iterations: int | None = None,
+                       intensity_range: tuple[float, float] | None = None,
                        **settings: Any) -> Iterator[StackSnapshot]:
     """Restore every 2D slice of a stack, yielding a :class:`StackSnapshot` as it goes.
 
@@ -410,8 +435,15 @@ def iter_restore_stack(image: np.ndarray, *, task: str = "denoise",
     ``group_snapshots``), with ``index`` and ``slice_number`` those of its last slice.
     Parameters are those of :func:`restore_stack`.
     """
-    run = _setup(task, mask, factor, preset, seed, device, max_iterations, settings)
-    layout = SliceLayout(image, channel_axis, mask=mask, guide=guide, factor=run.factor)
+    run = _setup(task, mask, factor, preset, seed, device, max_iterations, settings,
+                 guide)
+    layout = SliceLayout(image, channel_axis, mask=mask, guide=guide, factor=run.factor,
+                         intensity_range=intensity_range)
+    return _iter_stack(layout, run)  # bad input fails here, not at the first next()
+
+
+def _iter_stack(layout: SliceLayout, run: _Run) -> Iterator[StackSnapshot]:
+    """The stack runner of :func:`iter_restore_stack`."""
     config = run.config
     n_slices = len(layout.indices)
     if config.slice_batch > 1 and n_slices > 1:
@@ -426,7 +458,7 @@ def iter_restore_stack(image: np.ndarray, *, task: str = "denoise",
         for number, index in enumerate(order):
             if pass_number and number == 0:
                 continue  # the backward pass starts where the forward pass ended
-            fitted: dict[int, FitStep] = {}
+            fitted: dict[int, dict[int, FitStep]] = {}  # tile -> run -> its last step
             for snapshot, step in _restore_plane(
                     layout.slice(index), mask=layout.mask_slice(index),
                     guide=layout.guide_slice(index), channel_axis=-1, scaling=layout.scaling,
@@ -439,11 +471,13 @@ def iter_restore_stack(image: np.ndarray, *, task: str = "denoise",
                                     snapshot=layout.user_snapshot(snapshot), result=layout.result,
                                     done=snapshot.done and last_pass and number == n_slices - 1,
                                     pass_number=pass_number)
-                fitted[snapshot.tile] = step
+                fitted.setdefault(snapshot.tile, {})[snapshot.run] = step
             if not last_pass:
                 first_pass[index] = snapshot.estimate
-            # a tiled slice's length is the mean over its tiles
-            warm.fitted(fitted, np.mean([step.iteration for step in fitted.values()]))
+            # a tiled slice's length is the mean over its tiles (and runs)
+            warm.fitted({tile: list(runs.values()) for tile, runs in fitted.items()},
+                        np.mean([step.iteration for runs in fitted.values()
+                                 for step in runs.values()]))
 
 
 class _WarmStart:
@@ -481,7 +515,9 @@ def _iter_slice_batches(layout: SliceLayout, run: _Run) -> Iterator[StackSnapsho
     first_slice = 0
     for group_number, group in enumerate(groups):
         last_group = group_number == len(groups) - 1
+        fitted: dict[int, FitStep] = {}  # run -> its last step
         for snapshots, step in _fit_group(layout, group, run, warm.config, warm.fit):
+            fitted[snapshots[-1].run] = step
             for index, snapshot in zip(group, snapshots):
                 layout.put(index, snapshot.estimate)
             user = tuple(layout.user_snapshot(snapshot) for snapshot in snapshots)
@@ -490,11 +526,11 @@ def _iter_slice_batches(layout: SliceLayout, run: _Run) -> Iterator[StackSnapsho
                                 done=user[-1].done and last_group, group=tuple(group),
                                 group_snapshots=user)
         first_slice += len(group)
-        warm.fitted(step, step.iteration)
+        warm.fitted(list(fitted.values()), np.mean([step.iteration for step in fitted.values()]))
 
 
 def _fit_group(layout: SliceLayout, group: list[tuple[int, ...]], run: _Run, config: DIPConfig,
-               warm: FitStep | None) -> Iterator[tuple[list[Snapshot], FitStep]]:
+               warm: list[FitStep] | None) -> Iterator[tuple[list[Snapshot], FitStep]]:
     """Fit the slices ``group`` together: their observations stacked along the batch axis."""
     prepared = [prepare_observation(layout.slice(index), mask=layout.mask_slice(index),
                                     factor=run.factor, guide=layout.guide_slice(index),
@@ -530,6 +566,7 @@ def restore_stack(image: np.ndarray, *, task: str = "denoise", mask: np.ndarray 
                   factor: int | None = None, guide: np.ndarray | None = None,
                   preset: str | DIPConfig = "auto", channel_axis: int | None = None,
                   seed: int = 0, device: str | None = None, max_iterations: int | None = None,
+                  intensity_range: tuple[float, float] | None = None,
                   **settings: Any) -> np.ndarray:
     """Restore a stack (Z, T, ... of 2D images) slice by slice.
 
@@ -542,9 +579,14 @@ def restore_stack(image: np.ndarray, *, task: str = "denoise", mask: np.ndarray 
         For inpainting: one mask for every slice, or one per slice (true = missing).
     guide : (M', N'[, C']) or (..., M', N'[, C']) ndarray, optional
         One guide for every slice, or one per slice.
+    intensity_range : (low, high), optional
+        The intensities mapped to the network's [0, 1] (values outside are clipped). By default
+        they are chosen from the whole stack (its pixels not masked out); give them to restore
+        several stacks, or parts of one, with the same mapping.
 
-    Other parameters are those of :func:`restore`; ``warm_start_fraction`` (a setting) controls
-    how long slices after the first are fitted.
+    Other parameters are those of :func:`restore`, but for ``return_uncertainty``: the
+    snapshots of :func:`iter_restore_stack` carry each slice's uncertainty map.
+    ``warm_start_fraction`` (a setting) controls how long slices after the first are fitted.
 
     Returns
     -------
@@ -555,7 +597,8 @@ def restore_stack(image: np.ndarray, *, task: str = "denoise", mask: np.ndarray 
     last = None
     for last in iter_restore_stack(image, task=task, mask=mask, factor=factor, guide=guide,
                                    preset=preset, channel_axis=channel_axis, seed=seed,
-                                   device=device, max_iterations=max_iterations, **settings):
+                                   device=device, max_iterations=max_iterations,
+                                   intensity_range=intensity_range, **settings):
         pass
     return last.result
 

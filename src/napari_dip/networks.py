@@ -179,7 +179,7 @@ def build_generator(config: DIPConfig, out_channels: int,
     ``in_channels`` overrides the input code's channel count (a guide image as input).
     """
     if config.network == "deep_decoder":
-        if in_channels not in (None, config.channels_up):
+        if in_channels is not None:
             raise ValueError("the Deep Decoder takes no guide image; use network='skip' or "
                              "'hourglass' with guide=")
         return DeepDecoder(out_channels, config)

@@ -23,9 +23,12 @@ MIN_SIDE = 4
 class IntensityScaling:
     """Affine map between an image's intensities ``[low, high]`` and the model's [0, 1].
 
-    Chosen from the data by :meth:`from_image`: uint8 images use the full [0, 255]; floats that
-    already lie in [0, 1] are kept as they are; anything else uses robust percentiles
-    (0.01 % / 99.99 %), widened so that only far outliers (hot pixels) are clipped.
+    Chosen from the data by :meth:`from_image`: uint8 images use the full [0, 255] and floats
+    that lie in [0, 1] are kept as they are, unless their pixels span less than a twentieth
+    of that range (:data:`FIXED_RANGE_SHARE`); anything else (other integers, other floats,
+    very dim or flat uint8 and [0, 1] images) uses robust percentiles (0.01 % / 99.99 %), widened
+    so that only far outliers (hot pixels) are clipped. Only known pixels count: those an
+    inpainting mask marks missing hold no data.
     """
 
     low: float
@@ -33,19 +36,38 @@ class IntensityScaling:
     dtype: np.dtype
 
     @classmethod
-    def from_image(cls, image: np.ndarray) -> IntensityScaling:
+    def from_image(cls, image: np.ndarray, missing: np.ndarray | None = None
+                   ) -> IntensityScaling:
+        """The scaling of ``image``, from its pixels where ``missing`` (broadcast to the image's
+        shape; None: nothing missing) is false."""
         dtype = np.dtype(image.dtype)
-        if dtype == np.uint8:
-            return cls(0.0, 255.0, dtype)
-        lo, hi = float(image.min()), float(image.max())
-        if dtype.kind == "f" and lo >= 0.0 and hi <= 1.0:
-            return cls(0.0, 1.0, dtype)
-        p_lo, p_hi = np.percentile(image, [0.01, 99.99])
+        values = image if missing is None else image[~np.broadcast_to(missing, image.shape)]
+        lo, hi = float(values.min()), float(values.max())
+        fixed = (0.0, 255.0) if dtype == np.uint8 else (
+            (0.0, 1.0) if dtype.kind == "f" and lo >= 0.0 and hi <= 1.0 else None)
+        if fixed is not None and hi - lo >= FIXED_RANGE_SHARE * (fixed[1] - fixed[0]):
+            return cls(*fixed, dtype)
+        if not np.isfinite(hi - lo):
+            raise ValueError(f"image spans {lo:g} to {hi:g}, more than float64 arithmetic can "
+                             f"scale; divide it by a constant first (e.g. image / {hi:g})")
+        p_lo, p_hi = np.percentile(values, [0.01, 99.99])
         margin = 0.25 * (p_hi - p_lo)
         lo, hi = max(lo, p_lo - margin), min(hi, p_hi + margin)
-        if hi <= lo:  # constant image
-            hi = lo + 1.0
+        if hi <= lo:  # constant image: a unit (or, far from zero, a relative) width
+            hi = lo + max(1.0, 1e-6 * abs(lo))
         return cls(lo, hi, dtype)
+
+    @classmethod
+    def given(cls, intensity_range, dtype) -> IntensityScaling:
+        """The scaling that maps ``intensity_range`` (low, high) to [0, 1], checked."""
+        try:
+            low, high = (float(v) for v in intensity_range)
+        except (TypeError, ValueError):
+            low = high = float("nan")
+        if not (np.isfinite(low) and np.isfinite(high) and low < high):
+            raise ValueError(f"intensity_range={intensity_range!r} must be two finite numbers "
+                             f"(low, high) with low < high")
+        return cls(low, high, np.dtype(dtype))
 
     def to_unit(self, values: np.ndarray) -> np.ndarray:
         """Intensities -> float32 in [0, 1] (clipped)."""
@@ -57,8 +79,20 @@ class IntensityScaling:
         values = np.asarray(unit, dtype=np.float64) * (self.high - self.low) + self.low
         if self.dtype.kind in "ui":
             info = np.iinfo(self.dtype)
-            return np.clip(np.rint(values), info.min, info.max).astype(self.dtype)
+            # the largest float64 not above the dtype's maximum (2**63 - 1 rounds up to 2**63)
+            top = np.nextafter(np.float64(info.max), -np.inf) \
+                if int(np.float64(info.max)) > info.max else np.float64(info.max)
+            return np.clip(np.rint(values), info.min, top).astype(self.dtype)
         return values.astype(self.dtype)
+
+
+FIXED_RANGE_SHARE = 0.05
+"""uint8 images, and float images in [0, 1], keep that range as the model's [0, 1] when their
+pixels span at least this share of it; a dimmer or flatter one is stretched like any other
+image. Measured (docs/benchmarks.md, "Dim images"): the noisy cell scaled into [0, 0.02] of
+[0, 1] came out 4.7 dB below the same image in [0, 1] unstretched, and at par stretched; three
+dim FMD confocal crops spanning 0.09 to 0.32 of [0, 1] gained nothing from stretching (-0.53
+to +0.19 dB, one run each), so those keep the fixed range."""
 
 
 @dataclass
@@ -86,8 +120,17 @@ def _as_array(name: str, value) -> np.ndarray:
     return array
 
 
+def check_channel_axis(channel_axis) -> None:
+    """Refuse a ``channel_axis`` that is not None or an integer (``True`` included)."""
+    if channel_axis is not None and (isinstance(channel_axis, (bool, np.bool_)) or
+                                     not isinstance(channel_axis, (int, np.integer))):
+        raise ValueError(f"channel_axis={channel_axis!r} must be an integer axis (e.g. -1 for "
+                         f"channels last) or None for a greyscale image")
+
+
 def channels_last(image: np.ndarray, channel_axis: int | None, name: str = "image") -> np.ndarray:
     """``(M, N)`` -> ``(M, N, 1)``; ``channel_axis`` moved last. Refuses other layouts."""
+    check_channel_axis(channel_axis)
     if channel_axis is None:
         if image.ndim != 2:
             hint = ("pass channel_axis= for a colour or multichannel image, or use restore_stack() "
@@ -117,11 +160,21 @@ def to_user_layout(unit: np.ndarray, scaling: IntensityScaling,
     return channels_to_layout(scaling.from_unit(unit), channel_axis)
 
 
-def _check_finite(name: str, array: np.ndarray) -> None:
-    if array.dtype.kind == "f" and not np.isfinite(array).all():
-        bad = int((~np.isfinite(array)).sum())
-        raise ValueError(f"{name} contains {bad} NaN or infinite value(s); replace them first, "
-                         f"e.g. with np.nan_to_num, or mark them missing with task='inpaint'")
+def _check_finite(name: str, array: np.ndarray, missing: np.ndarray | None = None) -> None:
+    """Refuse NaN or infinite values in ``array``, except where ``missing`` (broadcast to its
+    shape) marks pixels that hold no data."""
+    if array.dtype.kind != "f":
+        return
+    bad = ~np.isfinite(array)
+    if missing is not None:
+        bad &= ~np.broadcast_to(missing, array.shape)
+    if bad.any():
+        fix = ("replace them first, e.g. with np.nan_to_num, or, where pixels hold no data, "
+               "restore with task='inpaint' and a mask that is true there" if name == "image"
+               else "replace them first, e.g. with np.nan_to_num")
+        where = " outside the mask" if missing is not None else ""
+        raise ValueError(f"{name} contains {int(bad.sum())} NaN or infinite value(s){where}; "
+                         f"{fix}")
 
 
 def _pad_to(array: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
@@ -131,8 +184,11 @@ def _pad_to(array: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     return np.pad(array, pads, mode=mode)
 
 
-def checked_image(image: np.ndarray, channel_axis: int | None) -> np.ndarray:
-    """Validate a user image of one 2D problem and return it as ``(M, N, C)`` (a view)."""
+def checked_image(image: np.ndarray, channel_axis: int | None, mask=None,
+                  ) -> tuple[np.ndarray, np.ndarray | None]:
+    """Validate a user image of one 2D problem (and its inpainting mask): the image as
+    ``(M, N, C)`` (a view) and the mask as :func:`mask_to_missing` returns it (None without a
+    mask). Pixels the mask marks missing may hold anything, NaN included."""
     image = _as_array("image", image)
     if image.size == 0:
         raise ValueError(f"image is empty (shape {image.shape})")
@@ -142,8 +198,9 @@ def checked_image(image: np.ndarray, channel_axis: int | None) -> np.ndarray:
     if min(hwc.shape[:2]) < MIN_SIDE:
         raise ValueError(f"image is {hwc.shape[0]}x{hwc.shape[1]} pixels; restoration needs at "
                          f"least {MIN_SIDE}x{MIN_SIDE}")
-    _check_finite("image", hwc)
-    return hwc
+    missing = None if mask is None else mask_to_missing(mask, hwc.shape, channel_axis)
+    _check_finite("image", hwc, missing)
+    return hwc, missing
 
 
 def prepare_observation(image: np.ndarray, *, mask: np.ndarray | None, factor: int | None,
@@ -157,8 +214,8 @@ def prepare_observation(image: np.ndarray, *, mask: np.ndarray | None, factor: i
     loss, never mistaken for data, and cropped off the result. ``scaling`` imposes an intensity
     mapping (a stack's, shared by its slices) instead of one fitted to this image.
     """
-    hwc = checked_image(image, channel_axis)
-    scaling = scaling or IntensityScaling.from_image(hwc)
+    hwc, missing = checked_image(image, channel_axis, mask)
+    scaling = scaling or IntensityScaling.from_image(hwc, missing)
     unit = scaling.to_unit(hwc)
 
     factor = factor or 1
@@ -169,15 +226,14 @@ def prepare_observation(image: np.ndarray, *, mask: np.ndarray | None, factor: i
     smallest = -(-2 * size_multiple // factor)
     ph, pw = (-(-max(side, smallest) // step) * step for side in (h, w))
     known = np.ones((h, w, 1), dtype=np.float32)
-    if mask is not None:
-        missing = mask_to_missing(mask, hwc.shape, channel_axis)
+    if missing is not None:
         known = (~missing).astype(np.float32)
-    needs_weight = mask is not None or (ph, pw) != (h, w)
+        unit = np.where(missing, np.float32(0), unit)  # whatever they held (NaN too): no data
     weight = None
-    if needs_weight:
+    if missing is not None or (ph, pw) != (h, w):
         weight = np.zeros((ph, pw, known.shape[2]), dtype=np.float32)
         weight[:h, :w] = known
-    target = _pad_to(unit * known if mask is not None else unit, (ph, pw))
+    target = _pad_to(unit, (ph, pw))
 
     size = (ph * factor, pw * factor)
     guide_tensor = None
@@ -250,10 +306,12 @@ class SliceLayout:
     """
 
     def __init__(self, image, channel_axis: int | None, *, mask=None, guide=None,
-                 factor: int | None = None) -> None:
+                 factor: int | None = None,
+                 intensity_range: tuple[float, float] | None = None) -> None:
         image = _as_array("image", image)
         if image.size == 0:
             raise ValueError(f"image is empty (shape {image.shape})")
+        check_channel_axis(channel_axis)
         needed = 2 if channel_axis is None else 3
         if image.ndim < needed:
             raise ValueError(f"image has shape {image.shape}: a stack needs at least {needed} "
@@ -264,37 +322,58 @@ class SliceLayout:
                              f"{image.ndim} dimensions")
         self.channel_axis = None if channel_axis is None else channel_axis % image.ndim
         hwc = image[..., None] if channel_axis is None else np.moveaxis(image, channel_axis, -1)
-        _check_finite("image", hwc)
         self._hwc = hwc
         self.leading = hwc.shape[:-3]
         self.indices = list(np.ndindex(*self.leading))
-        self.scaling = IntensityScaling.from_image(hwc) if hwc.dtype.kind != "b" else None
         f = factor or 1
-        self._result_hwc = np.zeros(self.leading + (hwc.shape[-3] * f, hwc.shape[-2] * f,
-                                                    hwc.shape[-1]), dtype=image.dtype)
-        self.result = channels_to_layout(self._result_hwc, self.channel_axis)  # a view
-        self._mask = self._per_slice_or_shared("mask", mask)
         plane = hwc.shape[-3:-1]
+        self._mask = self._per_slice_or_shared("mask", mask, plane)
+        missing = None
         if self._mask is not None:
             value, per_slice = self._mask
             if (value.shape[len(self.leading):] if per_slice else value.shape) != plane:
-                    raise ValueError(f"mask has shape {value.shape}; for this stack it must be "
+                raise ValueError(f"mask has shape {value.shape}; for this stack it must be "
                                  f"{plane} (one mask for every slice) or {self.leading + plane} "
                                  f"(one per slice), true = missing")
-        self._guide = self._per_slice_or_shared("guide", guide)
+            _check_finite("mask", value)
+            missing = (value != 0)[..., None]
+            self._check_every_slice_keeps_pixels(missing[..., 0], per_slice)
+        _check_finite("image", hwc, missing)
+        self.scaling = None if hwc.dtype.kind == "b" else (
+            IntensityScaling.from_image(hwc, missing) if intensity_range is None
+            else IntensityScaling.given(intensity_range, hwc.dtype))
+        self._result_hwc = np.zeros(self.leading + (hwc.shape[-3] * f, hwc.shape[-2] * f,
+                                                    hwc.shape[-1]), dtype=image.dtype)
+        self.result = channels_to_layout(self._result_hwc, self.channel_axis)  # a view
+        self._guide = self._per_slice_or_shared("guide", guide, (plane[0] * f, plane[1] * f))
         # where the channel axis sits among the slice's three axes
         spatial = [a for a in range(image.ndim) if a != self.channel_axis][-2:]
         self._slice_channel = (None if channel_axis is None
                                else sorted(spatial + [self.channel_axis]).index(self.channel_axis))
 
-    def _per_slice_or_shared(self, name, value):
-        """``(array, per_slice)``: per slice when its leading axes are the stack's, else shared
-        by every slice (its shape is then checked where the slice is prepared)."""
+    def _check_every_slice_keeps_pixels(self, missing: np.ndarray, per_slice: bool) -> None:
+        """Refuse, before any slice is fitted, a mask that leaves some slice no known pixel."""
+        if not per_slice:
+            if missing.all():
+                raise ValueError("the mask marks every pixel as missing; nothing is left to fit. "
+                                 "The mask must be true (non-zero) only where pixels are missing")
+            return
+        full = missing.reshape(len(self.indices), -1).all(axis=1)
+        if full.any():
+            slices = [self.indices[i] for i in np.flatnonzero(full)]
+            raise ValueError(f"the mask marks every pixel of slice(s) {slices[:5]}"
+                             f"{' ...' if len(slices) > 5 else ''} as missing, so they have "
+                             f"nothing to fit; leave known pixels in every slice")
+
+    def _per_slice_or_shared(self, name, value, plane: tuple[int, int]):
+        """``(array, per_slice)``: per slice when its leading axes are the stack's and the
+        next two the plane's (``plane``: the sides it must have), else shared by every slice
+        (its shape is then checked where the slice is prepared)."""
         if value is None:
             return None
         value = _as_array(name, value)
         n = len(self.leading)
-        per_slice = n > 0 and value.shape[:n] == self.leading and value.ndim >= n + 2
+        per_slice = n > 0 and value.shape[:n] == self.leading and value.shape[n:n + 2] == plane
         return value, per_slice
 
     def _pick(self, stored, index):
