@@ -296,3 +296,128 @@ def test_a_local_cluster_with_two_workers_processes_a_folder(tmp_path):
     assert record["timings"]["tasks"] == 2 and [s["index"] for s in record["slices"]] == [[0], [1]]
     # the first slice is fitted the same way in both modes, with the same intensity scaling
     np.testing.assert_array_equal(parts.data[0], whole.data[0])
+
+
+def test_resume_redoes_an_input_that_was_replaced_since_its_output(tmp_path):
+    source, out = tmp_path / "cell.tif", tmp_path / "out"
+    _write_stack(source, seed=0, shape=(1, 16, 16))
+    assert main(["denoise", str(source), "--out", str(out), *FAST]) == 0
+    first = read_tiff(out / "cell.tif").data
+    assert _record(out / "cell.tif")["source"]["size"] == source.stat().st_size
+
+    # the same name, another acquisition: --resume must not keep the old result
+    _write_stack(source, seed=1, shape=(2, 16, 16))
+    assert main(["denoise", str(source), "--out", str(out), "--resume", *FAST]) == 0
+    again = read_tiff(out / "cell.tif").data
+    assert again.shape == (2, 16, 16) and first.shape == (16, 16)
+
+
+def test_a_redo_that_fails_keeps_the_previous_output(tmp_path, monkeypatch):
+    source, out = tmp_path / "stack.tif", tmp_path / "out"
+    _write_stack(source, shape=(1, 16, 16))
+    assert main(["denoise", str(source), "--out", str(out), *FAST]) == 0
+    before = _digest(out / "stack.tif")
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("out of memory")
+
+    monkeypatch.setattr(batch, "restore_array", broken)
+    assert main(["denoise", str(source), "--out", str(out), "--overwrite", *FAST]) == 1
+    assert _digest(out / "stack.tif") == before  # the earlier result is still there
+    assert _record(out / "stack.tif")["status"] == "failed"  # ... but no longer counts as done
+
+
+def test_problems_found_only_when_writing_are_refused_before_any_fit(tmp_path, capsys,
+                                                                     monkeypatch):
+    source = tmp_path / "stack.tif"
+    _write_stack(source, shape=(2, 16, 16))
+    fitted = []
+    monkeypatch.setattr(batch, "restore_array", lambda *a, **k: fitted.append(1))
+
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")
+    assert main(["denoise", str(source), "--out", str(blocker / "out"), *FAST]) == 2
+    assert "cannot write to --out" in capsys.readouterr().err
+
+    assert main(["denoise", str(source), "--out", str(tmp_path / "result.tif"), *FAST]) == 2
+    assert "looks like a file name" in capsys.readouterr().err
+    assert not (tmp_path / "result.tif").exists()
+
+    # an ImageJ hyperstack cannot be written back with axes out of TZCYXS order
+    hyper = tmp_path / "tzyx.tif"
+    tifffile.imwrite(hyper, np.zeros((2, 3, 16, 16), np.uint16), imagej=True,
+                     metadata={"axes": "TZYX"})
+    assert main(["denoise", str(hyper), "--axes", "ZTYX", "--out", str(tmp_path / "o"),
+                 *FAST]) == 1
+    assert "order TZCYXS" in capsys.readouterr().err
+    assert fitted == []
+
+
+def test_a_run_record_as_config_repeats_the_axes_too(tmp_path):
+    source = tmp_path / "plain.tif"
+    tifffile.imwrite(source, np.full((3, 16, 16), 100, np.uint16) +
+                     np.arange(16, dtype=np.uint16), photometric="minisblack")
+    assert main(["denoise", str(source), "--axes", "TYX", "--out", str(tmp_path / "a"),
+                 *FAST]) == 0
+    assert main(["denoise", str(source), "--out", str(tmp_path / "b"), "--quiet", "--config",
+                 str(tmp_path / "a" / "plain.tif.json")]) == 0
+    assert _record(tmp_path / "b" / "plain.tif")["axes"] == "TYX"
+    assert read_tiff(tmp_path / "b" / "plain.tif").axes == "TYX"
+
+
+def test_several_series_in_one_file_are_refused_rather_than_lost(tmp_path, capsys):
+    source = tmp_path / "positions.ome.tif"
+    with tifffile.TiffWriter(source, ome=True) as tif:
+        for _ in range(3):
+            tif.write(np.zeros((16, 16), np.uint16), metadata={"axes": "YX"})
+    assert main(["denoise", str(source), "--out", str(tmp_path / "out"), *FAST]) == 1
+    assert "holds 3 image series" in capsys.readouterr().err
+
+
+def test_hidden_files_in_a_folder_are_not_inputs_and_compression_is_kept(tmp_path):
+    folder, out = tmp_path / "in", tmp_path / "out"
+    folder.mkdir()
+    data = _write_stack(folder / "cells.tif", shape=(1, 16, 16))
+    (folder / "._cells.tif").write_bytes(b"macOS resource fork")
+    tifffile.imwrite(folder / "packed.tif", data, compression="zlib")
+    assert main(["denoise", str(folder), "--out", str(out), *FAST]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["cells.tif", "cells.tif.json",
+                                                     "packed.tif", "packed.tif.json"]
+    with tifffile.TiffFile(out / "packed.tif") as tif:
+        assert tif.pages[0].compression == tifffile.COMPRESSION.ADOBE_DEFLATE
+    with tifffile.TiffFile(out / "cells.tif") as tif:
+        assert tif.pages[0].compression == tifffile.COMPRESSION.NONE
+
+
+def test_an_unreachable_scheduler_is_a_one_line_usage_error(tmp_path, capsys):
+    pytest.importorskip("distributed")
+    import dask
+
+    source = tmp_path / "stack.tif"
+    _write_stack(source, shape=(1, 16, 16))
+    with dask.config.set({"distributed.comm.timeouts.connect": "1s"}):
+        assert main(["denoise", str(source), "--out", str(tmp_path / "out"), "--dask",
+                     "tcp://127.0.0.1:1", *FAST]) == 2
+    err = capsys.readouterr().err
+    assert "cannot reach the Dask scheduler at tcp://127.0.0.1:1" in err
+    assert "Traceback" not in err
+
+
+def test_a_stack_in_dask_parts_accepts_what_the_whole_stack_accepts(tmp_path):
+    distributed = pytest.importorskip("distributed")
+    images, masks = tmp_path / "images", tmp_path / "masks"
+    images.mkdir()
+    masks.mkdir()
+    data = np.random.default_rng(0).uniform(0.2, 0.8, (2, 16, 16)).astype(np.float32)
+    data[:, 5:9, 5:9] = np.nan  # no data there, and the mask says so
+    hole = np.zeros((16, 16), np.uint8)
+    hole[4:10, 4:10] = 1
+    tifffile.imwrite(images / "s.tif", data, photometric="minisblack", metadata={"axes": "ZYX"})
+    tifffile.imwrite(masks / "s.tif", hole)
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False,
+                                  dashboard_address=None) as cluster:
+        assert main(["inpaint", str(images), "--mask-dir", str(masks), "--out",
+                     str(tmp_path / "parts"), "--dask", cluster.scheduler_address,
+                     "--slices-per-task", "1", *FAST]) == 0
+    result = read_tiff(tmp_path / "parts" / "s.tif").data
+    assert result.shape == (2, 16, 16) and np.isfinite(result).all()

@@ -23,8 +23,8 @@ from typing import Any
 import numpy as np
 
 from .config import DEFAULT_PRESET
-from .io import (EngineLayout, TiffImage, leftover_temporaries, package_versions, read_json,
-                 read_tiff, write_json, write_tiff)
+from .io import (EngineLayout, TiffImage, check_writable_axes, leftover_temporaries,
+                 package_versions, read_json, read_tiff, write_json, write_tiff)
 
 TIFF_SUFFIXES = (".tif", ".tiff")
 RECORD_FORMAT = 1
@@ -78,6 +78,21 @@ class Job:
     def record(self) -> Path:
         return record_path(self.output)
 
+    def fingerprint(self) -> dict[str, Any]:
+        """What decides this job's result: the request's settings and which input (and mask)
+        file, by path, size and modification time, so that ``--resume`` redoes an input that
+        was replaced or re-exported since its output was made."""
+        return {**self.request.fingerprint(self.mask), "source": _file_identity(self.input),
+                "mask_source": None if self.mask is None else _file_identity(self.mask)}
+
+
+def _file_identity(path: Path) -> dict[str, Any]:
+    try:
+        stat = path.stat()
+    except OSError:
+        return {"path": str(path)}
+    return {"path": str(path), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+
 
 @dataclass
 class Outcome:
@@ -101,7 +116,8 @@ def record_path(output: Path) -> Path:
 def find_inputs(patterns: Iterable[str | os.PathLike]) -> tuple[list[Path], list[Outcome]]:
     """Files named by ``patterns`` (files, folders, globs), in order, without repeats.
 
-    A folder contributes its ``*.tif``/``*.tiff`` files (not recursively). A pattern that names
+    A folder contributes its ``*.tif``/``*.tiff`` files (not recursively, not hidden ones
+    whose names start with a dot). A pattern that names
     nothing becomes a failed :class:`Outcome` so that the batch can report it and go on.
     """
     found: dict[Path, None] = {}
@@ -109,8 +125,9 @@ def find_inputs(patterns: Iterable[str | os.PathLike]) -> tuple[list[Path], list
     for pattern in patterns:
         path = Path(pattern)
         if path.is_dir():
-            matches = sorted(p for p in path.iterdir()
-                             if p.is_file() and p.suffix.lower() in TIFF_SUFFIXES)
+            matches = sorted(p for p in path.iterdir()  # not hidden ones, e.g. macOS ._x.tif
+                             if p.is_file() and p.suffix.lower() in TIFF_SUFFIXES
+                             and not p.name.startswith("."))
         elif path.is_file():
             matches = [path]
         else:
@@ -178,6 +195,25 @@ def plan_jobs(inputs: Sequence[Path], out_dir: Path, request: Request, *,
     return jobs, failed
 
 
+def check_output_folder(out_dir: Path) -> None:
+    """Create ``out_dir`` if needed and prove that files can be written there, so that a batch
+    does not fit every file only to fail when writing; :class:`BatchError` otherwise."""
+    import tempfile
+
+    out_dir = Path(out_dir)
+    if not out_dir.exists() and out_dir.suffix.lower() in TIFF_SUFFIXES:
+        raise BatchError(f"--out {out_dir} looks like a file name; --out is the folder the "
+                         f"results go to (each keeps its input's name), e.g. --out "
+                         f"{out_dir.with_suffix('')}")
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=out_dir, prefix=".napari-dip-probe-"):
+            pass
+    except OSError as error:
+        raise BatchError(f"cannot write to --out {out_dir} ({error.strerror or error}); choose "
+                         f"a folder you can write to") from error
+
+
 def _same_file(a: Path, b: Path) -> bool:
     if a.resolve() == b.resolve():
         return True
@@ -192,7 +228,7 @@ def is_complete(job: Job) -> bool:
     record = read_json(job.record)
     if record is None or record.get("status") != "complete" or not job.output.is_file():
         return False
-    expected = _jsonable(job.request.fingerprint(job.mask))
+    expected = _jsonable(job.fingerprint())
     return all(record.get(key) == value for key, value in expected.items())
 
 
@@ -204,11 +240,11 @@ def _jsonable(value: Any) -> Any:
 
 
 def clear_previous(job: Job) -> None:
-    """Remove a job's earlier record, output and leftover temporary files before redoing it.
-
-    The record goes first, so a run killed in between never leaves a complete-looking output.
-    """
-    for path in (job.record, job.output, *leftover_temporaries(job.output),
+    """Before redoing a job: remove its earlier run record (so that its earlier output no longer
+    counts as finished) and any temporary files a killed run left. The earlier output itself
+    stays until the new one is renamed over it: a redo that fails or is interrupted loses
+    nothing."""
+    for path in (job.record, *leftover_temporaries(job.output),
                  *leftover_temporaries(job.record)):
         path.unlink(missing_ok=True)
 
@@ -255,6 +291,7 @@ def _now() -> str:
 def load_job(job: Job) -> tuple[TiffImage, EngineLayout, np.ndarray, np.ndarray | None]:
     """Read a job's image (and mask) and arrange them for the stack runner."""
     image = read_tiff(job.input, axes=job.request.axes)
+    check_writable_axes(image)
     layout = EngineLayout.for_axes(image.axes)
     mask = None
     if job.mask is not None:
@@ -268,15 +305,18 @@ def load_job(job: Job) -> tuple[TiffImage, EngineLayout, np.ndarray, np.ndarray 
 
 def restore_array(data: np.ndarray, layout: EngineLayout, mask: np.ndarray | None,
                   request: Request, on_snapshot: SnapshotCallback | None = None,
+                  intensity_range: tuple[float, float] | None = None,
                   ) -> tuple[np.ndarray, list[dict[str, Any]]]:
-    """Run the stack runner on ``data`` (engine layout); return the result and per-slice records."""
+    """Run the stack runner on ``data`` (engine layout); return the result and per-slice records.
+    ``intensity_range`` imposes the intensity scaling (a stack restored in parts)."""
     from .api import iter_restore_stack
 
     slices: list[dict[str, Any]] = []
     last = None
     steps = iter_restore_stack(data, task=request.task, mask=mask, factor=request.factor,
                                preset=request.preset, channel_axis=layout.channel_axis,
-                               seed=request.seed, device=request.device, **request.settings)
+                               seed=request.seed, device=request.device,
+                               intensity_range=intensity_range, **request.settings)
     for last in steps:
         if on_snapshot is not None:
             on_snapshot(last)
@@ -325,7 +365,7 @@ def save_result(job: Job, image: TiffImage, layout: EngineLayout, result: np.nda
 def _record_header(job: Job, status: str) -> dict[str, Any]:
     request = job.request
     return {"napari_dip_record": RECORD_FORMAT, "status": status,
-            **request.fingerprint(job.mask), "preset": request.preset,
+            **job.fingerprint(), "preset": request.preset,
             "requested_device": request.device,
             "versions": package_versions("dask", "distributed"), "host": platform.node()}
 
@@ -467,7 +507,13 @@ def run_on_dask(jobs: Sequence[Job], address: str, progress: Progress | None = N
         address = cluster.scheduler_address
     outcomes = []
     try:
-        with Client(address) as client:
+        try:
+            client = Client(address)
+        except (OSError, TimeoutError) as error:
+            raise BatchError(f"cannot reach the Dask scheduler at {address} "
+                             f"({_reason(error)}); start it, check the address, or use "
+                             f"--dask local:N for workers on this machine") from error
+        with client:
             futures = {}
             for i, job in enumerate(jobs):
                 key = f"napari-dip-{i}-{job.input.name}"
@@ -484,6 +530,7 @@ def run_on_dask(jobs: Sequence[Job], address: str, progress: Progress | None = N
                     except Exception as error:  # noqa: BLE001 - a worker died or was lost
                         outcome = Outcome(job.input, "failed", f"Dask task failed: "
                                                                f"{_reason(error)}")
+                        _write_failure(job, outcome.reason, _now())
                     outcomes.append(outcome)
                     if progress:
                         progress.finished(outcome)
@@ -534,25 +581,33 @@ def _flat_slices(data: np.ndarray, channel_axis: int | None) -> np.ndarray:
     return hwc.reshape((-1,) + hwc.shape[-3:])
 
 
+def _flat_mask(mask: np.ndarray | None) -> np.ndarray | None:
+    """An engine-layout mask -> ``(M, N)`` (one for every slice) or ``(n_slices, M, N)``."""
+    return mask if mask is None or mask.ndim == 2 else mask.reshape((-1,) + mask.shape[-2:])
+
+
 def _prepare_parts(job: Job):
-    """First task of a stack in parts: clear earlier results; the stack's intensity scaling."""
-    from .stack import IntensityScaling
+    """First task of a stack in parts: clear earlier results; check the whole stack (and mask)
+    as the stack runner would, and fix its intensity scaling."""
+    from .stack import SliceLayout
 
     clear_previous(job)
-    _, layout, data, _ = load_job(job)
-    return {"scaling": IntensityScaling.from_image(_flat_slices(data, layout.channel_axis)),
-            "started": _now(), "clock": time.time()}
+    _, layout, data, mask = load_job(job)
+    scaling = SliceLayout(_flat_slices(data, layout.channel_axis), -1,
+                          mask=_flat_mask(mask)).scaling
+    return {"intensity_range": (scaling.low, scaling.high), "started": _now(),
+            "clock": time.time()}
 
 
 def _restore_part(job: Job, start: int, stop: int, prepared) -> tuple[np.ndarray, list]:
-    """Restore slices ``start:stop`` in [0, 1] units with the whole stack's scaling."""
+    """Restore slices ``start:stop`` with the whole stack's intensity scaling."""
     _, layout, data, mask = load_job(job)
-    scaling = prepared["scaling"]
-    part = scaling.to_unit(_flat_slices(data, layout.channel_axis)[start:stop])
+    part = _flat_slices(data, layout.channel_axis)[start:stop]
+    mask = _flat_mask(mask)
     if mask is not None and mask.ndim > 2:
-        mask = mask.reshape((-1,) + mask.shape[-2:])[start:stop]
-    part_layout = EngineLayout.for_axes("ZYXC")
-    result, slices = restore_array(part, part_layout, mask, job.request)
+        mask = mask[start:stop]
+    result, slices = restore_array(part, EngineLayout.for_axes("ZYXC"), mask, job.request,
+                                   intensity_range=prepared["intensity_range"])
     leading = tuple(n for i, n in enumerate(data.shape) if i != layout.channel_axis)[:-2]
     for entry in slices:
         entry["index"] = [int(i) for i in np.unravel_index(start + entry["index"][0], leading)]
@@ -564,8 +619,7 @@ def _save_parts(job: Job, prepared, *parts) -> Outcome:
     start = time.perf_counter()
     try:
         image, layout, data, _ = load_job(job)
-        unit = np.concatenate([result for result, _ in parts])
-        hwc = prepared["scaling"].from_unit(unit)
+        hwc = np.concatenate([result for result, _ in parts])
         leading = tuple(n for i, n in enumerate(data.shape) if i != layout.channel_axis)[:-2]
         hwc = hwc.reshape(leading + hwc.shape[1:])
         result = hwc[..., 0] if layout.channel_axis is None else \

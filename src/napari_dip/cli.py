@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import logging
 import sys
 import textwrap
 import time
@@ -210,8 +211,8 @@ def _non_negative_int(text: str) -> int:
 def load_config_file(path: Path) -> dict:
     """Options from a YAML or JSON file, with keys normalised to underscores.
 
-    A napari-dip run record is accepted too: its ``config``, ``preset``, ``seed`` and ``factor``
-    are used, so that a run can be repeated exactly.
+    A napari-dip run record is accepted too: its ``config``, ``preset``, ``seed``, ``factor``
+    and ``axes`` are used, so that a run can be repeated exactly.
     """
     from .config import describe_fields
 
@@ -235,7 +236,8 @@ def load_config_file(path: Path) -> dict:
         raise ValueError(f"--config {path} must hold a mapping of option names to values")
     if "napari_dip_record" in data:  # a run record: repeat its settings
         data = {**data.get("config", {}),
-                **{k: data[k] for k in ("task", "preset", "seed", "factor") if k in data}}
+                **{k: data[k] for k in ("task", "preset", "seed", "factor", "axes")
+                   if k in data}}
     options = {str(key).replace("-", "_"): value for key, value in data.items()}
     known = _CONFIG_FILE_KEYS | {f["name"] for f in describe_fields()}
     unknown = sorted(set(options) - known)
@@ -266,15 +268,21 @@ def request_from_args(args: argparse.Namespace):
     if args.task == "super_resolve" and request.factor is None:
         raise ValueError("super-resolve needs --factor (2, 4 or 8)")
     request.config()  # validate every setting before any file is touched
-    if not isinstance(request.seed, int) or isinstance(request.seed, bool) or request.seed < 0:
-        raise ValueError(f"seed must be a non-negative integer, got {request.seed!r}")
+    if not isinstance(request.seed, int) or isinstance(request.seed, bool) or \
+            not 0 <= request.seed < 2 ** 32:
+        raise ValueError(f"seed must be an integer from 0 to 2**32 - 1, got {request.seed!r}")
+    if request.axes is not None and not isinstance(request.axes, str):
+        raise ValueError(f"axes must be letters such as 'ZYX' or 'TZCYX', got {request.axes!r}")
     return request
 
 
 def _batch(args: argparse.Namespace) -> int:
-    from .batch import Progress, find_inputs, plan_jobs, run_batch, select_jobs
+    from .batch import (Progress, check_output_folder, find_inputs, plan_jobs, run_batch,
+                        select_jobs)
 
     start = time.perf_counter()
+    if args.quiet:  # tifffile logs its warnings about odd files; the failure line says enough
+        logging.getLogger("tifffile").setLevel(logging.ERROR)
     request = request_from_args(args)
     if request.axes is not None:
         request = dataclasses.replace(request, axes=request.axes.upper())
@@ -287,6 +295,8 @@ def _batch(args: argparse.Namespace) -> int:
     inputs, outcomes = find_inputs(args.inputs)
     jobs, failed = plan_jobs(inputs, args.out, request, mask=getattr(args, "mask", None),
                              mask_dir=getattr(args, "mask_dir", None))
+    if jobs:
+        check_output_folder(args.out)  # before any fit, not when writing the first result
     todo, settled = select_jobs(jobs, resume=args.resume, overwrite=args.overwrite)
     progress = Progress(len(outcomes) + len(failed) + len(jobs), quiet=args.quiet)
     try:

@@ -127,6 +127,9 @@ class TiffImage:
     ome : dict
         OME Pixels attributes to keep (physical sizes and units, time increment) and
         ``"channel_names"``.
+    compressed : bool
+        Whether the file's pixels were compressed; the result is then written compressed too
+        (zlib, lossless).
     """
 
     data: np.ndarray
@@ -136,6 +139,7 @@ class TiffImage:
     resolution_unit: int | None = None
     imagej: dict[str, Any] = field(default_factory=dict)
     ome: dict[str, Any] = field(default_factory=dict)
+    compressed: bool = False
 
     def restored(self, data: np.ndarray, factor: int | None = None) -> TiffImage:
         """The same metadata around new pixels; for super-resolution, pixels ``factor`` times
@@ -148,7 +152,12 @@ class TiffImage:
         for key in ("PhysicalSizeX", "PhysicalSizeY"):
             if key in ome:
                 ome[key] = ome[key] / factor
-        return dataclasses.replace(self, data=data, resolution=resolution, ome=ome)
+        imagej = dict(self.imagej)
+        for key in ("xorigin", "yorigin"):  # in pixels: the same point on the finer grid
+            if isinstance(imagej.get(key), (int, float)):
+                imagej[key] = (imagej[key] + 0.5) * factor - 0.5
+        return dataclasses.replace(self, data=data, resolution=resolution, ome=ome,
+                                   imagej=imagej)
 
     def describe(self) -> dict[str, Any]:
         """Shape, dtype, axes and pixel size, for run records."""
@@ -173,6 +182,23 @@ def check_axes(axes: str, ndim: int) -> str:
     return axes
 
 
+IMAGEJ_AXES = "TZCYXS"
+
+
+def check_writable_axes(image: TiffImage) -> None:
+    """Refuse, before any work, axes that the image's own flavour cannot write back: an ImageJ
+    hyperstack keeps its axes in the order TZCYXS."""
+    if image.flavour != "imagej":
+        return
+    positions = [IMAGEJ_AXES.find(a) for a in image.axes]
+    if -1 in positions or positions != sorted(positions):
+        usable = "".join(a for a in IMAGEJ_AXES if a in image.axes)
+        hint = f" (here {usable})" if len(usable) == len(image.axes) else ""
+        raise ValueError(f"axes {image.axes} cannot be written back as an ImageJ hyperstack, "
+                         f"whose axes come in the order {IMAGEJ_AXES}; name the axes in that "
+                         f"order{hint}, or save the file as plain or OME-TIFF first")
+
+
 def read_tiff(path: str | os.PathLike, axes: str | None = None) -> TiffImage:
     """Read the first image series of a TIFF file with its axes and metadata.
 
@@ -185,6 +211,12 @@ def read_tiff(path: str | os.PathLike, axes: str | None = None) -> TiffImage:
         with tifffile.TiffFile(path) as tif:
             if not tif.series:
                 raise ValueError("not a readable TIFF image (it holds no image series)")
+            if len(tif.series) > 1:
+                shapes = ", ".join(f"{tuple(x.shape)} {x.axes}" for x in tif.series[:4])
+                raise ValueError(f"the file holds {len(tif.series)} image series ({shapes}"
+                                 f"{', ...' if len(tif.series) > 4 else ''}); napari-dip "
+                                 f"restores one image per file: save each series (e.g. each "
+                                 f"position) as its own TIFF and restore those")
             series = tif.series[0]
             data = series.asarray()
             page = tif.pages.first if hasattr(tif.pages, "first") else tif.pages[0]
@@ -193,7 +225,8 @@ def read_tiff(path: str | os.PathLike, axes: str | None = None) -> TiffImage:
                               else "tiff",
                               resolution=_resolution(page), resolution_unit=_resolution_unit(page),
                               imagej=_imagej_settings(tif.imagej_metadata) if tif.is_imagej else {},
-                              ome=_ome_settings(tif.ome_metadata) if tif.is_ome else {})
+                              ome=_ome_settings(tif.ome_metadata) if tif.is_ome else {},
+                              compressed=int(page.compression) != 1)
     except (tifffile.TiffFileError, OSError, KeyError, IndexError, TypeError) as error:
         raise ValueError(f"not a readable TIFF image ({type(error).__name__}: "
                          f"{_first_line(error)})") from error
@@ -250,7 +283,7 @@ def write_tiff(path: str | os.PathLike, image: TiffImage) -> Path:
     """Write ``image`` atomically, in its flavour (ImageJ hyperstack, OME-TIFF or plain TIFF)."""
     import tifffile
 
-    options: dict[str, Any] = {}
+    options: dict[str, Any] = {"compression": "zlib"} if image.compressed else {}
     if image.resolution is not None:
         options["resolution"] = image.resolution
         if image.resolution_unit is not None:
