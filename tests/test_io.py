@@ -121,3 +121,15 @@ def test_atomic_write_keeps_the_old_file_on_failure_and_uses_normal_permissions(
     umask = os.umask(0)
     os.umask(umask)
     assert stat.S_IMODE(target.stat().st_mode) == 0o666 & ~umask
+
+
+def test_an_imagej_origin_marks_the_same_point_after_super_resolution(tmp_path):
+    tifffile.imwrite(tmp_path / "in.tif", _stack((2, 8, 8)), imagej=True,
+                     resolution=(10.0, 10.0),
+                     metadata={"axes": "ZYX", "unit": "micron", "xorigin": 3.0, "yorigin": 0.0})
+    image = read_tiff(tmp_path / "in.tif")
+    larger = image.restored(np.repeat(np.repeat(image.data, 4, -1), 4, -2), factor=4)
+    # input pixel 3's centre is output pixel 13.5's position: (3 + 0.5) x 4 - 0.5
+    assert larger.imagej["xorigin"] == 13.5 and larger.imagej["yorigin"] == 1.5
+    write_tiff(tmp_path / "out.tif", larger)
+    assert read_tiff(tmp_path / "out.tif").imagej["xorigin"] == 13.5
