@@ -421,3 +421,12 @@ def test_a_stack_in_dask_parts_accepts_what_the_whole_stack_accepts(tmp_path):
                      "--slices-per-task", "1", *FAST]) == 0
     result = read_tiff(tmp_path / "parts" / "s.tif").data
     assert result.shape == (2, 16, 16) and np.isfinite(result).all()
+
+
+def test_a_device_name_no_machine_has_is_a_usage_error_even_for_dask_workers(tmp_path, capsys):
+    source = tmp_path / "stack.tif"
+    _write_stack(source, shape=(1, 16, 16))
+    assert main(["denoise", str(source), "--out", str(tmp_path / "out"), "--dask", "local:1",
+                 "--device", "gpu", *FAST]) == 2
+    assert "unknown device 'gpu'" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()

@@ -288,10 +288,12 @@ def _batch(args: argparse.Namespace) -> int:
         request = dataclasses.replace(request, axes=request.axes.upper())
     if args.slices_per_task and not args.dask:
         raise ValueError("--slices-per-task splits stacks into Dask tasks; it needs --dask")
-    if args.dask is None and request.device not in (None, "auto"):
-        from .device import select_device
+    from .device import check_device_name, select_device
 
+    if args.dask is None and request.device not in (None, "auto"):
         select_device(request.device)  # an unknown or absent device is a usage error
+    else:
+        check_device_name(request.device)  # the workers resolve it; a typo is a usage error
     inputs, outcomes = find_inputs(args.inputs)
     jobs, failed = plan_jobs(inputs, args.out, request, mask=getattr(args, "mask", None),
                              mask_dir=getattr(args, "mask_dir", None))

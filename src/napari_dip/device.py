@@ -20,6 +20,20 @@ def available_devices() -> list[str]:
     return found + ["cpu"]
 
 
+def check_device_name(device: str | None) -> None:
+    """Refuse a device name that no machine has (e.g. ``"gpu"``), without asking whether this
+    one has it: for devices resolved elsewhere, such as on Dask workers."""
+    if device is None or device == "auto":
+        return
+    try:
+        kind = torch.device(device).type
+    except (RuntimeError, TypeError) as error:
+        raise ValueError(f"unknown device {device!r}; use one of {list(DEVICE_CHOICES)} "
+                         f"(or e.g. 'cuda:1')") from error
+    if kind not in ("cpu", "cuda", "mps"):
+        raise ValueError(f"unsupported device {device!r}; use one of {list(DEVICE_CHOICES)}")
+
+
 def select_device(device: str | torch.device | None = None) -> torch.device:
     """The device to run on.
 
