@@ -35,6 +35,29 @@ def test_importing_the_widget_module_does_not_import_torch():
     assert out.stdout.strip() == "False"
 
 
+def test_the_worker_progress_only_moves_forward_and_names_runs_and_tiles(noisy_cell):
+    """With two runs per tile and two tiles, the progress (steps done of a total) climbs
+    steadily to the end and the reports say which tile and run is working."""
+    from napari_dip._run_plan import ImageAxes, plan_run
+    from napari_dip._widget import RunRequest, RunState, restoration_steps
+
+    _, noisy = noisy_cell
+    image = noisy[:40]  # one tile high, two wide
+    plan = plan_run(ImageAxes.of(2), image.shape, (0, 0), stack_axes=None)
+    request = RunRequest(data=image, plan=plan, task="denoise", mask=None, preset="quick",
+                         seed=0, device="cpu", overrides=dict(
+                             max_iterations=6, report_every=2, n_runs=2, scales=3,
+                             tile_size=40, tile_above=0, tile_overlap=8))
+    state = RunState()
+    reports = list(restoration_steps(request, state))
+    assert state.error is None and state.last.done
+    done = [r.steps_done for r in reports]
+    assert done == sorted(done) and done[-1] == reports[-1].steps_total == 2 * 2 * 6
+    assert all(r.steps_total == reports[0].steps_total for r in reports)
+    assert {(r.tile, r.run) for r in reports} == {(0, 0), (0, 1), (1, 0), (1, 1)}
+    assert all(r.n_runs == 2 and r.n_tiles == 2 for r in reports)
+
+
 # ----------------------------------------------------------------------------- in a viewer
 
 @pytest.fixture(autouse=True)

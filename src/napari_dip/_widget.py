@@ -107,6 +107,8 @@ class Progress:
     previews: tuple[tuple[tuple, np.ndarray], ...] = ()  # (stack index, estimate) per slice
     backward: bool = False  # the optional second pass over the slices (stack_passes=2)
     group_size: int = 1  # slices fitted together (slice_batch), ending at slice_number
+    run: int = 0  # which of n_runs seeded runs (their results are averaged)
+    n_runs: int = 1
 
 
 @dataclass
@@ -204,12 +206,14 @@ def _restoration_steps(napari_dip, request: RunRequest, state: RunState):
         slices_left = stack_step.n_slices - stack_step.slice_number - 1
         if stack_step.pass_number == 0 and config.stack_passes == 2:
             slices_left += stack_step.n_slices - 1
-        # a tiled plane is one fit per tile, each with the slice's iteration budget
-        done = steps_before_slice + snapshot.tile * snapshot.max_iterations + snapshot.iteration
-        tiles_left = snapshot.n_tiles - snapshot.tile - 1
+        # a tiled plane is one fit per tile and run (n_runs), each with the slice's budget
+        runs = config.n_runs
+        fits_done = snapshot.tile * runs + snapshot.run
+        done = steps_before_slice + fits_done * snapshot.max_iterations + snapshot.iteration
+        fits_left = snapshot.n_tiles * runs - fits_done - 1
         total = done + (snapshot.max_iterations - snapshot.iteration) + \
-            tiles_left * snapshot.max_iterations + \
-            -(-slices_left // config.slice_batch) * snapshot.n_tiles * later_slice_steps
+            fits_left * snapshot.max_iterations + \
+            -(-slices_left // config.slice_batch) * snapshot.n_tiles * runs * later_slice_steps
         elapsed = time.perf_counter() - start
         progress = Progress(
             slice_number=stack_step.slice_number, n_slices=stack_step.n_slices,
@@ -218,7 +222,8 @@ def _restoration_steps(napari_dip, request: RunRequest, state: RunState):
             steps_done=done, steps_total=total, loss=snapshot.loss,
             criterion=_snapshot_criterion(snapshot),
             seconds_left=elapsed / done * (total - done) if done else None,
-            device=f"{snapshot.device}, {snapshot.precision}", group_size=len(stack_step.group))
+            device=f"{snapshot.device}, {snapshot.precision}", group_size=len(stack_step.group),
+            run=snapshot.run, n_runs=runs)
         now = time.perf_counter()
         if snapshot.done or now - last_preview >= PREVIEW_INTERVAL_S:
             progress.previews = tuple((index, member.estimate) for index, member in
@@ -692,6 +697,8 @@ class RestoreWidget(QWidget):
             text += f"slice {progress.slice_number + 1}/{progress.n_slices} · "
         if progress.n_tiles > 1:
             text += f"tile {progress.tile + 1}/{progress.n_tiles} · "
+        if progress.n_runs > 1:
+            text += f"run {progress.run + 1}/{progress.n_runs} · "
         text += f"iteration {progress.iteration}/{progress.max_iterations}"
         if progress.seconds_left is not None:
             text += f" · ~{format_duration(progress.seconds_left)} left"
