@@ -343,3 +343,86 @@ def test_sample_data_open(make_napari_viewer, key, kinds):
     shapes = {layer.data.shape for layer in viewer.layers}
     assert len(shapes) == 1  # a mask has the shape of its image
     assert all(layer.data.any() for layer in viewer.layers)
+
+
+@qt
+def test_a_rotated_sheared_layer_gets_a_result_that_lies_on_it(dock, qtbot):
+    viewer, widget = dock
+    _, low = make_noisy_nuclei((16, 16), sigma=0.0)
+    layer = viewer.add_image(low, name="low", scale=(2.0, 3.0), translate=(5.0, 7.0),
+                             rotate=30, shear=[0.2],
+                             affine=np.array([[1.0, 0.5, 3.0], [0.0, 1.0, 4.0], [0, 0, 1]]))
+    configure(widget, task="super_resolve", max_iterations=3)
+    widget.factor_combo.setCurrentText("2")
+    result = run_to_end(qtbot, widget)
+    assert result.data.shape == (32, 32)
+    for pixel in ((0, 0), (5, 11), (15, 3)):
+        # input pixel p's centre is output pixel (p + 0.5) x 2 - 0.5
+        finer = tuple((c + 0.5) * 2 - 0.5 for c in pixel)
+        np.testing.assert_allclose(result.data_to_world(finer), layer.data_to_world(pixel),
+                                   atol=1e-9)
+
+
+@qt
+def test_closing_the_widget_stops_its_run(dock, qtbot):
+    viewer, widget = dock
+    _, noisy = make_noisy_nuclei((32, 32))
+    viewer.add_image(noisy, name="noisy")
+    configure(widget, max_iterations=100_000, report_every=1)
+    widget.run()
+    qtbot.waitUntil(lambda: widget.state.last is not None, timeout=RUN_TIMEOUT_MS)
+    viewer.window.remove_dock_widget(widget.parent())  # the dock's close button does this
+    qtbot.waitUntil(lambda: not widget.running, timeout=30_000)
+    assert widget.state.last.snapshot.iteration < 100_000
+
+
+@qt
+def test_layer_choices_follow_renames_and_keep_the_scope_and_channels_chosen(dock, qtbot):
+    viewer, widget = dock
+    rng = np.random.default_rng(0)
+    stack = viewer.add_image(rng.random((2, 3, 32, 32), dtype=np.float32), name="tzyx",
+                             axis_labels=("t", "z", "y", "x"))
+    assert widget.image_combo.currentText() == "tzyx"
+    stack.name = "renamed"
+    assert widget.image_combo.currentText() == "renamed" and widget.image_layer() is stack
+    viewer.add_image(rng.random((32, 32), dtype=np.float32), name="tzyx")  # a namesake
+    widget.image_combo.setCurrentText("renamed")
+    assert widget.image_layer() is stack
+
+    widget.set_scope(True, axis=0)
+    assert widget.scope_combo.currentText() == "whole stack along t"
+    viewer.add_points(np.zeros((1, 4)))
+    assert widget.scope_combo.currentText() == "whole stack along t"
+
+    widget.channel_combo.setCurrentIndex(widget.channel_combo.findData(1))  # z as channels
+    other = viewer.add_image(rng.random((9, 32, 32), dtype=np.float32), name="zstack")
+    widget.image_combo.setCurrentText("zstack")
+    assert widget.image_layer() is other and widget.channel_combo.currentData() is None
+    assert "whole stack along axis 0" in [widget.scope_combo.itemText(i)
+                                          for i in range(widget.scope_combo.count())]
+
+    widget.image_combo.setCurrentText("renamed")
+    widget.set_scope(True, axis=0)
+    configure(widget, max_iterations=2)
+    widget.run()
+    assert widget.preview_layer.name not in [widget.image_combo.itemText(i)
+                                             for i in range(widget.image_combo.count())]
+    assert widget.scope_combo.currentText() == "whole stack along t"
+    qtbot.waitUntil(lambda: not widget.running, timeout=RUN_TIMEOUT_MS)
+    assert widget.result_layer.data.shape == (2, 1, 32, 32)  # every t, the z on screen
+
+
+@qt
+def test_an_rgb_bayesian_run_gets_one_uncertainty_map(dock, qtbot):
+    viewer, widget = dock
+    rgb = (np.random.default_rng(0).random((32, 32, 3)) * 255).astype(np.uint8)
+    layer = viewer.add_image(rgb, name="colour", rgb=True)
+    configure(widget, max_iterations=30)
+    widget.preset_combo.setCurrentText("bayesian")
+    for name, value in dict(max_iterations=30, burn_in=10, sample_every=5, scales=3,
+                            channels_down=16, channels_up=16).items():
+        widget.settings_panel.set_value(name, value)
+    run_to_end(qtbot, widget)
+    assert widget.uncertainty_layer is not None and not widget.uncertainty_layer.rgb
+    assert widget.uncertainty_layer.data.shape == (32, 32)
+    assert (widget.uncertainty_layer.data >= 0).all() and layer.rgb

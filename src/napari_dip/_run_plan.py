@@ -144,19 +144,24 @@ class Geometry:
     translate: tuple[float, ...]
 
 
-def output_geometry(geometry: Geometry, plan: RunPlan) -> Geometry:
+def output_geometry(geometry: Geometry, plan: RunPlan, linear=None) -> Geometry:
     """Scale and translate that overlay the restored region on the input.
 
-    Fixed axes are shifted to the slice they came from. Super-resolved plane axes get
-    ``scale / factor`` and their translate moved by ``scale * (1 / factor - 1) / 2``, so the
-    first output pixel starts where the first input pixel starts.
+    The region's first pixel sits at data offset ``d`` of the input: the fixed axes' slice index,
+    and on super-resolved plane axes ``(1 / factor - 1) / 2`` (so that the first output pixel
+    starts where the first input pixel starts). The translate moves by ``linear(d)``, the
+    layer's linear map of a data shift (its scale, shear and rotation; default: the scale
+    alone); super-resolved plane axes get ``scale / factor``. Rotation, shear and an extra
+    affine are the input's, unchanged.
     """
-    scale, translate = list(geometry.scale), list(geometry.translate)
+    scale = list(geometry.scale)
+    offset = np.zeros(len(scale))
     for position, a in enumerate(plan.axes.layer_dims):
         if a in plan.fixed:
-            translate[position] += plan.fixed[a] * scale[position]
+            offset[position] = plan.fixed[a]
         elif a in plan.axes.plane and plan.factor > 1:
-            translate[position] += scale[position] * (1.0 / plan.factor - 1.0) / 2.0
+            offset[position] = (1.0 / plan.factor - 1.0) / 2.0
             scale[position] /= plan.factor
-    return Geometry(tuple(scale), tuple(translate))
-
+    shift = np.asarray(geometry.scale) * offset if linear is None else linear(offset)
+    translate = tuple(float(t + d) for t, d in zip(geometry.translate, shift))
+    return Geometry(tuple(scale), translate)

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from qtpy.QtCore import QStandardPaths
+from qtpy.QtCore import QEvent, QStandardPaths
 from qtpy.QtWidgets import (QComboBox, QDoubleSpinBox, QFormLayout, QHBoxLayout, QLabel,
                             QProgressBar, QPushButton, QSpinBox, QVBoxLayout, QWidget)
 from superqt import QCollapsible
@@ -29,6 +29,7 @@ from .config import (DEFAULT_PRESET, PRESETS, SUPPORTED_FACTORS, TASKS, describe
                      get_config, warm_start_config)
 
 PREVIEW_INTERVAL_S = 0.5
+PREVIEW_KEY = "napari_dip_preview"  # metadata flag of a run's preview layer (never an input)
 """Least time between two preview-layer updates, so a fast GPU run cannot flood the GUI."""
 
 SETTINGS_ENV = "NAPARI_DIP_SETTINGS"
@@ -190,7 +191,7 @@ def _restoration_steps(napari_dip, request: RunRequest, state: RunState):
                         **request.overrides)
     later_slice_steps = warm_start_config(config, config.max_iterations).max_iterations
     steps = napari_dip.iter_restore_stack(
-        request.data, task=request.task, mask=request.mask,
+        np.asarray(request.data), task=request.task, mask=request.mask,
         factor=request.plan.factor if request.plan.factor > 1 else None,
         preset=config, channel_axis=request.plan.axes.channel, seed=request.seed,
         device=request.device)
@@ -362,6 +363,7 @@ class RestoreWidget(QWidget):
         self.uncertainty_layer = None
         self._run_context: dict[str, Any] = {}
         self._loading = True
+        self._axes_layer = None  # the image layer the channel choices were made for
 
         self.image_combo = QComboBox(toolTip="the image layer to restore (it is never changed)")
         self.task_combo = QComboBox(toolTip="what to undo: noise, missing pixels, low resolution")
@@ -444,17 +446,20 @@ class RestoreWidget(QWidget):
         return int(self.factor_combo.currentText()) if self.task == "super_resolve" else None
 
     def image_layer(self):
-        return self._layer_named(self.image_combo.currentText(), "image")
+        from napari.layers import Image
+
+        return self._chosen(self.image_combo, Image)
 
     def labels_layer(self):
-        return self._layer_named(self.labels_combo.currentText(), "labels")
+        from napari.layers import Labels
 
-    def _layer_named(self, name: str, kind: str):
-        from napari.layers import Image, Labels
+        return self._chosen(self.labels_combo, Labels)
 
-        wanted = Image if kind == "image" else Labels
-        layer = self.viewer.layers[name] if name in self.viewer.layers else None
-        return layer if isinstance(layer, wanted) else None
+    def _chosen(self, combo: QComboBox, kind):
+        """The layer a combo shows (held by identity, so a rename or a namesake cannot swap
+        it), if it is still in the viewer."""
+        layer = combo.currentData()
+        return layer if isinstance(layer, kind) and layer in self.viewer.layers else None
 
     def set_scope(self, whole_stack: bool, axis: int | None = None) -> None:
         """Choose the current slice, or the whole stack along ``axis`` (default: the leading
@@ -478,29 +483,37 @@ class RestoreWidget(QWidget):
     def _refresh_layers(self, event=None) -> None:
         from napari.layers import Image, Labels
 
+        for layer in self.viewer.layers:  # follow renames (connecting twice is a no-op)
+            layer.events.name.connect(self._refresh_layers)
         for combo, kind in ((self.image_combo, Image), (self.labels_combo, Labels)):
-            current = combo.currentText()
-            names = [layer.name for layer in self.viewer.layers if isinstance(layer, kind)
-                     and layer is not self.preview_layer]
+            current = combo.currentData()
+            layers = [layer for layer in self.viewer.layers if isinstance(layer, kind)
+                      and not layer.metadata.get(PREVIEW_KEY)]
             combo.blockSignals(True)
             combo.clear()
-            combo.addItems(names)
-            if current in names:
-                combo.setCurrentText(current)
-            elif kind is Image and names:
-                combo.setCurrentIndex(len(names) - 1)  # the newest image
+            for layer in layers:
+                combo.addItem(layer.name, layer)
+            kept = next((i for i, layer in enumerate(layers) if layer is current), None)
+            if kept is not None:
+                combo.setCurrentIndex(kept)
+            elif kind is Image and layers:
+                combo.setCurrentIndex(len(layers) - 1)  # the newest image
             combo.blockSignals(False)
         self._refresh_axes()
 
     def _axis_name(self, layer, axis: int) -> str:
         labels = getattr(layer, "axis_labels", None)
-        if labels is not None and axis < len(labels):
+        # napari's default labels are numbers counted from the end ('-3'): not names
+        if labels is not None and axis < len(labels) and \
+                not str(labels[axis]).lstrip("-").isdigit():
             return str(labels[axis])
         return f"axis {axis}"
 
     def _refresh_axes(self, *_) -> None:
         layer = self.image_layer()
-        current = self.channel_combo.currentData()
+        # a channel axis chosen for one layer means nothing for another
+        current = self.channel_combo.currentData() if layer is self._axes_layer else None
+        self._axes_layer = layer
         self.channel_combo.blockSignals(True)
         self.channel_combo.clear()
         if layer is not None and getattr(layer, "rgb", False):
@@ -524,7 +537,7 @@ class RestoreWidget(QWidget):
                             channel=self.channel_combo.currentData())
 
     def _refresh_scopes(self, *_) -> None:
-        whole = self.scope_combo.currentData() is not None
+        previous = self.scope_combo.currentData()
         layer = self.image_layer()
         self.scope_combo.blockSignals(True)
         self.scope_combo.clear()
@@ -537,8 +550,12 @@ class RestoreWidget(QWidget):
             for scope in stack_scopes(axes):
                 names = " × ".join(self._axis_name(layer, a) for a in scope)
                 self.scope_combo.addItem(f"whole stack along {names}", scope)
+        same = next((i for i in range(self.scope_combo.count())
+                     if self.scope_combo.itemData(i) == previous), None)
+        if same is not None:  # the user's choice, kept while the layer list changes
+            self.scope_combo.setCurrentIndex(same)
         self.scope_combo.blockSignals(False)
-        if whole and self.scope_combo.count() > 1:
+        if same is None and previous is not None and self.scope_combo.count() > 1:
             self.set_scope(True)
         self.scope_combo.setEnabled(self.scope_combo.count() > 1)
 
@@ -636,7 +653,8 @@ class RestoreWidget(QWidget):
                 raise ValueError(f"the Labels layer '{labels.name}' marks no pixels in the "
                                  f"region to restore; paint the missing pixels with a label > 0")
         device = self.device_combo.currentText()
-        return RunRequest(data=np.asarray(layer.data[plan.region]), plan=plan, task=self.task,
+        # the region as the layer holds it: a lazy (dask, zarr) array is read on the worker
+        return RunRequest(data=layer.data[plan.region], plan=plan, task=self.task,
                           mask=mask, preset=self.preset_combo.currentText(),
                           seed=self.seed_spin.value(), device=device,
                           overrides=self.settings_panel.overrides())
@@ -659,10 +677,11 @@ class RestoreWidget(QWidget):
         self._run_context = {"layer": layer, "request": request,
                              "geometry": output_geometry(Geometry(tuple(layer.scale),
                                                                   tuple(layer.translate)),
-                                                         request.plan)}
+                                                         request.plan, _linear_part(layer))}
         self.preview_layer = self.viewer.add_image(
             np.zeros(request.plan.output_shape(request.data.shape), dtype=request.data.dtype),
-            name=f"{layer.name} [preview]", **self._layer_style(layer))
+            name=f"{layer.name} [preview]", metadata={PREVIEW_KEY: True},
+            **self._layer_style(layer))
         self.loss_plot.clear()
         self.progress_bar.setValue(0)
         self.progress_bar.setFormat("starting (loading torch)…")
@@ -677,6 +696,7 @@ class RestoreWidget(QWidget):
         """Geometry and look of an output layer: overlays ``layer`` and looks like it."""
         geometry = self._run_context["geometry"]
         style = {"scale": geometry.scale, "translate": geometry.translate,
+                 "rotate": layer.rotate, "shear": layer.shear, "affine": layer.affine,
                  "rgb": bool(getattr(layer, "rgb", False)), "blending": "translucent"}
         if getattr(layer, "axis_labels", None) is not None:
             style["axis_labels"] = tuple(layer.axis_labels)
@@ -684,7 +704,7 @@ class RestoreWidget(QWidget):
             style["units"] = tuple(str(u) for u in layer.units)
         if not style["rgb"]:
             style["colormap"] = layer.colormap
-            style["contrast_limits"] = tuple(layer.contrast_limits)
+        style["contrast_limits"] = tuple(layer.contrast_limits)
         return style
 
     def _on_progress(self, progress: Progress) -> None:
@@ -750,7 +770,9 @@ class RestoreWidget(QWidget):
             "overrides": request.overrides, "region": {str(a): i for a, i in
                                                       request.plan.fixed.items()},
             "stack_axes": list(request.plan.looped), "finished": finished,
-            "slices_done": last.slice_number + 1 - (0 if last.snapshot.done else len(last.group)),
+            # in the backward pass (stack_passes=2) every slice has its forward result already
+            "slices_done": last.n_slices if last.pass_number else
+            last.slice_number + 1 - (0 if last.snapshot.done else len(last.group)),
             "n_slices": last.n_slices, **run_record(last.snapshot)}}
         suffix = f"[{task_label(request.task)}]"
         name = f"{layer.name} {suffix}"
@@ -772,7 +794,8 @@ class RestoreWidget(QWidget):
         else:
             self.progress_bar.setFormat(f"stopped at slice {last.slice_number + 1}/"
                                         f"{last.n_slices}, iteration {last.snapshot.iteration}")
-            unreached = "" if last.n_slices == 1 else " Slices not reached are left at 0."
+            unreached = "" if last.n_slices == 1 or last.pass_number else \
+                " Slices not reached are left at 0."
             show_info(f"Deep Image Prior: stopped; kept the result so far as "
                       f"'{self.result_layer.name}'.{unreached}")
 
@@ -789,14 +812,31 @@ class RestoreWidget(QWidget):
         style = self._layer_style(layer)
         style.update(colormap="magma", rgb=False, blending="additive")
         style.pop("contrast_limits", None)
-        if request.plan.axes.rgb:
-            return None
+        if request.plan.axes.rgb:  # one map for the colour image: the channels' mean
+            stack = stack.mean(axis=request.plan.axes.channel)
         return self.viewer.add_image(stack, name=f"{layer.name} {suffix[:-1]} uncertainty]",
                                      metadata=metadata, **style)
 
     def closeEvent(self, event) -> None:  # noqa: N802 (Qt's name)
         self.stop()
         super().closeEvent(event)
+
+    def event(self, event) -> bool:
+        # napari closes a dock widget by taking it out of its dock (no close event): a widget
+        # left without a parent stops its run, as the Stop button would
+        if event.type() == QEvent.Type.ParentChange and self.parent() is None:
+            self.stop()
+        return super().event(event)
+
+
+def _linear_part(layer):
+    """A layer's data-to-world map without its translate and extra affine (scale, then shear,
+    then rotate): where a shift of the data lands, for the output layer's translate."""
+    from napari.utils.transforms import CompositeAffine
+
+    transform = CompositeAffine(scale=layer.scale, translate=np.zeros(layer.ndim),
+                                rotate=layer.rotate, shear=layer.shear, ndim=layer.ndim)
+    return lambda shift: np.asarray(transform(np.asarray(shift, dtype=float)))
 
 
 def _slice_index(axes: ImageAxes, stack_index: tuple[int, ...]) -> tuple:
