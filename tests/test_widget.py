@@ -426,3 +426,17 @@ def test_an_rgb_bayesian_run_gets_one_uncertainty_map(dock, qtbot):
     assert widget.uncertainty_layer is not None and not widget.uncertainty_layer.rgb
     assert widget.uncertainty_layer.data.shape == (32, 32)
     assert (widget.uncertainty_layer.data >= 0).all() and layer.rgb
+
+
+@qt
+def test_an_rgba_layer_keeps_its_alpha_and_gets_its_colours_restored(dock, qtbot):
+    viewer, widget = dock
+    rng = np.random.default_rng(0)
+    rgba = (rng.random((16, 16, 4)) * 255).astype(np.uint8)
+    rgba[..., 3] = np.arange(16, dtype=np.uint8)[:, None] * 16  # a ramp of transparency
+    viewer.add_image(rgba, name="rgba", rgb=True)
+    configure(widget, task="super_resolve", max_iterations=3)
+    widget.factor_combo.setCurrentText("2")
+    result = run_to_end(qtbot, widget)
+    assert result.data.shape == (32, 32, 4) and result.rgb
+    np.testing.assert_array_equal(result.data[..., 3], rgba[..., 3].repeat(2, 0).repeat(2, 1))

@@ -87,6 +87,7 @@ class RunRequest:
     seed: int
     device: str
     overrides: dict[str, Any]
+    alpha: Any = None  # an RGBA layer's alpha channel: kept as it is, not restored
 
 
 @dataclass
@@ -654,7 +655,10 @@ class RestoreWidget(QWidget):
                                  f"region to restore; paint the missing pixels with a label > 0")
         device = self.device_combo.currentText()
         # the region as the layer holds it: a lazy (dask, zarr) array is read on the worker
-        return RunRequest(data=layer.data[plan.region], plan=plan, task=self.task,
+        data, alpha = layer.data[plan.region], None
+        if plan.axes.rgb and data.shape[-1] == 4:  # RGBA: the colours are restored, not alpha
+            data, alpha = data[..., :3], data[..., 3]
+        return RunRequest(data=data, plan=plan, task=self.task, alpha=alpha,
                           mask=mask, preset=self.preset_combo.currentText(),
                           seed=self.seed_spin.value(), device=device,
                           overrides=self.settings_panel.overrides())
@@ -776,12 +780,18 @@ class RestoreWidget(QWidget):
             "n_slices": last.n_slices, **run_record(last.snapshot)}}
         suffix = f"[{task_label(request.task)}]"
         name = f"{layer.name} {suffix}"
+        result = last.result.copy()
+        if request.alpha is not None:  # the input's alpha back, enlarged like the colours
+            alpha = np.asarray(request.alpha)
+            for axis in request.plan.axes.plane:
+                alpha = alpha.repeat(request.plan.factor, axis=axis)
+            result = np.concatenate([result, alpha[..., None].astype(result.dtype)], axis=-1)
         if preview is not None:
-            preview.data = last.result.copy()
+            preview.data = result
             preview.name, preview.metadata = name, metadata
             self.result_layer = preview
         else:
-            self.result_layer = self.viewer.add_image(last.result.copy(), name=name,
+            self.result_layer = self.viewer.add_image(result, name=name,
                                                       metadata=metadata,
                                                       **self._layer_style(layer))
         self.uncertainty_layer = None
