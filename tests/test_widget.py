@@ -440,3 +440,18 @@ def test_an_rgba_layer_keeps_its_alpha_and_gets_its_colours_restored(dock, qtbot
     result = run_to_end(qtbot, widget)
     assert result.data.shape == (32, 32, 4) and result.rgb
     np.testing.assert_array_equal(result.data[..., 3], rgba[..., 3].repeat(2, 0).repeat(2, 1))
+
+
+@qt
+def test_a_current_slice_run_on_a_transposed_view_is_refused_with_the_fix(dock, qtbot,
+                                                                          notifications):
+    viewer, widget = dock
+    viewer.add_image(np.random.default_rng(0).random((3, 32, 32), dtype=np.float32),
+                     name="zyx", axis_labels=("z", "y", "x"))
+    configure(widget, max_iterations=2)
+    viewer.dims.order = (1, 0, 2)  # the screen shows z x x
+    qtbot.mouseClick(widget.run_button, Qt.MouseButton.LeftButton)
+    assert not widget.running
+    assert any("the view shows the z × x plane" in m for m in notifications), notifications
+    viewer.dims.order = (0, 1, 2)
+    assert run_to_end(qtbot, widget).data.shape == (1, 32, 32)

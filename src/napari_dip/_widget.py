@@ -638,6 +638,7 @@ class RestoreWidget(QWidget):
                              f"of it as a plain image layer to restore it")
         axes = self.image_axes()
         shape = tuple(layer.data.shape)
+        self._check_view_shows_the_plane(layer, axes)
         position = np.round(layer.world_to_data(self.viewer.dims.point)).astype(int)
         position = dict(zip(axes.layer_dims, position))
         plan = plan_run(axes, shape, tuple(position.get(a, 0) for a in range(axes.ndim)),
@@ -662,6 +663,22 @@ class RestoreWidget(QWidget):
                           mask=mask, preset=self.preset_combo.currentText(),
                           seed=self.seed_spin.value(), device=device,
                           overrides=self.settings_panel.overrides())
+
+    def _check_view_shows_the_plane(self, layer, axes: ImageAxes) -> None:
+        """Refuse a current-slice run while a 2D view shows another plane of the layer than the
+        one restored (its last two non-channel axes), e.g. after transposing the view."""
+        dims = self.viewer.dims
+        if self.scope_combo.currentData() is not None or dims.ndisplay != 2:
+            return
+        offset = dims.ndim - layer.ndim  # the layer's dimensions are the viewer's last ones
+        shown = sorted(v - offset for v in dims.displayed)
+        plane = sorted(axes.layer_dims.index(a) for a in axes.plane)
+        if shown != plane:
+            names = " × ".join(self._axis_name(layer, axes.layer_dims[d]) for d in shown
+                               if 0 <= d < len(axes.layer_dims))
+            raise ValueError(f"the view shows the {names} plane, but a slice is restored in "
+                             f"the image's last two axes; restore the usual axis order (the "
+                             f"viewer's transpose button) or run on the whole stack")
 
     def run(self) -> None:
         """Start a run with the current choices (errors become notifications)."""
