@@ -114,9 +114,11 @@ def test_bayesian_burn_in_follows_a_shorter_schedule_and_must_leave_samples():
     assert get_config("bayesian", max_iterations=300, burn_in=50).burn_in == 50
     with pytest.raises(ValueError, match="burn_in=400 is not below max_iterations=300"):
         get_config("bayesian", max_iterations=300, burn_in=400)
-    # a warm-started slice of a stack samples within its short schedule too
-    warm = warm_start_config(paper, paper.max_iterations)
-    assert 0 < warm.burn_in < warm.max_iterations
+    # a warm-started slice of a stack samples within its short schedule too (the preset
+    # itself fits every slice from scratch: warm slices returned less)
+    assert paper.warm_start_fraction == 0
+    warm = warm_start_config(paper.replace(warm_start_fraction=0.25), paper.max_iterations)
+    assert warm.max_iterations == 750 and 0 < warm.burn_in < warm.max_iterations
 
 
 def test_a_tile_size_too_small_names_one_that_works_with_the_overlap():
