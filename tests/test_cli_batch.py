@@ -430,3 +430,14 @@ def test_a_device_name_no_machine_has_is_a_usage_error_even_for_dask_workers(tmp
                  "--device", "gpu", *FAST]) == 2
     assert "unknown device 'gpu'" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+def test_a_file_with_nan_gets_a_reason_a_command_line_user_can_act_on(tmp_path, capsys):
+    source = tmp_path / "holes.tif"
+    data = np.random.default_rng(0).random((16, 16)).astype(np.float32)
+    data[3, 3] = np.nan
+    tifffile.imwrite(source, data)
+    assert main(["denoise", str(source), "--out", str(tmp_path / "out"), *FAST]) == 1
+    err = capsys.readouterr().err
+    assert "1 NaN or infinite value(s)" in err and "inpaint them" in err
+    assert "np." not in err and "task=" not in err

@@ -169,9 +169,10 @@ def _check_finite(name: str, array: np.ndarray, missing: np.ndarray | None = Non
     if missing is not None:
         bad &= ~np.broadcast_to(missing, array.shape)
     if bad.any():
-        fix = ("replace them first, e.g. with np.nan_to_num, or, where pixels hold no data, "
-               "restore with task='inpaint' and a mask that is true there" if name == "image"
-               else "replace them first, e.g. with np.nan_to_num")
+        # worded for every front end: Python, the command line and the widget
+        fix = ("replace them with numbers first, or, where pixels hold no data, inpaint "
+               "them: a mask (or Labels layer) marking them missing" if name == "image"
+               else "replace them with numbers first")
         where = " outside the mask" if missing is not None else ""
         raise ValueError(f"{name} contains {int(bad.sum())} NaN or infinite value(s){where}; "
                          f"{fix}")
@@ -193,7 +194,8 @@ def checked_image(image: np.ndarray, channel_axis: int | None, mask=None,
     if image.size == 0:
         raise ValueError(f"image is empty (shape {image.shape})")
     if image.dtype.kind == "b":
-        raise ValueError("image is boolean; pass intensities (e.g. image.astype(np.uint8))")
+        raise ValueError("image is boolean (a mask?); restore an image of intensities, e.g. "
+                         "the mask converted to 8-bit integers")
     hwc = channels_last(image, channel_axis)
     if min(hwc.shape[:2]) < MIN_SIDE:
         raise ValueError(f"image is {hwc.shape[0]}x{hwc.shape[1]} pixels; restoration needs at "
