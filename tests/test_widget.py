@@ -437,9 +437,24 @@ def test_an_rgba_layer_keeps_its_alpha_and_gets_its_colours_restored(dock, qtbot
     viewer.add_image(rgba, name="rgba", rgb=True)
     configure(widget, task="super_resolve", max_iterations=3)
     widget.factor_combo.setCurrentText("2")
+    layer = viewer.layers["rgba"]
+    layer.contrast_limits = (10, 200)
     result = run_to_end(qtbot, widget)
     assert result.data.shape == (32, 32, 4) and result.rgb
     np.testing.assert_array_equal(result.data[..., 3], rgba[..., 3].repeat(2, 0).repeat(2, 1))
+    assert tuple(result.contrast_limits) == (10, 200)  # an RGB layer's look is kept too
+
+
+@qt
+def test_a_lazy_layer_is_read_by_the_worker_not_at_the_run_click(dock, qtbot):
+    da = pytest.importorskip("dask.array")
+    viewer, widget = dock
+    _, noisy = make_noisy_nuclei((2, 32, 32))
+    viewer.add_image(da.from_array(noisy, chunks=(1, 32, 32)), name="lazy")
+    configure(widget, max_iterations=3)
+    widget.set_scope(True)
+    assert not isinstance(widget._request().data, np.ndarray)  # still lazy on the GUI thread
+    assert run_to_end(qtbot, widget).data.shape == (2, 32, 32)
 
 
 @qt
