@@ -29,8 +29,10 @@ from .config import (DEFAULT_PRESET, PRESETS, SUPPORTED_FACTORS, TASKS, describe
                      get_config, warm_start_config)
 
 PREVIEW_INTERVAL_S = 0.5
-PREVIEW_KEY = "napari_dip_preview"  # metadata flag of a run's preview layer (never an input)
 """Least time between two preview-layer updates, so a fast GPU run cannot flood the GUI."""
+
+PREVIEW_KEY = "napari_dip_preview"
+"""Metadata flag of a run's preview layer, which is never offered as an input."""
 
 SETTINGS_ENV = "NAPARI_DIP_SETTINGS"
 """Environment variable naming the settings file (tests point it at a temporary file)."""

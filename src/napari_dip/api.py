@@ -11,7 +11,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from .config import DIPConfig, check_factor, check_task, get_config, warm_start_config
+from .config import (DIPConfig, check_factor, check_seed, check_task, get_config,
+                     warm_start_config)
 from .device import describe_device, select_device
 from .fit import FitStep, fit
 from .networks import size_multiple
@@ -165,9 +166,7 @@ def _setup(task: str, mask, factor, preset, seed, device, max_iterations,
                          "missing")
     if task != "inpaint" and mask is not None:
         raise ValueError(f"mask= is only used by task='inpaint', not {task!r}")
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or \
-            not 0 <= seed < 2 ** 32:
-        raise ValueError(f"seed must be an integer from 0 to 2**32 - 1, got {seed!r}")
+    check_seed(seed)
     config = get_config(preset, task, factor, max_iterations=max_iterations, **settings)
     if guide is not None and config.network == "deep_decoder":
         raise ValueError("the Deep Decoder takes no guide image; use network='skip' or "

@@ -251,7 +251,7 @@ def request_from_args(args: argparse.Namespace):
     """The :class:`~napari_dip.batch.Request` of a batch command: command line, then
     ``--config``, then the preset. Raises ValueError for invalid settings."""
     from .batch import Request
-    from .config import DEFAULT_PRESET
+    from .config import DEFAULT_PRESET, check_seed
 
     given = {name: value for name, value in vars(args).items() if value is not None}
     from_file = load_config_file(args.config) if args.config else {}
@@ -268,9 +268,7 @@ def request_from_args(args: argparse.Namespace):
     if args.task == "super_resolve" and request.factor is None:
         raise ValueError("super-resolve needs --factor (2, 4 or 8)")
     request.config()  # validate every setting before any file is touched
-    if not isinstance(request.seed, int) or isinstance(request.seed, bool) or \
-            not 0 <= request.seed < 2 ** 32:
-        raise ValueError(f"seed must be an integer from 0 to 2**32 - 1, got {request.seed!r}")
+    check_seed(request.seed)
     if request.axes is not None and not isinstance(request.axes, str):
         raise ValueError(f"axes must be letters such as 'ZYX' or 'TZCYX', got {request.axes!r}")
     return request

@@ -226,6 +226,13 @@ def _checked_value(f: dataclasses.Field, value: Any) -> Any:
     return expected(given)
 
 
+def check_seed(seed: Any) -> None:
+    """Refuse a seed that is not an integer from 0 to 2**32 - 1 (what every front end takes)."""
+    if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer)) or \
+            not 0 <= seed < 2 ** 32:
+        raise ValueError(f"seed must be an integer from 0 to 2**32 - 1, got {seed!r}")
+
+
 def check_setting(name: str, value: Any) -> None:
     """Check one setting against its own bounds or choices (combinations are checked when the
     whole config is built)."""

@@ -42,11 +42,8 @@ def select_device(device: str | torch.device | None = None) -> torch.device:
     """
     if device is None or device == "auto":
         return torch.device(available_devices()[0])
-    try:
-        chosen = torch.device(device)
-    except (RuntimeError, TypeError) as error:
-        raise ValueError(f"unknown device {device!r}; use one of {list(DEVICE_CHOICES)} "
-                         f"(or e.g. 'cuda:1')") from error
+    check_device_name(device)
+    chosen = torch.device(device)
     if chosen.type == "cuda":
         index = chosen.index or 0
         if not torch.cuda.is_available() or index >= torch.cuda.device_count():
@@ -55,8 +52,6 @@ def select_device(device: str | torch.device | None = None) -> torch.device:
     elif chosen.type == "mps" and "mps" not in available_devices():
         raise ValueError(f"device 'mps' was requested but Apple MPS is not available; "
                          f"available: {available_devices()}")
-    elif chosen.type not in ("cpu", "cuda", "mps"):
-        raise ValueError(f"unsupported device {device!r}; use one of {list(DEVICE_CHOICES)}")
     return chosen
 
 

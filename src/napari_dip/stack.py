@@ -262,12 +262,16 @@ def mask_to_missing(mask, image_shape: tuple[int, ...], channel_axis: int | None
         if per_channel.shape == image_shape:
             missing = per_channel != 0
     if missing is not None:
-        if missing.all():
-            raise ValueError("the mask marks every pixel as missing; nothing is left to fit. "
-                             "The mask must be true (non-zero) only where pixels are missing")
+        _refuse_all_missing(missing)
         return missing
     raise ValueError(f"mask has shape {mask.shape} but the image's pixels are {spatial}; the mask "
                      f"must be {spatial} (true = missing) or match the image's full shape")
+
+
+def _refuse_all_missing(missing: np.ndarray) -> None:
+    if missing.all():
+        raise ValueError("the mask marks every pixel as missing; nothing is left to fit. "
+                         "The mask must be true (non-zero) only where pixels are missing")
 
 
 def guide_to_unit(guide, shape: tuple[int, int]) -> np.ndarray:
@@ -356,9 +360,7 @@ class SliceLayout:
     def _check_every_slice_keeps_pixels(self, missing: np.ndarray, per_slice: bool) -> None:
         """Refuse, before any slice is fitted, a mask that leaves some slice no known pixel."""
         if not per_slice:
-            if missing.all():
-                raise ValueError("the mask marks every pixel as missing; nothing is left to fit. "
-                                 "The mask must be true (non-zero) only where pixels are missing")
+            _refuse_all_missing(missing)
             return
         full = missing.reshape(len(self.indices), -1).all(axis=1)
         if full.any():
