@@ -2,6 +2,7 @@
 
 import hashlib
 import json
+import logging
 
 import numpy as np
 import pytest
@@ -441,3 +442,62 @@ def test_a_file_with_nan_gets_a_reason_a_command_line_user_can_act_on(tmp_path, 
     err = capsys.readouterr().err
     assert "1 NaN or infinite value(s)" in err and "inpaint them" in err
     assert "np." not in err and "task=" not in err
+
+
+@pytest.fixture
+def tifffile_logs_warnings():
+    """tifffile's logger at its default level for the test, and as it was afterwards (--quiet
+    raises it for the rest of the process)."""
+    logger = logging.getLogger("tifffile")
+    level = logger.level
+    logger.setLevel(logging.NOTSET)
+    yield
+    logger.setLevel(level)
+
+
+def test_quiet_silences_tifffile_warnings_about_an_odd_file(tmp_path, caplog, capsys,
+                                                            tifffile_logs_warnings):
+    # an ImageJ stack whose slice-label metadata (IJMetadata tag) is damaged: the pixels read
+    # fine, but tifffile logs a warning about the tag every time the file is opened
+    source = tmp_path / "labelled.tif"
+    data = np.random.default_rng(0).integers(900, 1100, (2, 16, 16)).astype(np.uint16)
+    tifffile.imwrite(source, data, imagej=True,
+                     metadata={"axes": "ZYX", "Labels": ["first", "second"]})
+    raw = source.read_bytes()
+    assert raw.count(b"JIJI") == 1  # the IJMetadata header (little-endian 'IJIJ')
+    source.write_bytes(raw.replace(b"JIJI", b"XXXX"))
+
+    def tifffile_messages():
+        return [r.getMessage() for r in caplog.records if r.name.startswith("tifffile")]
+
+    loud = [arg for arg in FAST if arg != "--quiet"]
+    with caplog.at_level(logging.WARNING):
+        assert main(["denoise", str(source), "--out", str(tmp_path / "loud"), *loud]) == 0
+        assert any("imagej_metadata" in m for m in tifffile_messages())  # the file provokes one
+        caplog.clear()
+        capsys.readouterr()
+
+        assert main(["denoise", str(source), "--out", str(tmp_path / "quiet"), *FAST]) == 0
+    assert tifffile_messages() == []
+    assert "tifffile" not in capsys.readouterr().err
+    assert read_tiff(tmp_path / "quiet" / "labelled.tif").data.shape == (2, 16, 16)
+
+
+def test_a_dask_task_that_fails_leaves_a_failed_run_record(tmp_path, capsys):
+    """A stack split into Dask parts whose first task (the check of the whole stack) fails
+    on the worker: the file's record says it failed and why, instead of there being none."""
+    distributed = pytest.importorskip("distributed")
+    source, out = tmp_path / "holes.tif", tmp_path / "out"
+    data = np.random.default_rng(0).random((2, 16, 16)).astype(np.float32)
+    data[1, 3, 3] = np.nan  # refused by the check of the whole stack, which runs on a worker
+    tifffile.imwrite(source, data, photometric="minisblack", metadata={"axes": "ZYX"})
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False,
+                                  dashboard_address=None) as cluster:
+        assert main(["denoise", str(source), "--out", str(out), "--dask",
+                     cluster.scheduler_address, "--slices-per-task", "1", *FAST]) == 1
+    assert "Dask task failed" in capsys.readouterr().err
+    record = _record(out / "holes.tif")
+    assert record["status"] == "failed"
+    assert record["reason"].startswith("Dask task failed") and "NaN" in record["reason"]
+    assert record["input"]["path"] == str(source)
+    assert not (out / "holes.tif").exists()

@@ -470,3 +470,26 @@ def test_a_current_slice_run_on_a_transposed_view_is_refused_with_the_fix(dock, 
     assert any("the view shows the z × x plane" in m for m in notifications), notifications
     viewer.dims.order = (0, 1, 2)
     assert run_to_end(qtbot, widget).data.shape == (1, 32, 32)
+
+
+@qt
+def test_a_stop_in_the_backward_pass_keeps_every_slice(dock, qtbot, noisy_stack, notifications):
+    """With stack_passes=2 every slice has its forward result before the backward pass begins:
+    a stop there keeps a result for each slice and does not say some were left at 0."""
+    _, widget = dock
+    _, noisy, _ = noisy_stack
+    configure(widget, max_iterations=30, report_every=1, stopping="none",
+              warm_start_fraction=0.0, stack_passes=2)
+    widget.set_scope(True, axis=0)
+    widget.run()
+    widget.worker.yielded.connect(lambda progress: progress.backward and widget.stop())
+    qtbot.waitUntil(lambda: not widget.running, timeout=RUN_TIMEOUT_MS)
+    last = widget.state.last
+    assert last.pass_number == 1 and not last.done  # stopped in the backward pass
+    result = widget.result_layer
+    record = result.metadata["napari_dip"]
+    assert not record["finished"] and record["slices_done"] == record["n_slices"] == 3
+    assert result.data.shape == noisy.shape
+    assert all(result.data[k].any() for k in range(3))
+    stopped = [m for m in notifications if "stopped; kept the result so far" in m]
+    assert stopped and not any("left at 0" in m for m in stopped), notifications
