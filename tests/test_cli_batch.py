@@ -444,19 +444,7 @@ def test_a_file_with_nan_gets_a_reason_a_command_line_user_can_act_on(tmp_path, 
     assert "np." not in err and "task=" not in err
 
 
-@pytest.fixture
-def tifffile_logs_warnings():
-    """tifffile's logger at its default level for the test, and as it was afterwards (--quiet
-    raises it for the rest of the process)."""
-    logger = logging.getLogger("tifffile")
-    level = logger.level
-    logger.setLevel(logging.NOTSET)
-    yield
-    logger.setLevel(level)
-
-
-def test_quiet_silences_tifffile_warnings_about_an_odd_file(tmp_path, caplog, capsys,
-                                                            tifffile_logs_warnings):
+def test_quiet_silences_tifffile_warnings_about_an_odd_file(tmp_path, caplog, capsys):
     # an ImageJ stack whose slice-label metadata (IJMetadata tag) is damaged: the pixels read
     # fine, but tifffile logs a warning about the tag every time the file is opened
     source = tmp_path / "labelled.tif"
@@ -481,6 +469,8 @@ def test_quiet_silences_tifffile_warnings_about_an_odd_file(tmp_path, caplog, ca
     assert tifffile_messages() == []
     assert "tifffile" not in capsys.readouterr().err
     assert read_tiff(tmp_path / "quiet" / "labelled.tif").data.shape == (2, 16, 16)
+    # only for that batch: a program calling main() gets tifffile's warnings back afterwards
+    assert logging.getLogger("tifffile").level == logging.NOTSET
 
 
 def test_a_dask_task_that_fails_leaves_a_failed_run_record(tmp_path, capsys):

@@ -275,12 +275,23 @@ def request_from_args(args: argparse.Namespace):
 
 
 def _batch(args: argparse.Namespace) -> int:
+    # tifffile logs its warnings about odd files; with --quiet the failure line says enough.
+    # Only for this batch: a program that calls main() keeps its own logging afterwards
+    logger = logging.getLogger("tifffile")
+    level = logger.level
+    if args.quiet:
+        logger.setLevel(logging.ERROR)
+    try:
+        return _run_batch(args)
+    finally:
+        logger.setLevel(level)
+
+
+def _run_batch(args: argparse.Namespace) -> int:
     from .batch import (Progress, check_output_folder, find_inputs, plan_jobs, run_batch,
                         select_jobs)
 
     start = time.perf_counter()
-    if args.quiet:  # tifffile logs its warnings about odd files; the failure line says enough
-        logging.getLogger("tifffile").setLevel(logging.ERROR)
     request = request_from_args(args)
     if request.axes is not None:
         request = dataclasses.replace(request, axes=request.axes.upper())
