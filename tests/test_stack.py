@@ -292,3 +292,63 @@ def test_a_shared_multichannel_guide_is_not_taken_for_one_guide_per_slice(rng):
     guide = rng.random((16, 16, 2)).astype(np.float32)
     result = restore_stack(stack, guide=guide, **tiny(max_iterations=2))
     assert result.shape == stack.shape
+
+
+BAYESIAN_TINY = dict(preset="bayesian", max_iterations=40, burn_in=20, sample_every=5,
+                     scales=3, channels_down=16, channels_up=16, report_every=40)
+
+
+def test_a_bayesian_stack_returns_every_slices_uncertainty(noisy_stack):
+    _, noisy = noisy_stack
+    stack = noisy[:, :32, :32]
+    mask = np.zeros((32, 32), bool)
+    mask[8:20, 8:20] = True
+    steps = list(iter_restore_stack(stack, task="inpaint", mask=mask, **BAYESIAN_TINY))
+    last_of_slice = {s.index: s.snapshot for s in steps}
+    result, uncertainty = restore_stack(stack, task="inpaint", mask=mask,
+                                        return_uncertainty=True, **BAYESIAN_TINY)
+    np.testing.assert_array_equal(result, steps[-1].result)
+    assert uncertainty.shape == stack.shape and uncertainty.dtype == np.float32
+    assert (uncertainty >= 0).all()
+    for k in range(3):  # each slice's map is its own fit's, in its place
+        np.testing.assert_array_equal(uncertainty[k], last_of_slice[(k,)].uncertainty)
+        assert not np.array_equal(uncertainty[k], uncertainty[(k + 1) % 3])
+
+
+def test_a_stack_with_channels_gets_its_uncertainty_in_its_layout(rng):
+    image = rng.random((2, 3, 32, 32)).astype(np.float32)  # Z, C, Y, X
+    result, uncertainty = restore_stack(image, channel_axis=1, return_uncertainty=True,
+                                        **BAYESIAN_TINY)
+    assert uncertainty.shape == result.shape == image.shape
+    assert (uncertainty[:, :, 4:-4, 4:-4] > 0).all()  # every slice and channel has a map
+
+
+def test_two_passes_pool_a_slices_posteriors(noisy_stack):
+    _, noisy = noisy_stack
+    steps = list(iter_restore_stack(noisy[:, :32, :32], stack_passes=2,
+                                    warm_start_fraction=0.5, **BAYESIAN_TINY))
+    forward = {s.index: s.snapshot for s in steps if s.pass_number == 0}
+    backward = {s.index: s.snapshot for s in steps if s.pass_number == 1}
+    uncertainty = steps[-1].uncertainty
+    for index in backward:  # slices 0 and 1; the last slice is visited once
+        means = np.stack([forward[index].estimate, backward[index].estimate]).astype(np.float64)
+        stds = np.stack([forward[index].uncertainty, backward[index].uncertainty])
+        pooled = np.sqrt(np.maximum((stds ** 2 + means ** 2).mean(0) - means.mean(0) ** 2, 0))
+        np.testing.assert_allclose(uncertainty[index], pooled, atol=1e-5)
+        assert not np.allclose(uncertainty[index], backward[index].uncertainty)
+    np.testing.assert_array_equal(uncertainty[2], forward[(2,)].uncertainty)
+
+
+def test_no_stack_uncertainty_without_posterior_samples(noisy_stack):
+    _, noisy = noisy_stack
+    _, uncertainty = restore_stack(noisy[:2], return_uncertainty=True, **tiny(max_iterations=3))
+    assert uncertainty is None
+
+
+def test_slices_fitted_together_each_get_their_uncertainty(noisy_stack):
+    _, noisy = noisy_stack
+    steps = list(iter_restore_stack(noisy[:, :32, :32], slice_batch=3, **BAYESIAN_TINY))
+    last = steps[-1]
+    for index, snapshot in zip(last.group, last.group_snapshots):
+        np.testing.assert_array_equal(last.uncertainty[index], snapshot.uncertainty)
+    assert not np.array_equal(last.uncertainty[0], last.uncertainty[1])

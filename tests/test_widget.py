@@ -429,6 +429,24 @@ def test_an_rgb_bayesian_run_gets_one_uncertainty_map(dock, qtbot):
 
 
 @qt
+def test_a_bayesian_stack_gets_an_uncertainty_layer_for_every_slice(dock, qtbot):
+    viewer, widget = dock
+    stack = np.random.default_rng(0).random((3, 32, 32)).astype(np.float32)
+    viewer.add_image(stack, name="stack", scale=(2.0, 0.5, 0.5))
+    widget.set_scope(True, axis=0)
+    configure(widget, max_iterations=30)
+    widget.preset_combo.setCurrentText("bayesian")
+    for name, value in dict(max_iterations=30, burn_in=10, sample_every=5, scales=3,
+                            channels_down=16, channels_up=16).items():
+        widget.settings_panel.set_value(name, value)
+    run_to_end(qtbot, widget)
+    uncertainty = widget.uncertainty_layer
+    assert uncertainty is not None and uncertainty.data.shape == (3, 32, 32)
+    assert (uncertainty.data >= 0).all() and (uncertainty.data > 0).any(axis=(1, 2)).all()
+    assert tuple(uncertainty.scale) == (2.0, 0.5, 0.5)  # lies on the image
+
+
+@qt
 def test_an_rgba_layer_keeps_its_alpha_and_gets_its_colours_restored(dock, qtbot):
     viewer, widget = dock
     rng = np.random.default_rng(0)

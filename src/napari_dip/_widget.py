@@ -12,7 +12,7 @@ import json
 import os
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -124,7 +124,6 @@ class RunState:
     """
 
     last: Any = None
-    uncertainty: dict[tuple, np.ndarray] = field(default_factory=dict)
     error: str | None = None
 
 
@@ -204,9 +203,6 @@ def _restoration_steps(napari_dip, request: RunRequest, state: RunState):
     for stack_step in steps:
         state.last = stack_step
         snapshot = stack_step.snapshot
-        for index, member in zip(stack_step.group, stack_step.group_snapshots):
-            if getattr(member, "uncertainty", None) is not None:
-                state.uncertainty[index] = np.asarray(member.uncertainty)
         slices_left = stack_step.n_slices - stack_step.slice_number - 1
         if stack_step.pass_number == 0 and config.stack_passes == 2:
             slices_left += stack_step.n_slices - 1
@@ -814,8 +810,9 @@ class RestoreWidget(QWidget):
                                                       metadata=metadata,
                                                       **self._layer_style(layer))
         self.uncertainty_layer = None
-        if state.uncertainty:
-            self.uncertainty_layer = self._add_uncertainty(state, layer, suffix, metadata)
+        if last.uncertainty is not None:
+            self.uncertainty_layer = self._add_uncertainty(last.uncertainty, layer, suffix,
+                                                           metadata)
         if finished:
             self.progress_bar.setValue(1000)
             self.progress_bar.setFormat(f"done: {last.n_slices} slice(s), "
@@ -828,16 +825,10 @@ class RestoreWidget(QWidget):
             show_info(f"Deep Image Prior: stopped; kept the result so far as "
                       f"'{self.result_layer.name}'.{unreached}")
 
-    def _add_uncertainty(self, state: RunState, layer, suffix: str, metadata):
-        """An uncertainty layer from the per-slice maps, when every slice reached has one."""
+    def _add_uncertainty(self, uncertainty: np.ndarray, layer, suffix: str, metadata):
+        """An uncertainty layer from the run's map (Bayesian DIP; slices not reached are 0)."""
         request = self._run_context["request"]
-        out_shape = request.plan.output_shape(request.data.shape)
-        try:
-            stack = np.zeros(out_shape, dtype=np.float32)
-            for index, values in state.uncertainty.items():
-                stack[_slice_index(request.plan.axes, index)] = values
-        except ValueError:
-            return None  # a map shaped unlike the estimate: leave it out rather than guess
+        stack = uncertainty.copy()
         style = self._layer_style(layer)
         style.update(colormap="magma", rgb=False, blending="additive")
         style.pop("contrast_limits", None)

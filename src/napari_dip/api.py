@@ -131,6 +131,11 @@ class StackSnapshot:
         ``index``; just ``(index,)`` when slices are fitted one by one.
     group_snapshots : tuple of Snapshot
         The snapshot of every slice in ``group`` (the last is ``snapshot``).
+    uncertainty : ndarray or None
+        Bayesian DIP (SGLD) only: every slice's uncertainty map as far as it got, float32,
+        shaped like ``result`` (a slice without one yet is 0), in intensity units; with
+        ``stack_passes=2`` a slice's two passes are pooled. None until a slice has a map.
+        Updated in place like ``result``.
     """
 
     index: tuple[int, ...]
@@ -142,6 +147,7 @@ class StackSnapshot:
     pass_number: int = 0
     group: tuple[tuple[int, ...], ...] = ()
     group_snapshots: tuple[Snapshot, ...] = ()
+    uncertainty: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         if not self.group:
@@ -224,11 +230,19 @@ def _pooled(finished: list[FitStep], step: FitStep) -> tuple[torch.Tensor, torch
     if not finished:
         return step.estimate, step.uncertainty
     runs = finished + [step]
-    estimate = torch.stack([r.estimate for r in runs]).mean(0)
-    if any(r.uncertainty is None for r in runs):
-        return estimate, None
-    second_moment = torch.stack([r.uncertainty ** 2 + r.estimate ** 2 for r in runs]).mean(0)
-    return estimate, (second_moment - estimate ** 2).clamp_min(0).sqrt()
+    return _pool([r.estimate for r in runs], [r.uncertainty for r in runs])
+
+
+def _pool(means: list[torch.Tensor], stds: list[torch.Tensor | None],
+          ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The mean of equally weighted posteriors (or estimates) and the standard deviation of
+    their mixture: the root of the mean second moment less the squared mean (None unless every
+    one has a standard deviation)."""
+    mean = torch.stack(means).mean(0)
+    if any(std is None for std in stds):
+        return mean, None
+    second_moment = torch.stack([std ** 2 + m ** 2 for m, std in zip(means, stds)]).mean(0)
+    return mean, (second_moment - mean ** 2).clamp_min(0).sqrt()
 
 
 def _snapshot(step: FitStep, images: _Images, run_number: int, *, done: bool,
@@ -450,7 +464,7 @@ def _iter_stack(layout: SliceLayout, run: _Run) -> Iterator[StackSnapshot]:
         return
     backward = config.stack_passes == 2 and n_slices > 1
     passes = [layout.indices] + ([layout.indices[::-1]] if backward else [])
-    first_pass: dict[tuple[int, ...], np.ndarray] = {}
+    first_pass: dict[tuple[int, ...], Snapshot] = {}  # each slice's last forward snapshot
     warm = _WarmStart(config)  # holds the previous slice's fit, per tile
     for pass_number, order in enumerate(passes):
         last_pass = pass_number == len(passes) - 1
@@ -462,17 +476,17 @@ def _iter_stack(layout: SliceLayout, run: _Run) -> Iterator[StackSnapshot]:
                     layout.slice(index), mask=layout.mask_slice(index),
                     guide=layout.guide_slice(index), channel_axis=-1, scaling=layout.scaling,
                     run=run, config=warm.config, warm=warm.fit):
-                estimate = snapshot.estimate
+                estimate, uncertainty = snapshot.estimate, snapshot.uncertainty
                 if pass_number:  # the two passes' results, averaged
-                    estimate = _mean_in_dtype(first_pass[index], estimate)
-                layout.put(index, estimate)
+                    estimate, uncertainty = _two_passes(first_pass[index], snapshot)
+                layout.put(index, estimate, uncertainty)
                 yield StackSnapshot(index=index, slice_number=number, n_slices=n_slices,
                                     snapshot=layout.user_snapshot(snapshot), result=layout.result,
                                     done=snapshot.done and last_pass and number == n_slices - 1,
-                                    pass_number=pass_number)
+                                    pass_number=pass_number, uncertainty=layout.uncertainty)
                 fitted.setdefault(snapshot.tile, {})[snapshot.run] = step
             if not last_pass:
-                first_pass[index] = snapshot.estimate
+                first_pass[index] = snapshot
             # a tiled slice's length is the mean over its tiles (and runs)
             warm.fitted({tile: list(runs.values()) for tile, runs in fitted.items()},
                         np.mean([step.iteration for runs in fitted.values()
@@ -518,12 +532,12 @@ def _iter_slice_batches(layout: SliceLayout, run: _Run) -> Iterator[StackSnapsho
         for snapshots, step in _fit_group(layout, group, run, warm.config, warm.fit):
             fitted[snapshots[-1].run] = step
             for index, snapshot in zip(group, snapshots):
-                layout.put(index, snapshot.estimate)
+                layout.put(index, snapshot.estimate, snapshot.uncertainty)
             user = tuple(layout.user_snapshot(snapshot) for snapshot in snapshots)
             yield StackSnapshot(index=group[-1], slice_number=first_slice + len(group) - 1,
                                 n_slices=len(indices), snapshot=user[-1], result=layout.result,
                                 done=user[-1].done and last_group, group=tuple(group),
-                                group_snapshots=user)
+                                group_snapshots=user, uncertainty=layout.uncertainty)
         first_slice += len(group)
         warm.fitted(list(fitted.values()), np.mean([step.iteration for step in fitted.values()]))
 
@@ -554,11 +568,18 @@ def _fit_group(layout: SliceLayout, group: list[tuple[int, ...]], run: _Run, con
                for item, (_, scaling) in zip(images, prepared)], step
 
 
-def _mean_in_dtype(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    mean = (a.astype(np.float64) + b.astype(np.float64)) / 2
-    if a.dtype.kind in "ui":
+def _two_passes(first: Snapshot, second: Snapshot) -> tuple[np.ndarray, np.ndarray | None]:
+    """A slice's result after both passes (``stack_passes=2``), in the input's dtype: the
+    mean of the two estimates, and their two posteriors pooled (Bayesian DIP)."""
+    a, b = (torch.from_numpy(s.estimate.astype(np.float64)) for s in (first, second))
+    stds = [None if s.uncertainty is None else torch.from_numpy(s.uncertainty.astype(np.float64))
+            for s in (first, second)]
+    mean, std = _pool([a, b], stds)
+    mean = mean.numpy()
+    if first.estimate.dtype.kind in "ui":
         mean = np.rint(mean)
-    return mean.astype(a.dtype)
+    return mean.astype(first.estimate.dtype), None if std is None else \
+        std.numpy().astype(np.float32)
 
 
 def restore_stack(image: np.ndarray, *, task: str = "denoise", mask: np.ndarray | None = None,
@@ -566,7 +587,8 @@ def restore_stack(image: np.ndarray, *, task: str = "denoise", mask: np.ndarray 
                   preset: str | DIPConfig = "auto", channel_axis: int | None = None,
                   seed: int = 0, device: str | None = None, max_iterations: int | None = None,
                   intensity_range: tuple[float, float] | None = None,
-                  **settings: Any) -> np.ndarray:
+                  return_uncertainty: bool = False,
+                  **settings: Any) -> np.ndarray | tuple[np.ndarray, np.ndarray | None]:
     """Restore a stack (Z, T, ... of 2D images) slice by slice.
 
     Parameters
@@ -582,16 +604,21 @@ def restore_stack(image: np.ndarray, *, task: str = "denoise", mask: np.ndarray 
         The intensities mapped to the network's [0, 1] (values outside are clipped). By default
         they are chosen from the whole stack (its pixels not masked out); give them to restore
         several stacks, or parts of one, with the same mapping.
+    return_uncertainty : bool
+        Also return the stack's uncertainty map (Bayesian DIP, ``preset="bayesian"``; None for
+        presets that draw no posterior samples).
 
-    Other parameters are those of :func:`restore`, but for ``return_uncertainty``: the
-    snapshots of :func:`iter_restore_stack` carry each slice's uncertainty map.
-    ``warm_start_fraction`` (a setting) controls how long slices after the first are fitted.
+    Other parameters are those of :func:`restore`. ``warm_start_fraction`` (a setting)
+    controls how long slices after the first are fitted.
 
     Returns
     -------
     ndarray
         The restored stack in the input's layout and dtype (image plane ``factor`` times larger
         for super-resolution).
+    ndarray or None
+        With ``return_uncertainty=True``: the uncertainty map, the result's shape, float32, in
+        intensity units.
     """
     last = None
     for last in iter_restore_stack(image, task=task, mask=mask, factor=factor, guide=guide,
@@ -599,7 +626,7 @@ def restore_stack(image: np.ndarray, *, task: str = "denoise", mask: np.ndarray 
                                    device=device, max_iterations=max_iterations,
                                    intensity_range=intensity_range, **settings):
         pass
-    return last.result
+    return (last.result, last.uncertainty) if return_uncertainty else last.result
 
 
 def run_record(snapshot: Snapshot) -> dict[str, Any]:

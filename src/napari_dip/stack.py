@@ -348,9 +348,10 @@ class SliceLayout:
         self.scaling = None if hwc.dtype.kind == "b" else (
             IntensityScaling.from_image(hwc, missing) if intensity_range is None
             else IntensityScaling.given(intensity_range, hwc.dtype))
-        self._result_hwc = np.zeros(self.leading + (hwc.shape[-3] * f, hwc.shape[-2] * f,
-                                                    hwc.shape[-1]), dtype=image.dtype)
-        self.result = channels_to_layout(self._result_hwc, self.channel_axis)  # a view
+        self._result_shape = self.leading + (hwc.shape[-3] * f, hwc.shape[-2] * f,
+                                             hwc.shape[-1])
+        self._result_hwc = None  # allocated at the first put: a layout that only checks and
+        self._uncertainty_hwc = None  # scales a stack (a part of one) never holds its result
         self._guide = self._per_slice_or_shared("guide", guide, (plane[0] * f, plane[1] * f))
         # where the channel axis sits among the slice's three axes
         spatial = [a for a in range(image.ndim) if a != self.channel_axis][-2:]
@@ -396,8 +397,34 @@ class SliceLayout:
     def guide_slice(self, index):
         return self._pick(self._guide, index)
 
-    def put(self, index: tuple[int, ...], estimate_hwc: np.ndarray) -> None:
-        self._result_hwc[index] = estimate_hwc
+    @property
+    def result(self) -> np.ndarray:
+        """The output stack in the input's layout and dtype (a view, updated by :meth:`put`;
+        slices not put yet are 0)."""
+        return channels_to_layout(self._result_array(), self.channel_axis)
+
+    def _result_array(self) -> np.ndarray:
+        if self._result_hwc is None:
+            self._result_hwc = np.zeros(self._result_shape, dtype=self._hwc.dtype)
+        return self._result_hwc
+
+    @property
+    def uncertainty(self) -> np.ndarray | None:
+        """The per-pixel uncertainty maps put so far, as a float32 stack shaped like
+        :attr:`result` (a view; slices without a map are 0); None until one was put."""
+        if self._uncertainty_hwc is None:
+            return None
+        return channels_to_layout(self._uncertainty_hwc, self.channel_axis)
+
+    def put(self, index: tuple[int, ...], estimate_hwc: np.ndarray,
+            uncertainty_hwc: np.ndarray | None = None) -> None:
+        """Store slice ``index``'s estimate (and its uncertainty map, if it has one), both
+        ``(M, N, C)`` with the output's plane."""
+        self._result_array()[index] = estimate_hwc
+        if uncertainty_hwc is not None:
+            if self._uncertainty_hwc is None:
+                self._uncertainty_hwc = np.zeros(self._result_shape, dtype=np.float32)
+            self._uncertainty_hwc[index] = uncertainty_hwc
 
     def user_snapshot(self, snapshot):
         """A snapshot whose images are in the caller's slice layout."""
