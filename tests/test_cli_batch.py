@@ -491,3 +491,54 @@ def test_a_dask_task_that_fails_leaves_a_failed_run_record(tmp_path, capsys):
     assert record["reason"].startswith("Dask task failed") and "NaN" in record["reason"]
     assert record["input"]["path"] == str(source)
     assert not (out / "holes.tif").exists()
+
+
+BAYESIAN = ["--preset", "bayesian", "--max-iterations", "30", "--burn-in", "10",
+            "--sample-every", "5", "--scales", "2", "--report-every", "30", "--quiet"]
+
+
+def test_a_bayesian_batch_writes_the_uncertainty_map_with_the_pixel_size(tmp_path):
+    source, out = tmp_path / "stack.tif", tmp_path / "out"
+    _write_stack(source)
+    assert main(["denoise", str(source), "--out", str(out), *BAYESIAN]) == 0
+    uncertainty = read_tiff(out / "uncertainty" / "stack.tif")
+    assert uncertainty.data.dtype == np.float32 and uncertainty.data.shape == (3, 16, 16)
+    assert uncertainty.axes == "ZYX" and uncertainty.resolution == pytest.approx((10.0, 10.0))
+    assert uncertainty.imagej["unit"] == "micron" and uncertainty.imagej["spacing"] == 0.5
+    assert (uncertainty.data >= 0).all() and (uncertainty.data > 0).any(axis=(1, 2)).all()
+    record = _record(out / "stack.tif")
+    assert record["uncertainty"]["path"] == str(out / "uncertainty" / "stack.tif")
+
+    (out / "uncertainty" / "stack.tif").unlink()  # an output without its map is not finished
+    assert main(["denoise", str(source), "--out", str(out), "--resume", *BAYESIAN]) == 0
+    assert (out / "uncertainty" / "stack.tif").is_file()
+
+    # a redo without posterior samples takes the earlier map away with the earlier result
+    assert main(["denoise", str(source), "--out", str(out), "--overwrite", *FAST]) == 0
+    assert not (out / "uncertainty" / "stack.tif").exists()
+    assert "uncertainty" not in _record(out / "stack.tif")
+
+
+def test_an_rgb_image_gets_one_uncertainty_map(tmp_path):
+    source, out = tmp_path / "rgb.tif", tmp_path / "out"
+    rgb = np.random.default_rng(0).integers(0, 255, (16, 16, 3), dtype=np.uint8)
+    tifffile.imwrite(source, rgb, photometric="rgb", resolution=(4.0, 4.0))
+    assert main(["denoise", str(source), "--out", str(out), *BAYESIAN]) == 0
+    uncertainty = read_tiff(out / "uncertainty" / "rgb.tif")
+    assert uncertainty.data.shape == (16, 16) and uncertainty.axes == "YX"
+    assert uncertainty.resolution == pytest.approx((4.0, 4.0))
+
+
+def test_a_stack_in_dask_parts_gets_the_uncertainty_of_every_part(tmp_path):
+    distributed = pytest.importorskip("distributed")
+    source = tmp_path / "stack.tif"
+    _write_stack(source, shape=(2, 16, 16))
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False,
+                                  dashboard_address=None) as cluster:
+        assert main(["denoise", str(source), "--out", str(tmp_path / "parts"), "--dask",
+                     cluster.scheduler_address, "--slices-per-task", "1", *BAYESIAN]) == 0
+    assert main(["denoise", str(source), "--out", str(tmp_path / "whole"), *BAYESIAN]) == 0
+    parts, whole = (read_tiff(tmp_path / d / "uncertainty" / "stack.tif").data
+                    for d in ("parts", "whole"))
+    assert parts.shape == (2, 16, 16)
+    np.testing.assert_array_equal(parts[0], whole[0])  # slice 0 is fitted alike either way

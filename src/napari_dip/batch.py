@@ -1,10 +1,12 @@
 """Batch restoration of TIFF files: find inputs, plan safe outputs, resume, run here or on Dask.
 
 Every input becomes a :class:`Job` (input, output, run record, mask). A job's output is a TIFF
-of the same name in the output folder, written atomically, and its run record
-(``<output name>.json``) is written last: an output counts as finished only when its record
-exists and says ``"status": "complete"``. :func:`run_batch` runs the jobs in this process or
-as tasks on a ``dask.distributed`` cluster; either way the worker that restores a file writes it.
+of the same name in the output folder, written atomically; a run that draws posterior samples
+(Bayesian DIP) also writes its uncertainty map, under the same name in the ``uncertainty``
+subfolder; the run record (``<output name>.json``) is written last: an output counts as
+finished only when its record exists and says ``"status": "complete"``. :func:`run_batch` runs
+the jobs in this process or as tasks on a ``dask.distributed`` cluster; either way the worker
+that restores a file writes it.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from .io import (EngineLayout, TiffImage, check_writable_axes, leftover_temporar
                  package_versions, read_json, read_tiff, write_json, write_tiff)
 
 TIFF_SUFFIXES = (".tif", ".tiff")
+UNCERTAINTY_FOLDER = "uncertainty"
 RECORD_FORMAT = 1
 # Snapshot fields that are images or already in the record; any other field (such as a
 # stopping rule's) is recorded per slice as it is, or as a mean when it is an array
@@ -78,6 +81,11 @@ class Job:
     def record(self) -> Path:
         return record_path(self.output)
 
+    @property
+    def uncertainty(self) -> Path:
+        """Where the uncertainty map goes, if the run draws posterior samples."""
+        return uncertainty_path(self.output)
+
     def fingerprint(self) -> dict[str, Any]:
         """What decides this job's result: the request's settings and which input (and mask)
         file, by path, size and modification time, so that ``--resume`` redoes an input that
@@ -109,6 +117,11 @@ class Outcome:
 def record_path(output: Path) -> Path:
     """The run record beside an output: ``cells.tif`` -> ``cells.tif.json``."""
     return output.with_name(output.name + ".json")
+
+
+def uncertainty_path(output: Path) -> Path:
+    """An output's uncertainty map: ``out/cells.tif`` -> ``out/uncertainty/cells.tif``."""
+    return output.parent / UNCERTAINTY_FOLDER / output.name
 
 
 # ----------------------------------------------------------------------------- planning
@@ -187,7 +200,7 @@ def plan_jobs(inputs: Sequence[Path], out_dir: Path, request: Request, *,
             protected.add(job_mask)
         jobs.append(Job(source, output, job_mask, request))
     for job in jobs:
-        for target in (job.output, job.record):
+        for target in (job.output, job.record, job.uncertainty):
             clash = next((p for p in protected if _same_file(p, target)), None)
             if clash is not None:
                 raise BatchError(f"refusing to write {target}: it would overwrite the input "
@@ -228,6 +241,8 @@ def is_complete(job: Job) -> bool:
     record = read_json(job.record)
     if record is None or record.get("status") != "complete" or not job.output.is_file():
         return False
+    if record.get("uncertainty") and not job.uncertainty.is_file():
+        return False
     expected = _jsonable(job.fingerprint())
     return all(record.get(key) == value for key, value in expected.items())
 
@@ -245,7 +260,7 @@ def clear_previous(job: Job) -> None:
     stays until the new one is renamed over it: a redo that fails or is interrupted loses
     nothing."""
     for path in (job.record, *leftover_temporaries(job.output),
-                 *leftover_temporaries(job.record)):
+                 *leftover_temporaries(job.record), *leftover_temporaries(job.uncertainty)):
         path.unlink(missing_ok=True)
 
 
@@ -266,9 +281,10 @@ def run_job(job: Job, on_snapshot: SnapshotCallback | None = None) -> Outcome:
         clear_previous(job)
         image, layout, engine_data, mask = load_job(job)
         loaded = time.perf_counter()
-        result, slices = restore_array(engine_data, layout, mask, job.request, on_snapshot)
+        result, uncertainty, slices = restore_array(engine_data, layout, mask, job.request,
+                                                    on_snapshot)
         restored = time.perf_counter()
-        save_result(job, image, layout, result, slices,
+        save_result(job, image, layout, result, uncertainty, slices,
                     timings={"started": started, "read_s": loaded - start,
                              "restore_s": restored - loaded})
     except Exception as error:  # one bad file must not stop the batch
@@ -306,9 +322,10 @@ def load_job(job: Job) -> tuple[TiffImage, EngineLayout, np.ndarray, np.ndarray 
 def restore_array(data: np.ndarray, layout: EngineLayout, mask: np.ndarray | None,
                   request: Request, on_snapshot: SnapshotCallback | None = None,
                   intensity_range: tuple[float, float] | None = None,
-                  ) -> tuple[np.ndarray, list[dict[str, Any]]]:
-    """Run the stack runner on ``data`` (engine layout); return the result and per-slice records.
-    ``intensity_range`` imposes the intensity scaling (a stack restored in parts)."""
+                  ) -> tuple[np.ndarray, np.ndarray | None, list[dict[str, Any]]]:
+    """Run the stack runner on ``data`` (engine layout); return the result, its uncertainty map
+    (None unless the run draws posterior samples) and per-slice records. ``intensity_range``
+    imposes the intensity scaling (a stack restored in parts)."""
     from .api import iter_restore_stack
 
     slices: list[dict[str, Any]] = []
@@ -323,7 +340,7 @@ def restore_array(data: np.ndarray, layout: EngineLayout, mask: np.ndarray | Non
         if last.snapshot.done:  # every slice of a group fitted together ends at once
             slices += [{"index": list(index), **slice_record(snapshot)}
                        for index, snapshot in zip(last.group, last.group_snapshots)]
-    return last.result, slices
+    return last.result, last.uncertainty, slices
 
 
 def slice_record(snapshot) -> dict[str, Any]:
@@ -345,11 +362,21 @@ def slice_record(snapshot) -> dict[str, Any]:
 
 
 def save_result(job: Job, image: TiffImage, layout: EngineLayout, result: np.ndarray,
-                slices: list[dict[str, Any]], timings: dict[str, Any]) -> None:
-    """Write the output TIFF, then its run record (last, so it marks the output complete)."""
+                uncertainty: np.ndarray | None, slices: list[dict[str, Any]],
+                timings: dict[str, Any]) -> None:
+    """Write the output TIFF and its uncertainty map (if any), then its run record (last, so
+    it marks the output complete)."""
     begin = time.perf_counter()
     output = image.restored(layout.from_engine(result), job.request.factor)
     write_tiff(job.output, output)
+    extra: dict[str, Any] = {}
+    if uncertainty is not None:
+        job.uncertainty.parent.mkdir(exist_ok=True)
+        uncertainty_map = image.restored_map(layout.from_engine(uncertainty), job.request.factor)
+        write_tiff(job.uncertainty, uncertainty_map)
+        extra["uncertainty"] = {"path": str(job.uncertainty), **uncertainty_map.describe()}
+    else:  # an earlier run's map must not pass for this result's
+        job.uncertainty.unlink(missing_ok=True)
     timings = {**timings, "write_s": time.perf_counter() - begin, "finished": _now()}
     for key, value in timings.items():
         if isinstance(value, float):
@@ -357,7 +384,7 @@ def save_result(job: Job, image: TiffImage, layout: EngineLayout, result: np.nda
     timings["total_s"] = round(sum(v for k, v in timings.items() if k.endswith("_s")), 3)
     write_json(job.record, {**_record_header(job, "complete"),
                             "input": {"path": str(job.input), **image.describe()},
-                            "output": {"path": str(job.output), **output.describe()},
+                            "output": {"path": str(job.output), **output.describe()}, **extra,
                             "device": slices[0].get("device") if slices else None,
                             "timings": timings, "slices": slices})
 
@@ -599,19 +626,21 @@ def _prepare_parts(job: Job):
             "clock": time.time()}
 
 
-def _restore_part(job: Job, start: int, stop: int, prepared) -> tuple[np.ndarray, list]:
+def _restore_part(job: Job, start: int, stop: int, prepared,
+                  ) -> tuple[np.ndarray, np.ndarray | None, list]:
     """Restore slices ``start:stop`` with the whole stack's intensity scaling."""
     _, layout, data, mask = load_job(job)
     part = _flat_slices(data, layout.channel_axis)[start:stop]
     mask = _flat_mask(mask)
     if mask is not None and mask.ndim > 2:
         mask = mask[start:stop]
-    result, slices = restore_array(part, EngineLayout.for_axes("ZYXC"), mask, job.request,
-                                   intensity_range=prepared["intensity_range"])
+    result, uncertainty, slices = restore_array(part, EngineLayout.for_axes("ZYXC"), mask,
+                                                job.request,
+                                                intensity_range=prepared["intensity_range"])
     leading = tuple(n for i, n in enumerate(data.shape) if i != layout.channel_axis)[:-2]
     for entry in slices:
         entry["index"] = [int(i) for i in np.unravel_index(start + entry["index"][0], leading)]
-    return result, slices
+    return result, uncertainty, slices
 
 
 def _save_parts(job: Job, prepared, *parts) -> Outcome:
@@ -619,13 +648,19 @@ def _save_parts(job: Job, prepared, *parts) -> Outcome:
     start = time.perf_counter()
     try:
         image, layout, data, _ = load_job(job)
-        hwc = np.concatenate([result for result, _ in parts])
         leading = tuple(n for i, n in enumerate(data.shape) if i != layout.channel_axis)[:-2]
-        hwc = hwc.reshape(leading + hwc.shape[1:])
-        result = hwc[..., 0] if layout.channel_axis is None else \
-            np.moveaxis(hwc, -1, layout.channel_axis)
-        slices = [entry for _, part_slices in parts for entry in part_slices]
-        save_result(job, image, layout, result, slices,
+
+        def joined(arrays):  # the parts' (n, M, N, C) slices -> the engine-layout stack
+            hwc = np.concatenate(arrays)
+            hwc = hwc.reshape(leading + hwc.shape[1:])
+            return hwc[..., 0] if layout.channel_axis is None else \
+                np.moveaxis(hwc, -1, layout.channel_axis)
+
+        maps = [uncertainty for _, uncertainty, _ in parts]
+        uncertainty = None if any(m is None for m in maps) else joined(maps)
+        slices = [entry for _, _, part_slices in parts for entry in part_slices]
+        save_result(job, image, layout, joined([result for result, _, _ in parts]), uncertainty,
+                    slices,
                     timings={"started": prepared["started"],
                              "restore_s": time.time() - prepared["clock"], "tasks": len(parts)})
     except Exception as error:  # noqa: BLE001 - reported like any other failed file

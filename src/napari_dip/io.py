@@ -27,6 +27,8 @@ CHANNEL_AXES = "CS"
 
 # ImageJ description keys that tifffile recomputes from the data's shape on writing
 _IMAGEJ_STRUCTURE = {"ImageJ", "images", "channels", "slices", "frames", "hyperstack"}
+# ImageJ display settings of the image, which do not suit a map computed from it
+_IMAGEJ_DISPLAY = {"min", "max", "Ranges", "LUTs", "mode"}
 # OME Pixels attributes carried over to the output (physical sizes are scaled for super-resolution)
 _OME_KEPT = ("PhysicalSizeX", "PhysicalSizeXUnit", "PhysicalSizeY", "PhysicalSizeYUnit",
              "PhysicalSizeZ", "PhysicalSizeZUnit", "TimeIncrement", "TimeIncrementUnit")
@@ -158,6 +160,17 @@ class TiffImage:
                 imagej[key] = (imagej[key] + 0.5) * factor - 0.5
         return dataclasses.replace(self, data=data, resolution=resolution, ome=ome,
                                    imagej=imagej)
+
+    def restored_map(self, data: np.ndarray, factor: int | None = None) -> TiffImage:
+        """A float32 map computed with a restoration (e.g. its uncertainty), ``data`` shaped
+        like the restored image: its axes and pixel size without its display settings
+        (ImageJ ranges, LUTs); an RGB image's samples (axis S) averaged into one map."""
+        image = self.restored(np.asarray(data, dtype=np.float32), factor)
+        data, axes = image.data, image.axes
+        if "S" in axes:
+            data, axes = data.mean(axis=axes.index("S"), dtype=np.float32), axes.replace("S", "")
+        imagej = {k: v for k, v in image.imagej.items() if k not in _IMAGEJ_DISPLAY}
+        return dataclasses.replace(image, data=data, axes=axes, imagej=imagej)
 
     def describe(self) -> dict[str, Any]:
         """Shape, dtype, axes and pixel size, for run records."""
