@@ -219,6 +219,19 @@ def test_refuses_an_out_folder_that_would_overwrite_an_input(tmp_path, capsys):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["stack.tif"]
 
 
+def test_refuses_an_out_folder_that_would_overwrite_a_mask_and_says_so(tmp_path, capsys):
+    images, masks = tmp_path / "images", tmp_path / "masks"
+    images.mkdir()
+    masks.mkdir()
+    _write_stack(images / "stack.tif", shape=(1, 16, 16))
+    tifffile.imwrite(masks / "stack.tif", np.eye(16, dtype=np.uint8))
+    before = _digest(masks / "stack.tif")
+    assert main(["inpaint", str(images), "--mask-dir", str(masks), "--out", str(masks),
+                 *FAST]) == 2
+    assert f"would overwrite the mask {masks / 'stack.tif'}" in capsys.readouterr().err
+    assert _digest(masks / "stack.tif") == before
+
+
 def test_existing_outputs_are_kept_unless_resume_or_overwrite(tmp_path, capsys):
     source, out = tmp_path / "stack.tif", tmp_path / "out"
     _write_stack(source, shape=(1, 16, 16))
@@ -542,3 +555,18 @@ def test_a_stack_in_dask_parts_gets_the_uncertainty_of_every_part(tmp_path):
                     for d in ("parts", "whole"))
     assert parts.shape == (2, 16, 16)
     np.testing.assert_array_equal(parts[0], whole[0])  # slice 0 is fitted alike either way
+
+
+def test_run_records_are_strict_json_even_when_a_stopping_rule_had_no_reading(tmp_path):
+    source, out = tmp_path / "stack.tif", tmp_path / "out"
+    _write_stack(source, shape=(1, 16, 16))
+    # fewer steps than the stopping rule's warm-up: its value is still undefined (NaN)
+    assert main(["denoise", str(source), "--out", str(out), "--preset", "fast",
+                 "--max-iterations", "6", "--scales", "2", "--quiet"]) == 0
+
+    def refuse(constant):
+        raise ValueError(f"{constant} is not JSON")
+
+    text = (out / "stack.tif.json").read_text()
+    record = json.loads(text, parse_constant=refuse)
+    assert "criterion" in record["slices"][0] and record["slices"][0]["criterion"] is None

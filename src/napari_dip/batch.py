@@ -179,9 +179,9 @@ def plan_jobs(inputs: Sequence[Path], out_dir: Path, request: Request, *,
     out_dir = Path(out_dir).resolve()
     if out_dir.exists() and not out_dir.is_dir():
         raise BatchError(f"--out {out_dir} exists and is not a folder")
-    protected = {Path(p).resolve() for p in inputs}
+    protected = {Path(p).resolve(): "input" for p in inputs}  # path -> what it is
     if mask is not None:
-        protected.add(Path(mask).resolve())
+        protected[Path(mask).resolve()] = "mask"
     jobs, failed, names = [], [], {}
     for source in inputs:
         source = Path(source).resolve()
@@ -197,14 +197,14 @@ def plan_jobs(inputs: Sequence[Path], out_dir: Path, request: Request, *,
             failed.append(Outcome(source, "failed", str(error)))
             continue
         if job_mask is not None:
-            protected.add(job_mask)
+            protected.setdefault(job_mask, "mask")
         jobs.append(Job(source, output, job_mask, request))
     for job in jobs:
         for target in (job.output, job.record, job.uncertainty):
             clash = next((p for p in protected if _same_file(p, target)), None)
             if clash is not None:
-                raise BatchError(f"refusing to write {target}: it would overwrite the input "
-                                 f"{clash}. Choose another --out folder")
+                raise BatchError(f"refusing to write {target}: it would overwrite the "
+                                 f"{protected[clash]} {clash}. Choose another --out folder")
     return jobs, failed
 
 

@@ -73,9 +73,23 @@ def leftover_temporaries(path: str | os.PathLike) -> list[Path]:
 
 
 def write_json(path: str | os.PathLike, record: dict[str, Any]) -> Path:
-    """Write ``record`` as indented JSON, atomically."""
-    text = json.dumps(record, indent=2, default=_json_default) + "\n"
+    """Write ``record`` as indented JSON, atomically. Values that JSON has no number for (NaN,
+    infinities, e.g. a stopping rule's value before its first reading) are written as null,
+    so that every JSON reader accepts the file."""
+    text = json.dumps(_json_safe(record), indent=2, default=_json_default,
+                      allow_nan=False) + "\n"
     return atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+
+
+def _json_safe(value: Any) -> Any:
+    """``value`` with non-finite floats (NaN, inf) replaced by None, in nested dicts and lists."""
+    if isinstance(value, dict):
+        return {key: _json_safe(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(item) for item in value]
+    if isinstance(value, (float, np.floating)) and not np.isfinite(value):
+        return None
+    return value
 
 
 def read_json(path: str | os.PathLike) -> dict[str, Any] | None:
