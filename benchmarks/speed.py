@@ -324,7 +324,8 @@ def report() -> None:
             lines += ["Against auto-denoise's DIP (PSNR of the returned result):", "", *peers, ""]
     lines += [f"![PSNR against seconds](images/{PLOT.name})", "",
               "The presets as they are and the references; the variants (`+...`) are in the "
-              "tables only. Wall-clock seconds, one thread per process."]
+              "tables only. Wall-clock seconds, one thread per process. The tables and the "
+              "plot are drawn from the stored runs by `python benchmarks/speed.py --report`."]
     write_section(START, END, "Speed: time to reach the paper's quality", lines)
     plot(records)
 

@@ -29,11 +29,15 @@ class Snapshot:
     Attributes
     ----------
     iteration : int
-        Optimisation steps done so far (on the current tile, when tiled).
+        Optimisation steps done so far (on the current tile, when tiled; in the current run,
+        with ``n_runs`` > 1).
     max_iterations : int
-        The run's step budget (per tile, when tiled).
+        The run's step budget (per tile and run, when tiled or with ``n_runs``).
     loss : float
-        The data term at this step (mean squared error in [0, 1] units).
+        The objective at this step: the data term (mean squared error in [0, 1] units with
+        ``data_term="gaussian"``, the Poisson deviance per pixel with ``"poisson"``, the squared
+        error after a variance-stabilising transform with ``"poisson_gaussian"``) plus
+        ``tv_weight`` times the total variation.
     image : ndarray
         The generator's current output.
     average : ndarray
@@ -398,12 +402,14 @@ def restore(image: np.ndarray, *, task: str = "denoise", mask: np.ndarray | None
     seed : int
         Seeds the network's initialisation, its input code and the input perturbation.
     device : str, optional
-        ``"cuda"``, ``"mps"``, ``"cpu"``; None picks the best available.
+        ``"cuda"`` (or ``"cuda:N"``), ``"mps"``, ``"cpu"``; None or ``"auto"`` picks the best
+        available.
     max_iterations : int, optional
         Overrides the preset's number of steps.
     return_uncertainty : bool
         Also return the per-pixel posterior standard deviation (Bayesian DIP: preset
-        ``"bayesian"`` or ``sgld_noise > 0``; None for other methods).
+        ``"bayesian"`` or ``sgld_noise > 0``; None for other methods, and when the run ended
+        before two samples were drawn after ``burn_in``).
     **settings
         Any other field of :class:`DIPConfig`, e.g. ``learning_rate=0.005``, or
         ``tile_size=256`` to restore a large image in overlapping tiles, one fit each, whose
@@ -606,7 +612,7 @@ def restore_stack(image: np.ndarray, *, task: str = "denoise", mask: np.ndarray 
         several stacks, or parts of one, with the same mapping.
     return_uncertainty : bool
         Also return the stack's uncertainty map (Bayesian DIP, ``preset="bayesian"``; None for
-        presets that draw no posterior samples).
+        presets that draw no posterior samples, and when no slice drew two samples).
 
     Other parameters are those of :func:`restore`. ``warm_start_fraction`` (a setting)
     controls how long slices after the first are fitted.

@@ -46,7 +46,9 @@ def _knob(default: Any, doc: str, *, low: float | None = None, high: float | Non
 
 @dataclass(frozen=True)
 class DIPConfig:
-    """Every setting of one Deep Image Prior fit, with the paper's denoising recipe as defaults."""
+    """Every setting of one Deep Image Prior fit, with the paper's denoising recipe as defaults,
+    but for the speed settings (``precision``, ``memory_format``, ``cuda_graph``), which default
+    to what is fastest on the device ("auto"; preset "paper" computes in float32)."""
 
     # generator
     network: str = _knob("skip", "generator: hourglass with skip connections ('skip'), the same "
