@@ -129,7 +129,52 @@ def test_an_imagej_origin_marks_the_same_point_after_super_resolution(tmp_path):
                      metadata={"axes": "ZYX", "unit": "micron", "xorigin": 3.0, "yorigin": 0.0})
     image = read_tiff(tmp_path / "in.tif")
     larger = image.restored(np.repeat(np.repeat(image.data, 4, -1), 4, -2), factor=4)
-    # input pixel 3's centre is output pixel 13.5's position: (3 + 0.5) x 4 - 0.5
-    assert larger.imagej["xorigin"] == 13.5 and larger.imagej["yorigin"] == 1.5
+    # ImageJ's pixel grid puts whole numbers on pixel corners (the image spans 0 to its
+    # width), so the point 3 input pixels from the left edge is 12 output pixels from it
+    assert larger.imagej["xorigin"] == 12.0 and larger.imagej["yorigin"] == 0.0
     write_tiff(tmp_path / "out.tif", larger)
-    assert read_tiff(tmp_path / "out.tif").imagej["xorigin"] == 13.5
+    assert read_tiff(tmp_path / "out.tif").imagej["xorigin"] == 12.0
+
+
+def _rect_roi(top, left, bottom, right):
+    """A minimal ImageJ rectangle selection (its binary format), in pixel coordinates."""
+    import struct
+
+    blob = bytearray(64)
+    blob[0:4] = b"Iout"
+    struct.pack_into(">h", blob, 4, 228)  # version
+    blob[6] = 1  # rectangle
+    struct.pack_into(">hhhh", blob, 8, top, left, bottom, right)
+    return bytes(blob)
+
+
+def test_imagej_selections_are_kept_but_not_on_a_finer_grid(tmp_path):
+    tifffile.imwrite(tmp_path / "in.tif", _stack((8, 8)), imagej=True, resolution=(5.0, 5.0),
+                     metadata={"unit": "um", "ROI": _rect_roi(2, 1, 6, 5),
+                               "Overlays": [_rect_roi(0, 0, 2, 2)]})
+    image = read_tiff(tmp_path / "in.tif")
+    same = image.restored(image.data)
+    assert same.imagej["ROI"] == _rect_roi(2, 1, 6, 5) and "Overlays" in same.imagej
+    larger = image.restored(np.repeat(np.repeat(image.data, 2, -1), 2, -2), factor=2)
+    assert "ROI" not in larger.imagej and "Overlays" not in larger.imagej  # would mark 1/4
+    assert larger.imagej["unit"] == "um"
+
+
+def test_a_file_without_axes_names_the_fix(tmp_path):
+    tifffile.imwrite(tmp_path / "plain.tif", np.zeros((2, 2, 16, 16), np.uint16))
+    with pytest.raises(ValueError, match="the file does not name its axes: give them with "
+                                         "--axes .*e.g. --axes TZYX"):
+        read_tiff(tmp_path / "plain.tif")
+    assert read_tiff(tmp_path / "plain.tif", axes="TZYX").axes == "TZYX"
+
+
+def test_rgba_colours_and_alpha(tmp_path):
+    rgba = np.random.default_rng(0).integers(0, 255, (8, 8, 4), dtype=np.uint8)
+    tifffile.imwrite(tmp_path / "rgba.tif", rgba, photometric="rgb")
+    image = read_tiff(tmp_path / "rgba.tif")
+    assert image.alpha and image.colours().shape == (8, 8, 3)
+    restored = image.with_alpha(np.repeat(np.repeat(image.colours(), 2, 0), 2, 1), factor=2)
+    assert restored.shape == (16, 16, 4)
+    np.testing.assert_array_equal(restored[::2, ::2, 3], rgba[..., 3])
+    tifffile.imwrite(tmp_path / "cmyk.tif", rgba, photometric="separated")  # 4 colours, no alpha
+    assert not read_tiff(tmp_path / "cmyk.tif").alpha

@@ -23,6 +23,7 @@ from qtpy.QtWidgets import (QComboBox, QDoubleSpinBox, QFormLayout, QHBoxLayout,
 from superqt import QCollapsible
 
 from ._qt_plot import LossPlot
+from .io import split_alpha, with_alpha
 from ._run_plan import (Geometry, ImageAxes, RunPlan, mask_for_plan, output_geometry, plan_run,
                         stack_scopes)
 from .config import (DEFAULT_PRESET, PRESETS, SUPPORTED_FACTORS, TASKS, describe_fields,
@@ -656,7 +657,7 @@ class RestoreWidget(QWidget):
         # the region as the layer holds it: a lazy (dask, zarr) array is read on the worker
         data, alpha = layer.data[plan.region], None
         if plan.axes.rgb and data.shape[-1] == 4:  # RGBA: the colours are restored, not alpha
-            data, alpha = data[..., :3], data[..., 3]
+            data, alpha = split_alpha(data, -1)
         return RunRequest(data=data, plan=plan, task=self.task, alpha=alpha,
                           mask=mask, preset=self.preset_combo.currentText(),
                           seed=self.seed_spin.value(), device=device,
@@ -797,10 +798,8 @@ class RestoreWidget(QWidget):
         name = f"{layer.name} {suffix}"
         result = last.result.copy()
         if request.alpha is not None:  # the input's alpha back, enlarged like the colours
-            alpha = np.asarray(request.alpha)
-            for axis in request.plan.axes.plane:
-                alpha = alpha.repeat(request.plan.factor, axis=axis)
-            result = np.concatenate([result, alpha[..., None].astype(result.dtype)], axis=-1)
+            result = with_alpha(result, np.asarray(request.alpha), -1,
+                                tuple(request.plan.axes.plane), request.plan.factor)
         if preview is not None:
             preview.data = result
             preview.name, preview.metadata = name, metadata

@@ -27,6 +27,8 @@ CHANNEL_AXES = "CS"
 
 # ImageJ description keys that tifffile recomputes from the data's shape on writing
 _IMAGEJ_STRUCTURE = {"ImageJ", "images", "channels", "slices", "frames", "hyperstack"}
+# ImageJ selections and overlays, stored in pixel coordinates
+_IMAGEJ_PIXEL_SHAPES = ("ROI", "Overlays")
 # ImageJ display settings of the image, which do not suit a map computed from it
 _IMAGEJ_DISPLAY = {"min", "max", "Ranges", "LUTs", "mode"}
 # OME Pixels attributes carried over to the output (physical sizes are scaled for super-resolution)
@@ -146,6 +148,9 @@ class TiffImage:
     compressed : bool
         Whether the file's pixels were compressed; the result is then written compressed too
         (zlib, lossless).
+    alpha : bool
+        An RGBA image: the last of the four samples (axis S) is alpha, which is kept as it is
+        rather than restored (see :meth:`colours` and :meth:`with_alpha`).
     """
 
     data: np.ndarray
@@ -156,6 +161,7 @@ class TiffImage:
     imagej: dict[str, Any] = field(default_factory=dict)
     ome: dict[str, Any] = field(default_factory=dict)
     compressed: bool = False
+    alpha: bool = False
 
     def restored(self, data: np.ndarray, factor: int | None = None) -> TiffImage:
         """The same metadata around new pixels; for super-resolution, pixels ``factor`` times
@@ -169,11 +175,29 @@ class TiffImage:
             if key in ome:
                 ome[key] = ome[key] / factor
         imagej = dict(self.imagej)
-        for key in ("xorigin", "yorigin"):  # in pixels: the same point on the finer grid
+        # the origin is in pixels, on ImageJ's grid where whole numbers fall on pixel corners
+        # (the image spans 0 to its width): the same point on the finer grid is factor x it
+        for key in ("xorigin", "yorigin"):
             if isinstance(imagej.get(key), (int, float)):
-                imagej[key] = (imagej[key] + 0.5) * factor - 0.5
+                imagej[key] = imagej[key] * factor
+        if factor > 1:  # ImageJ selections drawn in input pixels would mark the wrong places
+            for key in _IMAGEJ_PIXEL_SHAPES:
+                imagej.pop(key, None)
         return dataclasses.replace(self, data=data, resolution=resolution, ome=ome,
                                    imagej=imagej)
+
+    def colours(self) -> np.ndarray:
+        """The pixels to restore: :attr:`data`, without the alpha sample of an RGBA image."""
+        return split_alpha(self.data, self.axes.index("S"))[0] if self.alpha else self.data
+
+    def with_alpha(self, colours: np.ndarray, factor: int | None = None) -> np.ndarray:
+        """Restored :meth:`colours` with this image's alpha put back (enlarged by pixel
+        repetition for super-resolution)."""
+        if not self.alpha:
+            return colours
+        channel = self.axes.index("S")
+        return with_alpha(colours, split_alpha(self.data, channel)[1], channel,
+                          (self.axes.index("Y"), self.axes.index("X")), factor)
 
     def restored_map(self, data: np.ndarray, factor: int | None = None) -> TiffImage:
         """A float32 map computed with a restoration (e.g. its uncertainty), ``data`` shaped
@@ -232,6 +256,30 @@ def read_tiff(path: str | os.PathLike, axes: str | None = None) -> TiffImage:
     ``axes`` overrides the axes the file declares (same number of letters as dimensions).
     Raises ``ValueError`` with a one-line reason when the file is not a usable image.
     """
+    image = _read_series(path)
+    try:
+        image.axes = check_axes(axes or image.axes, image.data.ndim)
+        image.alpha = image.alpha and "S" in image.axes and \
+            image.data.shape[image.axes.index("S")] == 4
+    except ValueError as error:
+        if axes:
+            raise
+        example = {4: "TZYX", 5: "TZCYX"}.get(image.data.ndim, "ZYX")
+        why = "the file does not name its axes" if "Q" in image.axes else \
+            f"the file names them {image.axes}"
+        raise ValueError(f"{error}; {why}: give them with --axes (axes= in Python), e.g. "
+                         f"--axes {example}") from error
+    return image
+
+
+def read_mask(path: str | os.PathLike) -> np.ndarray:
+    """The pixels of a mask TIFF (non-zero = missing). Only its shape matters, so a mask saved
+    without axes metadata is as good as one with them."""
+    return _read_series(path).data
+
+
+def _read_series(path: str | os.PathLike) -> TiffImage:
+    """The file's only image series with its metadata; its axes as the file declares them."""
     import tifffile
 
     try:
@@ -253,19 +301,43 @@ def read_tiff(path: str | os.PathLike, axes: str | None = None) -> TiffImage:
                               resolution=_resolution(page), resolution_unit=_resolution_unit(page),
                               imagej=_imagej_settings(tif.imagej_metadata) if tif.is_imagej else {},
                               ome=_ome_settings(tif.ome_metadata) if tif.is_ome else {},
-                              compressed=int(page.compression) != 1)
+                              compressed=int(page.compression) != 1,
+                              alpha=_has_alpha(page))
     except (tifffile.TiffFileError, OSError, KeyError, IndexError, TypeError) as error:
         raise ValueError(f"not a readable TIFF image ({type(error).__name__}: "
                          f"{_first_line(error)})") from error
     if image.data.dtype.kind not in "biuf":
         raise ValueError(f"pixel type {image.data.dtype} is not supported")
-    image.axes = check_axes(axes or image.axes, image.data.ndim)
     return image
 
 
 def _first_line(error: BaseException) -> str:
     text = str(error).strip()
     return text.splitlines()[0] if text else type(error).__name__
+
+
+def _has_alpha(page) -> bool:
+    """An RGB page with one extra sample that is alpha (associated or not)."""
+    extra = tuple(getattr(page, "extrasamples", ()) or ())
+    return int(page.photometric) == 2 and len(extra) == 1 and int(extra[0]) in (1, 2)
+
+
+def split_alpha(data: np.ndarray, channel_axis: int) -> tuple[np.ndarray, np.ndarray]:
+    """An RGBA array's colours and its alpha (views; alpha keeps a channel axis of length 1)."""
+    index = [slice(None)] * data.ndim
+    index[channel_axis] = slice(0, 3)
+    colours = data[tuple(index)]
+    index[channel_axis] = slice(3, 4)
+    return colours, data[tuple(index)]
+
+
+def with_alpha(colours: np.ndarray, alpha: np.ndarray, channel_axis: int,
+               plane_axes: tuple[int, ...], factor: int | None = None) -> np.ndarray:
+    """Restored colours with the input's alpha (from :func:`split_alpha`) appended along
+    ``channel_axis``, enlarged like the colours along ``plane_axes`` for super-resolution."""
+    for axis in plane_axes:
+        alpha = alpha.repeat(factor or 1, axis=axis)
+    return np.concatenate([colours, alpha.astype(colours.dtype)], axis=channel_axis)
 
 
 def _resolution(page) -> tuple[float, float] | None:
