@@ -570,3 +570,75 @@ def test_run_records_are_strict_json_even_when_a_stopping_rule_had_no_reading(tm
     text = (out / "stack.tif.json").read_text()
     record = json.loads(text, parse_constant=refuse)
     assert "criterion" in record["slices"][0] and record["slices"][0]["criterion"] is None
+
+
+def test_masks_saved_without_axes_work_per_slice_and_whole(tmp_path):
+    source = tmp_path / "stack.tif"
+    data = np.random.default_rng(0).integers(900, 1100, (2, 2, 16, 16)).astype(np.uint16)
+    tifffile.imwrite(source, data, imagej=True, metadata={"axes": "TZYX"})
+    per_slice = np.zeros((2, 2, 16, 16), np.uint8)  # as tifffile saves it: axes unknown (QQYX)
+    per_slice[..., 4:8, 4:8] = 1
+    tifffile.imwrite(tmp_path / "mask.tif", per_slice)
+    assert main(["inpaint", str(source), "--mask", str(tmp_path / "mask.tif"), "--out",
+                 str(tmp_path / "out"), *FAST]) == 0
+    assert read_tiff(tmp_path / "out" / "stack.tif").data.shape == (2, 2, 16, 16)
+
+
+def test_an_rgba_file_keeps_its_alpha(tmp_path):
+    source, out = tmp_path / "rgba.tif", tmp_path / "out"
+    rgba = np.random.default_rng(0).integers(0, 255, (16, 16, 4), dtype=np.uint8)
+    rgba[..., 3] = np.where(np.arange(16) < 8, 255, 40)[None, :]
+    tifffile.imwrite(source, rgba, photometric="rgb")
+    assert main(["super-resolve", str(source), "--factor", "2", "--out", str(out), *FAST]) == 0
+    result = read_tiff(out / "rgba.tif")
+    assert result.data.shape == (32, 32, 4) and result.alpha
+    np.testing.assert_array_equal(result.data[..., 3], rgba[..., 3].repeat(2, 0).repeat(2, 1))
+    assert not np.array_equal(result.data[::2, ::2, :3], rgba[..., :3])  # colours restored
+
+
+def test_the_record_of_two_passes_says_which_pass_each_entry_is(tmp_path):
+    source, out = tmp_path / "stack.tif", tmp_path / "out"
+    _write_stack(source)
+    assert main(["denoise", str(source), "--out", str(out), "--stack-passes", "2", *FAST]) == 0
+    entries = [(s["index"], s["pass"]) for s in _record(out / "stack.tif")["slices"]]
+    assert entries == [([0], 0), ([1], 0), ([2], 0), ([1], 1), ([0], 1)]
+
+
+def test_a_record_repeats_the_cpu_threads_its_result_depends_on(tmp_path):
+    import torch
+
+    source = tmp_path / "stack.tif"
+    _write_stack(source, shape=(2, 32, 32))
+    run = ["--preset", "quick", "--max-iterations", "6", "--scales", "3", "--quiet"]
+    assert main(["denoise", str(source), "--out", str(tmp_path / "two"), "--threads", "2",
+                 *run]) == 0
+    assert torch.get_num_threads() == 1  # the process's own count is back afterwards
+    record = _record(tmp_path / "two" / "stack.tif")
+    assert record["threads"] == 2 and record["threads_used"] == 2
+    assert main(["denoise", str(source), "--out", str(tmp_path / "one"), *run]) == 0
+    assert _record(tmp_path / "one" / "stack.tif")["threads_used"] == 1
+
+    record_file = tmp_path / "two" / "stack.tif.json"
+    assert main(["denoise", str(source), "--out", str(tmp_path / "again"), "--config",
+                 str(record_file), "--quiet"]) == 0
+    again, two = (read_tiff(tmp_path / d / "stack.tif").data for d in ("again", "two"))
+    np.testing.assert_array_equal(again, two)  # in this 1-thread process, with 2 threads
+
+
+def test_a_record_of_a_stack_in_dask_parts_repeats_the_split(tmp_path, capsys):
+    distributed = pytest.importorskip("distributed")
+    source = tmp_path / "stack.tif"
+    _write_stack(source, shape=(2, 16, 16))
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False,
+                                  dashboard_address=None) as cluster:
+        assert main(["denoise", str(source), "--out", str(tmp_path / "parts"), "--dask",
+                     cluster.scheduler_address, "--slices-per-task", "1", *FAST]) == 0
+        record_file = tmp_path / "parts" / "stack.tif.json"
+        assert _record(tmp_path / "parts" / "stack.tif")["slices_per_task"] == 1
+        assert main(["denoise", str(source), "--out", str(tmp_path / "here"), "--config",
+                     str(record_file), "--quiet"]) == 2
+        assert f"--slices-per-task (from --config {record_file})" in capsys.readouterr().err
+        assert main(["denoise", str(source), "--out", str(tmp_path / "again"), "--config",
+                     str(record_file), "--dask", cluster.scheduler_address, "--quiet"]) == 0
+    again, parts = (read_tiff(tmp_path / d / "stack.tif").data for d in ("again", "parts"))
+    np.testing.assert_array_equal(again, parts)

@@ -16,7 +16,8 @@ import glob
 import os
 import platform
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -26,7 +27,7 @@ import numpy as np
 
 from .config import DEFAULT_PRESET
 from .io import (EngineLayout, TiffImage, check_writable_axes, leftover_temporaries,
-                 package_versions, read_json, read_tiff, write_json, write_tiff)
+                 package_versions, read_json, read_mask, read_tiff, write_json, write_tiff)
 
 TIFF_SUFFIXES = (".tif", ".tiff")
 UNCERTAINTY_FOLDER = "uncertainty"
@@ -46,6 +47,9 @@ class Request:
     """What to do to every file; plain values only, so it travels to Dask workers.
 
     ``settings`` are :class:`~napari_dip.DIPConfig` overrides (``max_iterations`` included).
+    ``threads``: CPU threads for each fit (None: torch's default); a CPU fit repeats bit for bit
+    only with the same count. ``slices_per_task``: with Dask, stacks of more slices are split
+    into tasks of this many (which changes their result: warm start stops at each part).
     """
 
     task: str
@@ -55,6 +59,8 @@ class Request:
     device: str | None = None
     axes: str | None = None
     settings: dict[str, Any] = field(default_factory=dict)
+    threads: int | None = None
+    slices_per_task: int | None = None
 
     def config(self):
         from .config import get_config
@@ -65,6 +71,7 @@ class Request:
         """What decides a result (run record keys): ``--resume`` reuses an output only if these
         match."""
         return {"task": self.task, "factor": self.factor, "seed": self.seed, "axes": self.axes,
+                "threads": self.threads, "slices_per_task": self.slices_per_task,
                 "mask": None if mask is None else str(mask), "config": self.config().to_dict()}
 
 
@@ -281,10 +288,11 @@ def run_job(job: Job, on_snapshot: SnapshotCallback | None = None) -> Outcome:
         clear_previous(job)
         image, layout, engine_data, mask = load_job(job)
         loaded = time.perf_counter()
-        result, uncertainty, slices = restore_array(engine_data, layout, mask, job.request,
-                                                    on_snapshot)
+        with torch_threads(job.request.threads) as threads:
+            result, uncertainty, slices = restore_array(engine_data, layout, mask, job.request,
+                                                        on_snapshot)
         restored = time.perf_counter()
-        save_result(job, image, layout, result, uncertainty, slices,
+        save_result(job, image, layout, result, uncertainty, slices, threads,
                     timings={"started": started, "read_s": loaded - start,
                              "restore_s": restored - loaded})
     except Exception as error:  # one bad file must not stop the batch
@@ -292,6 +300,21 @@ def run_job(job: Job, on_snapshot: SnapshotCallback | None = None) -> Outcome:
         _write_failure(job, reason, started)
         return Outcome(job.input, "failed", reason, seconds=time.perf_counter() - start)
     return Outcome(job.input, "written", output=job.output, seconds=time.perf_counter() - start)
+
+
+@contextmanager
+def torch_threads(threads: int | None) -> Iterator[int]:
+    """Run the block with ``threads`` CPU threads in torch (None: as they are), then restore
+    the count; yields the count the block runs with, for the run record."""
+    import torch
+
+    before = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        yield torch.get_num_threads()
+    finally:
+        torch.set_num_threads(before)
 
 
 def _reason(error: BaseException) -> str:
@@ -312,11 +335,11 @@ def load_job(job: Job) -> tuple[TiffImage, EngineLayout, np.ndarray, np.ndarray 
     mask = None
     if job.mask is not None:
         try:
-            mask_data = read_tiff(job.mask).data
+            mask_data = read_mask(job.mask)
         except ValueError as error:
             raise ValueError(f"mask {job.mask.name}: {error}") from error
-        mask = layout.mask_to_engine(mask_data, image.data.shape)
-    return image, layout, layout.to_engine(image.data), mask
+        mask = layout.mask_to_engine(mask_data, image.colours().shape)
+    return image, layout, layout.to_engine(image.colours()), mask  # RGBA: alpha is kept
 
 
 def restore_array(data: np.ndarray, layout: EngineLayout, mask: np.ndarray | None,
@@ -338,7 +361,8 @@ def restore_array(data: np.ndarray, layout: EngineLayout, mask: np.ndarray | Non
         if on_snapshot is not None:
             on_snapshot(last)
         if last.snapshot.done:  # every slice of a group fitted together ends at once
-            slices += [{"index": list(index), **slice_record(snapshot)}
+            slices += [{"index": list(index), "pass": last.pass_number,
+                        **slice_record(snapshot)}
                        for index, snapshot in zip(last.group, last.group_snapshots)]
     return last.result, last.uncertainty, slices
 
@@ -363,11 +387,12 @@ def slice_record(snapshot) -> dict[str, Any]:
 
 def save_result(job: Job, image: TiffImage, layout: EngineLayout, result: np.ndarray,
                 uncertainty: np.ndarray | None, slices: list[dict[str, Any]],
-                timings: dict[str, Any]) -> None:
+                threads: int | None, timings: dict[str, Any]) -> None:
     """Write the output TIFF and its uncertainty map (if any), then its run record (last, so
-    it marks the output complete)."""
+    it marks the output complete). ``threads``: the CPU threads the fits ran with."""
     begin = time.perf_counter()
-    output = image.restored(layout.from_engine(result), job.request.factor)
+    output = image.restored(image.with_alpha(layout.from_engine(result), job.request.factor),
+                            job.request.factor)
     write_tiff(job.output, output)
     extra: dict[str, Any] = {}
     if uncertainty is not None:
@@ -386,6 +411,7 @@ def save_result(job: Job, image: TiffImage, layout: EngineLayout, result: np.nda
                             "input": {"path": str(job.input), **image.describe()},
                             "output": {"path": str(job.output), **output.describe()}, **extra,
                             "device": slices[0].get("device") if slices else None,
+                            "threads_used": threads,
                             "timings": timings, "slices": slices})
 
 
@@ -627,20 +653,22 @@ def _prepare_parts(job: Job):
 
 
 def _restore_part(job: Job, start: int, stop: int, prepared,
-                  ) -> tuple[np.ndarray, np.ndarray | None, list]:
-    """Restore slices ``start:stop`` with the whole stack's intensity scaling."""
+                  ) -> tuple[np.ndarray, np.ndarray | None, list, int]:
+    """Restore slices ``start:stop`` with the whole stack's intensity scaling; also return
+    the CPU threads it ran with."""
     _, layout, data, mask = load_job(job)
     part = _flat_slices(data, layout.channel_axis)[start:stop]
     mask = _flat_mask(mask)
     if mask is not None and mask.ndim > 2:
         mask = mask[start:stop]
-    result, uncertainty, slices = restore_array(part, EngineLayout.for_axes("ZYXC"), mask,
-                                                job.request,
-                                                intensity_range=prepared["intensity_range"])
+    with torch_threads(job.request.threads) as threads:
+        result, uncertainty, slices = restore_array(part, EngineLayout.for_axes("ZYXC"), mask,
+                                                    job.request,
+                                                    intensity_range=prepared["intensity_range"])
     leading = tuple(n for i, n in enumerate(data.shape) if i != layout.channel_axis)[:-2]
     for entry in slices:
         entry["index"] = [int(i) for i in np.unravel_index(start + entry["index"][0], leading)]
-    return result, uncertainty, slices
+    return result, uncertainty, slices, threads
 
 
 def _save_parts(job: Job, prepared, *parts) -> Outcome:
@@ -656,11 +684,12 @@ def _save_parts(job: Job, prepared, *parts) -> Outcome:
             return hwc[..., 0] if layout.channel_axis is None else \
                 np.moveaxis(hwc, -1, layout.channel_axis)
 
-        maps = [uncertainty for _, uncertainty, _ in parts]
+        maps = [uncertainty for _, uncertainty, _, _ in parts]
         uncertainty = None if any(m is None for m in maps) else joined(maps)
-        slices = [entry for _, _, part_slices in parts for entry in part_slices]
-        save_result(job, image, layout, joined([result for result, _, _ in parts]), uncertainty,
-                    slices,
+        slices = [entry for _, _, part_slices, _ in parts for entry in part_slices]
+        threads = {part_threads for *_, part_threads in parts}
+        save_result(job, image, layout, joined([result for result, *_ in parts]), uncertainty,
+                    slices, threads.pop() if len(threads) == 1 else None,
                     timings={"started": prepared["started"],
                              "restore_s": time.time() - prepared["clock"], "tasks": len(parts)})
     except Exception as error:  # noqa: BLE001 - reported like any other failed file

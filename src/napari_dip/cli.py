@@ -56,7 +56,8 @@ BATCH_COMMANDS = {
 # settings with their own named option among the restoration options
 _NAMED_SETTINGS = {"max_iterations"}
 # keys a --config file may hold besides the DIPConfig fields
-_CONFIG_FILE_KEYS = {"task", "preset", "seed", "device", "factor", "axes"}
+_CONFIG_FILE_KEYS = {"task", "preset", "seed", "device", "factor", "axes", "threads",
+                     "slices_per_task"}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -119,6 +120,10 @@ def _add_batch_command(commands, name: str, task: str, summary: str) -> None:
                       help="random seed for the network, its input and its noise (default: 0)")
     main.add_argument("--device", default=None, metavar="DEVICE",
                       help="auto, cuda, cuda:N, mps or cpu (default: auto, the best available)")
+    main.add_argument("--threads", type=_positive_int, default=None, metavar="N",
+                      help="CPU threads for each fit (default: torch's, usually one per core); "
+                           "a CPU result repeats bit for bit only with the same number, which "
+                           "the run record keeps")
     if task == "super_resolve":
         main.add_argument("--factor", type=int, choices=SUPPORTED_FACTORS, default=None,
                           help="enlargement on each side; the pixel size is divided by it "
@@ -235,9 +240,13 @@ def load_config_file(path: Path) -> dict:
     if not isinstance(data, dict):
         raise ValueError(f"--config {path} must hold a mapping of option names to values")
     if "napari_dip_record" in data:  # a run record: repeat its settings
-        data = {**data.get("config", {}),
-                **{k: data[k] for k in ("task", "preset", "seed", "factor", "axes")
-                   if k in data}}
+        record = data
+        data = {**record.get("config", {}),
+                **{k: record[k] for k in ("task", "preset", "seed", "factor", "axes",
+                                          "slices_per_task") if record.get(k) is not None}}
+        threads = record.get("threads") or record.get("threads_used")
+        if threads:  # the CPU threads it ran with: a CPU result depends on their number
+            data["threads"] = threads
     options = {str(key).replace("-", "_"): value for key, value in data.items()}
     known = _CONFIG_FILE_KEYS | {f["name"] for f in describe_fields()}
     unknown = sorted(set(options) - known)
@@ -264,11 +273,17 @@ def request_from_args(args: argparse.Namespace):
     request = Request(task=args.task, preset=options.get("preset", DEFAULT_PRESET),
                       factor=options.get("factor"), seed=options.get("seed", 0),
                       device=options.get("device"), axes=options.get("axes"),
-                      settings=settings)
+                      settings=settings, threads=options.get("threads"),
+                      slices_per_task=options.get("slices_per_task"))
     if args.task == "super_resolve" and request.factor is None:
         raise ValueError("super-resolve needs --factor (2, 4 or 8)")
     request.config()  # validate every setting before any file is touched
     check_seed(request.seed)
+    for name in ("threads", "slices_per_task"):
+        value = getattr(request, name)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int)
+                                  or value < 1):
+            raise ValueError(f"{name} must be a positive whole number, got {value!r}")
     if request.axes is not None and not isinstance(request.axes, str):
         raise ValueError(f"axes must be letters such as 'ZYX' or 'TZCYX', got {request.axes!r}")
     return request
@@ -295,8 +310,10 @@ def _run_batch(args: argparse.Namespace) -> int:
     request = request_from_args(args)
     if request.axes is not None:
         request = dataclasses.replace(request, axes=request.axes.upper())
-    if args.slices_per_task and not args.dask:
-        raise ValueError("--slices-per-task splits stacks into Dask tasks; it needs --dask")
+    if request.slices_per_task and not args.dask:
+        where = "" if args.slices_per_task else f" (from --config {args.config})"
+        raise ValueError(f"--slices-per-task{where} splits stacks into Dask tasks; it needs "
+                         f"--dask ADDRESS (local:N for workers on this machine)")
     from .device import check_device_name, select_device
 
     if args.dask is None and request.device not in (None, "auto"):
@@ -314,7 +331,7 @@ def _run_batch(args: argparse.Namespace) -> int:
         for outcome in outcomes + failed + settled:
             progress.finished(outcome)
         outcomes += failed + settled + run_batch(todo, progress=progress, dask=args.dask,
-                                                  slices_per_task=args.slices_per_task)
+                                                  slices_per_task=request.slices_per_task)
     except KeyboardInterrupt:
         progress.close()
         print("napari-dip: interrupted; finished outputs are complete, run again with --resume "

@@ -305,7 +305,8 @@ def fit(observation: Observation, config: DIPConfig, *, seed: int = 0,
     averages posterior samples after ``burn_in``. Every ``backtrack_every`` steps the loss is
     compared with the last good one; if the fit to the data dropped by more than
     ``backtrack_drop_db``, the last good weights are restored (the paper's guard against
-    divergence). With the same seed, CPU runs are bit-for-bit repeatable.
+    divergence). With the same seed and number of CPU threads (their sums are split by
+    thread), CPU runs are bit-for-bit repeatable.
 
     The generator runs in channels-last memory format where ``memory_format`` says so (by
     default on CUDA and on CPUs with native bfloat16); ``precision`` may run its forward
