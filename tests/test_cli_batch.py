@@ -40,6 +40,12 @@ def _write_stack(path, seed=0, shape=(3, 16, 16)):
     return data
 
 
+def _cluster(distributed, workers=1):
+    """A Dask cluster of single-threaded workers in this process."""
+    return distributed.LocalCluster(n_workers=workers, threads_per_worker=1, processes=False,
+                                    dashboard_address=None)
+
+
 def _digest(path):
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
@@ -293,8 +299,7 @@ def test_a_local_cluster_with_two_workers_processes_a_folder(tmp_path):
     folder.mkdir()
     for i in range(3):
         _write_stack(folder / f"s{i}.tif", seed=i, shape=(2, 16, 16))
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False,
-                                  dashboard_address=None) as cluster:
+    with _cluster(distributed, workers=2) as cluster:
         assert main(["denoise", str(folder), "--out", str(tmp_path / "out"), "--dask",
                      cluster.scheduler_address, *FAST]) == 0
         # a large stack can be split into tasks of a few slices, assembled by a last task
@@ -428,8 +433,7 @@ def test_a_stack_in_dask_parts_accepts_what_the_whole_stack_accepts(tmp_path):
     hole[4:10, 4:10] = 1
     tifffile.imwrite(images / "s.tif", data, photometric="minisblack", metadata={"axes": "ZYX"})
     tifffile.imwrite(masks / "s.tif", hole)
-    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False,
-                                  dashboard_address=None) as cluster:
+    with _cluster(distributed) as cluster:
         assert main(["inpaint", str(images), "--mask-dir", str(masks), "--out",
                      str(tmp_path / "parts"), "--dask", cluster.scheduler_address,
                      "--slices-per-task", "1", *FAST]) == 0
@@ -494,8 +498,7 @@ def test_a_dask_task_that_fails_leaves_a_failed_run_record(tmp_path, capsys):
     data = np.random.default_rng(0).random((2, 16, 16)).astype(np.float32)
     data[1, 3, 3] = np.nan  # refused by the check of the whole stack, which runs on a worker
     tifffile.imwrite(source, data, photometric="minisblack", metadata={"axes": "ZYX"})
-    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False,
-                                  dashboard_address=None) as cluster:
+    with _cluster(distributed) as cluster:
         assert main(["denoise", str(source), "--out", str(out), "--dask",
                      cluster.scheduler_address, "--slices-per-task", "1", *FAST]) == 1
     assert "Dask task failed" in capsys.readouterr().err
@@ -546,8 +549,7 @@ def test_a_stack_in_dask_parts_gets_the_uncertainty_of_every_part(tmp_path):
     distributed = pytest.importorskip("distributed")
     source = tmp_path / "stack.tif"
     _write_stack(source, shape=(2, 16, 16))
-    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False,
-                                  dashboard_address=None) as cluster:
+    with _cluster(distributed) as cluster:
         assert main(["denoise", str(source), "--out", str(tmp_path / "parts"), "--dask",
                      cluster.scheduler_address, "--slices-per-task", "1", *BAYESIAN]) == 0
     assert main(["denoise", str(source), "--out", str(tmp_path / "whole"), *BAYESIAN]) == 0
@@ -629,8 +631,7 @@ def test_a_record_of_a_stack_in_dask_parts_repeats_the_split(tmp_path, capsys):
     distributed = pytest.importorskip("distributed")
     source = tmp_path / "stack.tif"
     _write_stack(source, shape=(2, 16, 16))
-    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False,
-                                  dashboard_address=None) as cluster:
+    with _cluster(distributed) as cluster:
         assert main(["denoise", str(source), "--out", str(tmp_path / "parts"), "--dask",
                      cluster.scheduler_address, "--slices-per-task", "1", *FAST]) == 0
         record_file = tmp_path / "parts" / "stack.tif.json"

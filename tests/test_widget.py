@@ -105,6 +105,15 @@ def configure(widget, *, task="denoise", max_iterations=40, **knobs):
         widget.settings_panel.set_value(name, value)
 
 
+def configure_bayesian(widget):
+    """Preset 'bayesian', cut to a tiny network and 30 steps that still draw samples."""
+    configure(widget, max_iterations=30)
+    widget.preset_combo.setCurrentText("bayesian")
+    for name, value in dict(max_iterations=30, burn_in=10, sample_every=5, scales=3,
+                            channels_down=16, channels_up=16).items():
+        widget.settings_panel.set_value(name, value)
+
+
 def run_to_end(qtbot, widget):
     qtbot.mouseClick(widget.run_button, Qt.MouseButton.LeftButton)
     assert widget.running and widget.run_button.text() == "Stop"
@@ -417,11 +426,7 @@ def test_an_rgb_bayesian_run_gets_one_uncertainty_map(dock, qtbot):
     viewer, widget = dock
     rgb = (np.random.default_rng(0).random((32, 32, 3)) * 255).astype(np.uint8)
     layer = viewer.add_image(rgb, name="colour", rgb=True)
-    configure(widget, max_iterations=30)
-    widget.preset_combo.setCurrentText("bayesian")
-    for name, value in dict(max_iterations=30, burn_in=10, sample_every=5, scales=3,
-                            channels_down=16, channels_up=16).items():
-        widget.settings_panel.set_value(name, value)
+    configure_bayesian(widget)
     run_to_end(qtbot, widget)
     assert widget.uncertainty_layer is not None and not widget.uncertainty_layer.rgb
     assert widget.uncertainty_layer.data.shape == (32, 32)
@@ -434,11 +439,7 @@ def test_a_bayesian_stack_gets_an_uncertainty_layer_for_every_slice(dock, qtbot)
     stack = np.random.default_rng(0).random((3, 32, 32)).astype(np.float32)
     viewer.add_image(stack, name="stack", scale=(2.0, 0.5, 0.5))
     widget.set_scope(True, axis=0)
-    configure(widget, max_iterations=30)
-    widget.preset_combo.setCurrentText("bayesian")
-    for name, value in dict(max_iterations=30, burn_in=10, sample_every=5, scales=3,
-                            channels_down=16, channels_up=16).items():
-        widget.settings_panel.set_value(name, value)
+    configure_bayesian(widget)
     run_to_end(qtbot, widget)
     uncertainty = widget.uncertainty_layer
     assert uncertainty is not None and uncertainty.data.shape == (3, 32, 32)
