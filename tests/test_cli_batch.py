@@ -643,3 +643,22 @@ def test_a_record_of_a_stack_in_dask_parts_repeats_the_split(tmp_path, capsys):
                      str(record_file), "--dask", cluster.scheduler_address, "--quiet"]) == 0
     again, parts = (read_tiff(tmp_path / d / "stack.tif").data for d in ("again", "parts"))
     np.testing.assert_array_equal(again, parts)
+
+
+def test_planning_a_thousand_files_is_quick_and_still_finds_a_hard_link(tmp_path):
+    import os
+    import time
+
+    folder, out = tmp_path / "frames", tmp_path / "out"
+    folder.mkdir()
+    out.mkdir()
+    inputs = [folder / f"t{i:04d}.tif" for i in range(1000)]
+    for path in inputs:
+        path.touch()
+    start = time.perf_counter()
+    jobs, failed = batch.plan_jobs(inputs, out, batch.Request(task="denoise"))
+    assert len(jobs) == 1000 and not failed
+    assert time.perf_counter() - start < 10  # it took 136 s when every pair was compared
+    os.link(inputs[7], out / "t0007.tif")  # the output's name is the input itself
+    with pytest.raises(batch.BatchError, match="would overwrite the input .*t0007.tif"):
+        batch.plan_jobs(inputs, out, batch.Request(task="denoise"))

@@ -206,13 +206,40 @@ def plan_jobs(inputs: Sequence[Path], out_dir: Path, request: Request, *,
         if job_mask is not None:
             protected.setdefault(job_mask, "mask")
         jobs.append(Job(source, output, job_mask, request))
+    same_file = _file_finder(protected)
     for job in jobs:
         for target in (job.output, job.record, job.uncertainty):
-            clash = next((p for p in protected if _same_file(p, target)), None)
+            clash = same_file(target)
             if clash is not None:
                 raise BatchError(f"refusing to write {target}: it would overwrite the "
                                  f"{protected[clash]} {clash}. Choose another --out folder")
     return jobs, failed
+
+
+def _file_finder(paths: Iterable[Path]) -> Callable[[Path], Path | None]:
+    """A lookup of which of ``paths`` (resolved) a path names, by its resolved path or, for a
+    file that exists, by its device and inode (a hard link, another mount): one stat per
+    path, so planning thousands of files stays linear."""
+    by_path = {path: path for path in paths}
+    by_inode = {}
+    for path in by_path:
+        try:
+            stat = path.stat()
+        except OSError:
+            continue
+        by_inode[(stat.st_dev, stat.st_ino)] = path
+
+    def find(target: Path) -> Path | None:
+        target = target.resolve()
+        if target in by_path:
+            return by_path[target]
+        try:
+            stat = target.stat()
+        except OSError:
+            return None
+        return by_inode.get((stat.st_dev, stat.st_ino))
+
+    return find
 
 
 def check_output_folder(out_dir: Path) -> None:
@@ -232,15 +259,6 @@ def check_output_folder(out_dir: Path) -> None:
     except OSError as error:
         raise BatchError(f"cannot write to --out {out_dir} ({error.strerror or error}); choose "
                          f"a folder you can write to") from error
-
-
-def _same_file(a: Path, b: Path) -> bool:
-    if a.resolve() == b.resolve():
-        return True
-    try:
-        return a.exists() and b.exists() and os.path.samefile(a, b)
-    except OSError:
-        return False
 
 
 def is_complete(job: Job) -> bool:
