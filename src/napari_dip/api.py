@@ -470,13 +470,13 @@ def _iter_stack(layout: SliceLayout, run: _Run) -> Iterator[StackSnapshot]:
         return
     backward = config.stack_passes == 2 and n_slices > 1
     passes = [layout.indices] + ([layout.indices[::-1]] if backward else [])
-    first_pass: dict[tuple[int, ...], Snapshot] = {}  # each slice's last forward snapshot
     warm = _WarmStart(config)  # holds the previous slice's fit, per tile
     for pass_number, order in enumerate(passes):
         last_pass = pass_number == len(passes) - 1
         for number, index in enumerate(order):
             if pass_number and number == 0:
                 continue  # the backward pass starts where the forward pass ended
+            forward = layout.get(index) if pass_number else None  # its forward result
             fitted: dict[int, dict[int, FitStep]] = {}  # tile -> run -> its last step
             for snapshot, step in _restore_plane(
                     layout.slice(index), mask=layout.mask_slice(index),
@@ -484,15 +484,13 @@ def _iter_stack(layout: SliceLayout, run: _Run) -> Iterator[StackSnapshot]:
                     run=run, config=warm.config, warm=warm.fit):
                 estimate, uncertainty = snapshot.estimate, snapshot.uncertainty
                 if pass_number:  # the two passes' results, averaged
-                    estimate, uncertainty = _two_passes(first_pass[index], snapshot)
+                    estimate, uncertainty = _two_passes(forward, (estimate, uncertainty))
                 layout.put(index, estimate, uncertainty)
                 yield StackSnapshot(index=index, slice_number=number, n_slices=n_slices,
                                     snapshot=layout.user_snapshot(snapshot), result=layout.result,
                                     done=snapshot.done and last_pass and number == n_slices - 1,
                                     pass_number=pass_number, uncertainty=layout.uncertainty)
                 fitted.setdefault(snapshot.tile, {})[snapshot.run] = step
-            if not last_pass:
-                first_pass[index] = snapshot
             # a tiled slice's length is the mean over its tiles (and runs)
             warm.fitted({tile: list(runs.values()) for tile, runs in fitted.items()},
                         np.mean([step.iteration for runs in fitted.values()
@@ -574,18 +572,22 @@ def _fit_group(layout: SliceLayout, group: list[tuple[int, ...]], run: _Run, con
                for item, (_, scaling) in zip(images, prepared)], step
 
 
-def _two_passes(first: Snapshot, second: Snapshot) -> tuple[np.ndarray, np.ndarray | None]:
-    """A slice's result after both passes (``stack_passes=2``), in the input's dtype: the
-    mean of the two estimates, and their two posteriors pooled (Bayesian DIP)."""
-    a, b = (torch.from_numpy(s.estimate.astype(np.float64)) for s in (first, second))
-    stds = [None if s.uncertainty is None else torch.from_numpy(s.uncertainty.astype(np.float64))
-            for s in (first, second)]
-    mean, std = _pool([a, b], stds)
+def _two_passes(first: tuple[np.ndarray, np.ndarray | None],
+                second: tuple[np.ndarray, np.ndarray | None],
+                ) -> tuple[np.ndarray, np.ndarray | None]:
+    """A slice's result after both passes (``stack_passes=2``) from each pass's
+    ``(estimate, uncertainty)``, in the input's dtype: the mean of the two estimates, and their
+    two posteriors pooled (Bayesian DIP)."""
+    def tensor(array):
+        return None if array is None else torch.from_numpy(array.astype(np.float64))
+
+    mean, std = _pool([tensor(first[0]), tensor(second[0])],
+                      [tensor(first[1]), tensor(second[1])])
     mean = mean.numpy()
-    if first.estimate.dtype.kind in "ui":
+    dtype = first[0].dtype
+    if dtype.kind in "ui":
         mean = np.rint(mean)
-    return mean.astype(first.estimate.dtype), None if std is None else \
-        std.numpy().astype(np.float32)
+    return mean.astype(dtype), None if std is None else std.numpy().astype(np.float32)
 
 
 def restore_stack(image: np.ndarray, *, task: str = "denoise", mask: np.ndarray | None = None,

@@ -416,6 +416,13 @@ class SliceLayout:
             return None
         return channels_to_layout(self._uncertainty_hwc, self.channel_axis)
 
+    def get(self, index: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray | None]:
+        """Copies of what :meth:`put` stored for slice ``index``: its ``(M, N, C)`` estimate and
+        uncertainty map (None without one)."""
+        uncertainty = None if self._uncertainty_hwc is None else \
+            self._uncertainty_hwc[index].copy()
+        return self._result_array()[index].copy(), uncertainty
+
     def put(self, index: tuple[int, ...], estimate_hwc: np.ndarray,
             uncertainty_hwc: np.ndarray | None = None) -> None:
         """Store slice ``index``'s estimate (and its uncertainty map, if it has one), both
