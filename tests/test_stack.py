@@ -352,3 +352,39 @@ def test_slices_fitted_together_each_get_their_uncertainty(noisy_stack):
     for index, snapshot in zip(last.group, last.group_snapshots):
         np.testing.assert_array_equal(last.uncertainty[index], snapshot.uncertainty)
     assert not np.array_equal(last.uncertainty[0], last.uncertainty[1])
+
+
+@pytest.mark.parametrize("warm_start_fraction", [0.0, 0.25])
+def test_a_stack_lets_go_of_fits_no_later_fit_continues(noisy_stack, monkeypatch,
+                                                        warm_start_fraction):
+    """A large tiled plane has a fit per tile: a fit that no later one continues (every fit
+    without warm start; the last slice's with it) is freed when its tile is done, not held to
+    the end of the run (at 2048x2048, 64 tiles held about 0.75 GiB)."""
+    import gc
+    import weakref
+
+    import napari_dip.api as api
+
+    networks = []  # a weak reference to each fit's network, in the order the fits ran
+    real_fit = api.fit
+
+    def watched(*args, **kwargs):
+        for step in real_fit(*args, **kwargs):
+            if not any(ref() is step.network for ref in networks):
+                networks.append(weakref.ref(step.network))
+            yield step
+
+    monkeypatch.setattr(api, "fit", watched)
+    _, noisy = noisy_stack
+    settings = tiny(max_iterations=3, scales=3)
+    settings.update(tile_size=48, tile_overlap=16, tile_above=0, report_every=1,
+                    warm_start_fraction=warm_start_fraction)
+    alive = None
+    for step in iter_restore_stack(noisy[:2], **settings):
+        if step.index == (1,) and step.snapshot.tile == step.snapshot.n_tiles - 1:
+            gc.collect()  # while the last tile of the last slice is fitted
+            alive = sum(ref() is not None for ref in networks)
+    n_tiles = step.snapshot.n_tiles
+    assert n_tiles > 2
+    assert len(networks) == (2 * n_tiles if warm_start_fraction == 0 else n_tiles)
+    assert alive == 1  # its own

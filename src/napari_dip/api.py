@@ -278,7 +278,8 @@ def _restore_plane(image: np.ndarray, *, mask, guide, channel_axis: int | None,
     """Restore one 2D problem: in one fit, or tile by tile when ``config.tile_size`` is set and
     the plane is larger than a tile. ``scaling`` imposes an intensity mapping (None: the
     image's own). ``warm`` maps tile numbers to the fits to continue from, one per run (a
-    stack's previous slice)."""
+    stack's previous slice); each tile takes its entry out as it starts, so that a finished
+    tile's fit is not held for the rest of the plane."""
     tiles = None
     if config.tile_size:
         hwc, missing = checked_image(image, channel_axis, mask)
@@ -289,7 +290,7 @@ def _restore_plane(image: np.ndarray, *, mask, guide, channel_axis: int | None,
                                                    size_multiple=size_multiple(config),
                                                    scaling=scaling)
         for step, (images,), run_number, last in _fit_runs(observation, run, config,
-                                                           (warm or {}).get(0)):
+                                                           (warm or {}).pop(0, None)):
             yield _snapshot(step, images, run_number, done=last, scaling=scaling,
                             channel_axis=channel_axis, run=run, config=config), step
         return
@@ -335,7 +336,7 @@ def _restore_tiles(hwc: np.ndarray, tiles: list[Tile], *, missing: np.ndarray | 
             channel_axis=-1, size_multiple=size_multiple(config), scaling=scaling)
         last_tile = number == len(tiles) - 1
         for step, (images,), run_number, last in _fit_runs(observation, run, config,
-                                                           (warm or {}).get(number)):
+                                                           (warm or {}).pop(number, None)):
             if images.uncertainty is not None and uncertainties is None:
                 uncertainties = TileBlender(shape, hwc.shape[2], factor=factor)
             mosaic = _Images(
@@ -490,7 +491,8 @@ def _iter_stack(layout: SliceLayout, run: _Run) -> Iterator[StackSnapshot]:
                                     snapshot=layout.user_snapshot(snapshot), result=layout.result,
                                     done=snapshot.done and last_pass and number == n_slices - 1,
                                     pass_number=pass_number, uncertainty=layout.uncertainty)
-                fitted.setdefault(snapshot.tile, {})[snapshot.run] = step
+                fitted.setdefault(snapshot.tile, {})[snapshot.run] = warm.kept(
+                    step, continued=not (last_pass and number == len(order) - 1))
             # a tiled slice's length is the mean over its tiles (and runs)
             warm.fitted({tile: list(runs.values()) for tile, runs in fitted.items()},
                         np.mean([step.iteration for runs in fitted.values()
@@ -505,6 +507,18 @@ class _WarmStart:
         self.first = config
         self.config = config
         self.fit = None  # what the next fit continues from; None: a fresh start
+
+    def kept(self, step: FitStep, *, continued: bool = True) -> FitStep:
+        """What of a fit step a stack keeps until its slice is done: its iteration, and the
+        network, optimiser and code a warm start continues (only if a fit will: ``continued``);
+        not its images, which the snapshots already carry, nor, once its fit is done, its
+        gradients. A large tiled plane keeps one per tile."""
+        images = dict(output=None, average=None, estimate=None, uncertainty=None)
+        if self.first.warm_start_fraction == 0 or not continued:
+            return dataclasses.replace(step, network=None, optimizer=None, code=None, **images)
+        if step.done:  # the next fit computes its own gradients
+            step.network.zero_grad(set_to_none=True)
+        return dataclasses.replace(step, **images)
 
     def fitted(self, fit, iterations: float) -> None:
         """Record a finished fit of ``iterations`` steps (a no-op without warm start)."""
@@ -534,7 +548,7 @@ def _iter_slice_batches(layout: SliceLayout, run: _Run) -> Iterator[StackSnapsho
         last_group = group_number == len(groups) - 1
         fitted: dict[int, FitStep] = {}  # run -> its last step
         for snapshots, step in _fit_group(layout, group, run, warm.config, warm.fit):
-            fitted[snapshots[-1].run] = step
+            fitted[snapshots[-1].run] = warm.kept(step, continued=not last_group)
             for index, snapshot in zip(group, snapshots):
                 layout.put(index, snapshot.estimate, snapshot.uncertainty)
             user = tuple(layout.user_snapshot(snapshot) for snapshot in snapshots)
