@@ -662,3 +662,24 @@ def test_planning_a_thousand_files_is_quick_and_still_finds_a_hard_link(tmp_path
     os.link(inputs[7], out / "t0007.tif")  # the output's name is the input itself
     with pytest.raises(batch.BatchError, match="would overwrite the input .*t0007.tif"):
         batch.plan_jobs(inputs, out, batch.Request(task="denoise"))
+
+
+@pytest.mark.parametrize("setting, raised", [("65536", True), (None, False),
+                                             (str(128 * 2 ** 20), False), ("abc", False)])
+def test_a_dask_worker_s_tiny_malloc_trim_threshold_is_raised(monkeypatch, setting, raised):
+    """Dask's nanny starts workers with MALLOC_TRIM_THRESHOLD_=65536, under which a fit ran
+    1.7 times slower (1024x1024, 16 tiles: 48.0 s against 28.8 s once raised)."""
+    calls = []
+
+    class FakeLibc:
+        def mallopt(self, option, value):
+            calls.append((option, value))
+
+    monkeypatch.setattr(batch.sys, "platform", "linux")
+    monkeypatch.setattr(batch.ctypes, "CDLL", lambda name: FakeLibc())
+    if setting is None:
+        monkeypatch.delenv("MALLOC_TRIM_THRESHOLD_", raising=False)
+    else:
+        monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", setting)
+    batch.undo_tiny_malloc_trim()
+    assert calls == ([(-3, 32 * 2 ** 20), (-1, 64 * 2 ** 20)] if raised else [])

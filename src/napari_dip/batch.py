@@ -11,10 +11,12 @@ that restores a file writes it.
 
 from __future__ import annotations
 
+import ctypes
 import dataclasses
 import glob
 import os
 import platform
+import sys
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -302,6 +304,7 @@ def run_job(job: Job, on_snapshot: SnapshotCallback | None = None) -> Outcome:
     """
     start = time.perf_counter()
     started = _now()
+    undo_tiny_malloc_trim()
     try:
         clear_previous(job)
         image, layout, engine_data, mask = load_job(job)
@@ -318,6 +321,25 @@ def run_job(job: Job, on_snapshot: SnapshotCallback | None = None) -> Outcome:
         _write_failure(job, reason, started)
         return Outcome(job.input, "failed", reason, seconds=time.perf_counter() - start)
     return Outcome(job.input, "written", output=job.output, seconds=time.perf_counter() - start)
+
+
+def undo_tiny_malloc_trim() -> None:
+    """Raise glibc's trim and mmap thresholds (to 64 and 32 MiB) in a process started with a
+    tiny ``MALLOC_TRIM_THRESHOLD_``, as Dask's nanny starts its workers (65536). With it glibc
+    hands memory back to the system after nearly every free, and a fit, which frees and
+    allocates tensors of megabytes every step, ran 1.7 to 1.9 times slower on the CPU."""
+    try:
+        threshold = int(os.environ.get("MALLOC_TRIM_THRESHOLD_", ""))
+    except ValueError:
+        return
+    if threshold >= 64 * 2 ** 20 or not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt(-3, 32 * 2 ** 20)  # M_MMAP_THRESHOLD
+        libc.mallopt(-1, 64 * 2 ** 20)  # M_TRIM_THRESHOLD
+    except (OSError, AttributeError):  # not glibc: nothing to undo
+        pass
 
 
 @contextmanager
@@ -674,6 +696,7 @@ def _restore_part(job: Job, start: int, stop: int, prepared,
                   ) -> tuple[np.ndarray, np.ndarray | None, list, int]:
     """Restore slices ``start:stop`` with the whole stack's intensity scaling; also return
     the CPU threads it ran with."""
+    undo_tiny_malloc_trim()
     _, layout, data, mask = load_job(job)
     part = _flat_slices(data, layout.channel_axis)[start:stop]
     mask = _flat_mask(mask)
