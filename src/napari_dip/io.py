@@ -208,7 +208,7 @@ class TiffImage:
         if "S" in axes:
             data, axes = data.mean(axis=axes.index("S"), dtype=np.float32), axes.replace("S", "")
         imagej = {k: v for k, v in image.imagej.items() if k not in _IMAGEJ_DISPLAY}
-        return dataclasses.replace(image, data=data, axes=axes, imagej=imagej)
+        return dataclasses.replace(image, data=data, axes=axes, imagej=imagej, alpha=False)
 
     def describe(self) -> dict[str, Any]:
         """Shape, dtype, axes and pixel size, for run records."""
