@@ -46,6 +46,11 @@ def _cluster(distributed, workers=1):
                                     dashboard_address=None)
 
 
+def _one_slice_per_task(cluster):
+    """Options that run a batch on ``cluster`` with every stack split into one-slice tasks."""
+    return ["--dask", cluster.scheduler_address, "--slices-per-task", "1"]
+
+
 def _digest(path):
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
@@ -304,8 +309,7 @@ def test_a_local_cluster_with_two_workers_processes_a_folder(tmp_path):
                      cluster.scheduler_address, *FAST]) == 0
         # a large stack can be split into tasks of a few slices, assembled by a last task
         assert main(["denoise", str(folder / "s0.tif"), "--out", str(tmp_path / "parts"),
-                     "--dask", cluster.scheduler_address, "--slices-per-task", "1",
-                     *FAST]) == 0
+                     *_one_slice_per_task(cluster), *FAST]) == 0
     for i in range(3):
         assert read_tiff(tmp_path / "out" / f"s{i}.tif").data.shape == (2, 16, 16)
         assert _record(tmp_path / "out" / f"s{i}.tif")["status"] == "complete"
@@ -435,8 +439,7 @@ def test_a_stack_in_dask_parts_accepts_what_the_whole_stack_accepts(tmp_path):
     tifffile.imwrite(masks / "s.tif", hole)
     with _cluster(distributed) as cluster:
         assert main(["inpaint", str(images), "--mask-dir", str(masks), "--out",
-                     str(tmp_path / "parts"), "--dask", cluster.scheduler_address,
-                     "--slices-per-task", "1", *FAST]) == 0
+                     str(tmp_path / "parts"), *_one_slice_per_task(cluster), *FAST]) == 0
     result = read_tiff(tmp_path / "parts" / "s.tif").data
     assert result.shape == (2, 16, 16) and np.isfinite(result).all()
 
@@ -499,8 +502,8 @@ def test_a_dask_task_that_fails_leaves_a_failed_run_record(tmp_path, capsys):
     data[1, 3, 3] = np.nan  # refused by the check of the whole stack, which runs on a worker
     tifffile.imwrite(source, data, photometric="minisblack", metadata={"axes": "ZYX"})
     with _cluster(distributed) as cluster:
-        assert main(["denoise", str(source), "--out", str(out), "--dask",
-                     cluster.scheduler_address, "--slices-per-task", "1", *FAST]) == 1
+        assert main(["denoise", str(source), "--out", str(out), *_one_slice_per_task(cluster),
+                     *FAST]) == 1
     assert "Dask task failed" in capsys.readouterr().err
     record = _record(out / "holes.tif")
     assert record["status"] == "failed"
@@ -550,8 +553,8 @@ def test_a_stack_in_dask_parts_gets_the_uncertainty_of_every_part(tmp_path):
     source = tmp_path / "stack.tif"
     _write_stack(source, shape=(2, 16, 16))
     with _cluster(distributed) as cluster:
-        assert main(["denoise", str(source), "--out", str(tmp_path / "parts"), "--dask",
-                     cluster.scheduler_address, "--slices-per-task", "1", *BAYESIAN]) == 0
+        assert main(["denoise", str(source), "--out", str(tmp_path / "parts"),
+                     *_one_slice_per_task(cluster), *BAYESIAN]) == 0
     assert main(["denoise", str(source), "--out", str(tmp_path / "whole"), *BAYESIAN]) == 0
     parts, whole = (read_tiff(tmp_path / d / "uncertainty" / "stack.tif").data
                     for d in ("parts", "whole"))
@@ -632,8 +635,8 @@ def test_a_record_of_a_stack_in_dask_parts_repeats_the_split(tmp_path, capsys):
     source = tmp_path / "stack.tif"
     _write_stack(source, shape=(2, 16, 16))
     with _cluster(distributed) as cluster:
-        assert main(["denoise", str(source), "--out", str(tmp_path / "parts"), "--dask",
-                     cluster.scheduler_address, "--slices-per-task", "1", *FAST]) == 0
+        assert main(["denoise", str(source), "--out", str(tmp_path / "parts"),
+                     *_one_slice_per_task(cluster), *FAST]) == 0
         record_file = tmp_path / "parts" / "stack.tif.json"
         assert _record(tmp_path / "parts" / "stack.tif")["slices_per_task"] == 1
         assert main(["denoise", str(source), "--out", str(tmp_path / "here"), "--config",

@@ -23,11 +23,11 @@ from qtpy.QtWidgets import (QComboBox, QDoubleSpinBox, QFormLayout, QHBoxLayout,
 from superqt import QCollapsible
 
 from ._qt_plot import LossPlot
-from .io import split_alpha, with_alpha
 from ._run_plan import (Geometry, ImageAxes, RunPlan, mask_for_plan, output_geometry, plan_run,
                         stack_scopes)
 from .config import (DEFAULT_PRESET, PRESETS, SUPPORTED_FACTORS, TASKS, describe_fields,
                      get_config, warm_start_config)
+from .io import split_alpha, with_alpha
 
 PREVIEW_INTERVAL_S = 0.5
 """Least time between two preview-layer updates, so a fast GPU run cannot flood the GUI."""
@@ -826,13 +826,12 @@ class RestoreWidget(QWidget):
 
     def _add_uncertainty(self, uncertainty: np.ndarray, layer, suffix: str, metadata):
         """An uncertainty layer from the run's map (Bayesian DIP; slices not reached are 0)."""
-        request = self._run_context["request"]
-        stack = uncertainty.copy()
+        axes = self._run_context["request"].plan.axes
+        # one map for the colour image: the channels' mean; else the layer's own copy
+        stack = uncertainty.mean(axis=axes.channel) if axes.rgb else uncertainty.copy()
         style = self._layer_style(layer)
         style.update(colormap="magma", rgb=False, blending="additive")
         style.pop("contrast_limits", None)
-        if request.plan.axes.rgb:  # one map for the colour image: the channels' mean
-            stack = stack.mean(axis=request.plan.axes.channel)
         return self.viewer.add_image(stack, name=f"{layer.name} {suffix[:-1]} uncertainty]",
                                      metadata=metadata, **style)
 

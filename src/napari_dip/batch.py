@@ -222,9 +222,9 @@ def _file_finder(paths: Iterable[Path]) -> Callable[[Path], Path | None]:
     """A lookup of which of ``paths`` (resolved) a path names, by its resolved path or, for a
     file that exists, by its device and inode (a hard link, another mount): one stat per
     path, so planning thousands of files stays linear."""
-    by_path = {path: path for path in paths}
+    known = set(paths)
     by_inode = {}
-    for path in by_path:
+    for path in known:
         try:
             stat = path.stat()
         except OSError:
@@ -233,8 +233,8 @@ def _file_finder(paths: Iterable[Path]) -> Callable[[Path], Path | None]:
 
     def find(target: Path) -> Path | None:
         target = target.resolve()
-        if target in by_path:
-            return by_path[target]
+        if target in known:
+            return target
         try:
             stat = target.stat()
         except OSError:
@@ -372,14 +372,15 @@ def load_job(job: Job) -> tuple[TiffImage, EngineLayout, np.ndarray, np.ndarray 
     image = read_tiff(job.input, axes=job.request.axes)
     check_writable_axes(image)
     layout = EngineLayout.for_axes(image.axes)
+    colours = image.colours()  # RGBA: alpha is kept as it is, not restored
     mask = None
     if job.mask is not None:
         try:
             mask_data = read_mask(job.mask)
         except ValueError as error:
             raise ValueError(f"mask {job.mask.name}: {error}") from error
-        mask = layout.mask_to_engine(mask_data, image.colours().shape)
-    return image, layout, layout.to_engine(image.colours()), mask  # RGBA: alpha is kept
+        mask = layout.mask_to_engine(mask_data, colours.shape)
+    return image, layout, layout.to_engine(colours), mask
 
 
 def restore_array(data: np.ndarray, layout: EngineLayout, mask: np.ndarray | None,

@@ -216,8 +216,9 @@ def _non_negative_int(text: str) -> int:
 def load_config_file(path: Path) -> dict:
     """Options from a YAML or JSON file, with keys normalised to underscores.
 
-    A napari-dip run record is accepted too: its ``config``, ``preset``, ``seed``, ``factor``
-    and ``axes`` are used, so that a run can be repeated exactly.
+    A napari-dip run record is accepted too: its ``config``, ``preset``, ``seed``, ``factor``,
+    ``axes``, ``slices_per_task`` and the CPU threads it ran with are used, so that a run can
+    be repeated exactly.
     """
     from .config import describe_fields
 
