@@ -671,7 +671,8 @@ def test_planning_a_thousand_files_is_quick_and_still_finds_a_hard_link(tmp_path
                                              (str(128 * 2 ** 20), False), ("abc", False)])
 def test_a_dask_worker_s_tiny_malloc_trim_threshold_is_raised(monkeypatch, setting, raised):
     """Dask's nanny starts workers with MALLOC_TRIM_THRESHOLD_=65536, under which a fit ran
-    1.7 times slower (1024x1024, 16 tiles: 48.0 s against 28.8 s once raised)."""
+    1.6 times slower (1024x1024, 16 tiles: 49.3 s against 30.0 s once raised;
+    benchmarks/dask_allocator.py)."""
     calls = []
 
     class FakeLibc:

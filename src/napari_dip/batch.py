@@ -327,7 +327,8 @@ def undo_tiny_malloc_trim() -> None:
     """Raise glibc's trim and mmap thresholds (to 64 and 32 MiB) in a process started with a
     tiny ``MALLOC_TRIM_THRESHOLD_``, as Dask's nanny starts its workers (65536). With it glibc
     hands memory back to the system after nearly every free, and a fit, which frees and
-    allocates tensors of megabytes every step, ran 1.7 to 1.9 times slower on the CPU."""
+    allocates tensors of megabytes every step, ran about 1.6 times slower on the CPU
+    (benchmarks/dask_allocator.py)."""
     try:
         threshold = int(os.environ.get("MALLOC_TRIM_THRESHOLD_", ""))
     except ValueError:
