@@ -97,7 +97,7 @@ def test_ome_hyperstack_with_channels_keeps_axes_and_channel_names(tmp_path):
     assert main(["denoise", str(source), "--out", str(tmp_path / "out"), *FAST]) == 0
     result = read_tiff(tmp_path / "out" / "cells.ome.tif")
     assert result.flavour == "ome" and result.axes == "TCYX" and result.data.shape == data.shape
-    assert result.ome["channel_names"] == ["dapi", "gfp"]
+    assert [c["Name"] for c in result.ome["channels"]] == ["dapi", "gfp"]
     assert result.ome["PhysicalSizeX"] == pytest.approx(0.2)
     record = _record(tmp_path / "out" / "cells.ome.tif")
     assert [s["index"] for s in record["slices"]] == [[0], [1]]  # T looped, C restored together

@@ -32,12 +32,18 @@ def test_imagej_hyperstack_keeps_axes_settings_and_scales_pixel_size(tmp_path):
     assert back.imagej == {"unit": "micron", "spacing": 0.3, "mode": "composite"}
 
 
-def test_ome_tiff_keeps_physical_sizes_divided_by_factor_and_channel_names(tmp_path):
+OME_CHANNELS = [{"Name": "dapi", "Color": -16776961, "EmissionWavelength": 461.0,
+                 "EmissionWavelengthUnit": "nm", "Fluor": "DAPI"},
+                {"Name": "gfp", "Color": 16711935, "ExcitationWavelength": 488.0},
+                {"Name": "rfp"}]
+
+
+def test_ome_tiff_keeps_physical_sizes_divided_by_factor_and_channel_settings(tmp_path):
     data = _stack((2, 3, 8, 8))
     tifffile.imwrite(tmp_path / "in.ome.tif", data, ome=True,
                      metadata={"axes": "TCYX", "PhysicalSizeX": 0.2, "PhysicalSizeY": 0.4,
                                "PhysicalSizeXUnit": "µm", "PhysicalSizeZ": 1.5,
-                               "Channel": {"Name": ["dapi", "gfp", "rfp"]}})
+                               "Channel": OME_CHANNELS})
     image = read_tiff(tmp_path / "in.ome.tif")
     assert image.flavour == "ome" and image.axes == "TCYX"
     write_tiff(tmp_path / "out.ome.tif", image.restored(np.zeros((2, 3, 32, 32), np.uint16), 4))
@@ -47,7 +53,18 @@ def test_ome_tiff_keeps_physical_sizes_divided_by_factor_and_channel_names(tmp_p
     assert back.ome["PhysicalSizeX"] == pytest.approx(0.05)
     assert back.ome["PhysicalSizeY"] == pytest.approx(0.1)
     assert back.ome["PhysicalSizeZ"] == pytest.approx(1.5)  # not an image-plane size
-    assert back.ome["channel_names"] == ["dapi", "gfp", "rfp"]
+    assert back.ome["channels"] == OME_CHANNELS  # names, colours, wavelengths, fluorophores
+
+
+def test_ome_channel_settings_are_left_out_when_the_channels_no_longer_match(tmp_path):
+    tifffile.imwrite(tmp_path / "in.ome.tif", _stack((3, 8, 8)), ome=True,
+                     metadata={"axes": "CYX", "Channel": OME_CHANNELS})
+    image = read_tiff(tmp_path / "in.ome.tif")
+    write_tiff(tmp_path / "one.ome.tif", image.restored_map(np.zeros((3, 8, 8))))
+    assert read_tiff(tmp_path / "one.ome.tif").ome["channels"] == OME_CHANNELS
+    image.data, image.axes = image.data[0], "YX"  # three named channels cannot describe one
+    write_tiff(tmp_path / "out.ome.tif", image)
+    assert "channels" not in read_tiff(tmp_path / "out.ome.tif").ome
 
 
 def test_plain_tiff_keeps_axes_resolution_and_unit(tmp_path):
@@ -59,6 +76,24 @@ def test_plain_tiff_keeps_axes_resolution_and_unit(tmp_path):
     back = read_tiff(tmp_path / "out.tif")
     assert (back.flavour, back.axes, back.data.dtype) == ("tiff", "TYX", np.float32)
     assert back.resolution == pytest.approx((5.0, 2.5)) and back.resolution_unit == 3
+
+
+def test_plain_tiff_keeps_the_other_keys_of_its_description(tmp_path):
+    tifffile.imwrite(tmp_path / "in.tif", _stack((3, 8, 8)), photometric="minisblack",
+                     metadata={"axes": "ZYX", "spacing": 0.5, "unit": "um", "sample": "fly 3"})
+    image = read_tiff(tmp_path / "in.tif")
+    assert image.shaped == {"spacing": 0.5, "unit": "um", "sample": "fly 3"}
+    assert image.describe()["unit"] == "um"
+    larger = np.repeat(np.repeat(image.data, 2, axis=-1), 2, axis=-2)
+    write_tiff(tmp_path / "out.tif", image.restored(larger, factor=2))
+    with tifffile.TiffFile(tmp_path / "out.tif") as tif:
+        assert tif.shaped_metadata[0] == {"shape": [3, 16, 16], "axes": "ZYX", "spacing": 0.5,
+                                          "unit": "um", "sample": "fly 3"}
+    # --axes replaces the file's own axes in what is written back
+    write_tiff(tmp_path / "t.tif", read_tiff(tmp_path / "in.tif", axes="TYX"))
+    with tifffile.TiffFile(tmp_path / "t.tif") as tif:
+        assert tif.shaped_metadata[0]["axes"] == "TYX"
+        assert tif.shaped_metadata[0]["spacing"] == 0.5
 
 
 def test_unreadable_file_gives_a_one_line_reason(tmp_path):

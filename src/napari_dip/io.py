@@ -34,6 +34,13 @@ _IMAGEJ_DISPLAY = {"min", "max", "Ranges", "LUTs", "mode"}
 # OME Pixels attributes carried over to the output (physical sizes are scaled for super-resolution)
 _OME_KEPT = ("PhysicalSizeX", "PhysicalSizeXUnit", "PhysicalSizeY", "PhysicalSizeYUnit",
              "PhysicalSizeZ", "PhysicalSizeZUnit", "TimeIncrement", "TimeIncrementUnit")
+# OME Channel attributes carried over, channel by channel (those tifffile writes back)
+_OME_CHANNEL_KEPT = ("Name", "Color", "Fluor", "EmissionWavelength", "EmissionWavelengthUnit",
+                     "ExcitationWavelength", "ExcitationWavelengthUnit", "AcquisitionMode",
+                     "ContrastMethod", "IlluminationType", "NDFilter", "PinholeSize",
+                     "PinholeSizeUnit", "PockelCellSetting")
+# keys of a plain TIFF's JSON description (tifffile's "shaped" files) that tifffile writes itself
+_SHAPED_STRUCTURE = {"shape", "axes"}
 
 
 def _current_umask() -> int:
@@ -143,8 +150,12 @@ class TiffImage:
     imagej : dict
         ImageJ settings to keep (unit, spacing, display mode, ranges, LUTs, labels, ...).
     ome : dict
-        OME Pixels attributes to keep (physical sizes and units, time increment) and
-        ``"channel_names"``.
+        OME Pixels attributes to keep (physical sizes and units, time increment),
+        ``"channels"`` (one dict of Channel attributes per channel: name, colour, fluorophore,
+        wavelengths, ...) and ``"image_name"``.
+    shaped : dict
+        The other keys of a plain TIFF's JSON description (tifffile's ``metadata=``, e.g.
+        ``spacing`` and ``unit``), written back unchanged.
     compressed : bool
         Whether the file's pixels were compressed; the result is then written compressed too
         (zlib, lossless).
@@ -160,6 +171,7 @@ class TiffImage:
     resolution_unit: int | None = None
     imagej: dict[str, Any] = field(default_factory=dict)
     ome: dict[str, Any] = field(default_factory=dict)
+    shaped: dict[str, Any] = field(default_factory=dict)
     compressed: bool = False
     alpha: bool = False
 
@@ -216,7 +228,8 @@ class TiffImage:
                 "flavour": self.flavour,
                 "resolution": list(self.resolution) if self.resolution else None,
                 "resolution_unit": self.resolution_unit,
-                "unit": self.imagej.get("unit") or self.ome.get("PhysicalSizeXUnit")}
+                "unit": self.imagej.get("unit") or self.ome.get("PhysicalSizeXUnit")
+                or self.shaped.get("unit")}
 
 
 def check_axes(axes: str, ndim: int) -> str:
@@ -301,6 +314,8 @@ def _read_series(path: str | os.PathLike) -> TiffImage:
                               resolution=_resolution(page), resolution_unit=_resolution_unit(page),
                               imagej=_imagej_settings(tif.imagej_metadata) if tif.is_imagej else {},
                               ome=_ome_settings(tif.ome_metadata) if tif.is_ome else {},
+                              shaped=_shaped_settings(tif) if not (tif.is_imagej or tif.is_ome)
+                              else {},
                               compressed=int(page.compression) != 1,
                               alpha=_has_alpha(page))
     except (tifffile.TiffFileError, OSError, KeyError, IndexError, TypeError) as error:
@@ -370,12 +385,27 @@ def _ome_settings(xml: str | None) -> dict[str, Any]:
     settings = {key: pixels[key] for key in _OME_KEPT if key in pixels}
     channels = pixels.get("Channel", [])
     channels = channels if isinstance(channels, list) else [channels]
-    names = [c.get("Name") for c in channels if isinstance(c, dict)]
-    if names and all(isinstance(n, str) for n in names):
-        settings["channel_names"] = names
+    kept = [{key: c[key] for key in _OME_CHANNEL_KEPT if key in c} if isinstance(c, dict) else {}
+            for c in channels]
+    if any(kept):
+        settings["channels"] = kept
     if isinstance(image.get("Name"), str):
         settings["image_name"] = image["Name"]
     return settings
+
+
+def _shaped_settings(tif) -> dict[str, Any]:
+    """The keys of a plain TIFF's JSON description other than those tifffile writes itself."""
+    described = tif.shaped_metadata if tif.is_shaped else None
+    if not described or not isinstance(described[0], dict):
+        return {}
+    return {k: v for k, v in described[0].items() if k not in _SHAPED_STRUCTURE}
+
+
+def _ome_channel_count(image: TiffImage) -> int:
+    """The number of OME Channel elements tifffile writes for ``image`` (samples, e.g. RGB,
+    share one)."""
+    return image.data.shape[image.axes.index("C")] if "C" in image.axes else 1
 
 
 def write_tiff(path: str | os.PathLike, image: TiffImage) -> Path:
@@ -396,13 +426,13 @@ def write_tiff(path: str | os.PathLike, image: TiffImage) -> Path:
         options.update(imagej=True, metadata={"axes": image.axes, **image.imagej})
     elif image.flavour == "ome":
         ome = {k: v for k, v in image.ome.items() if k in _OME_KEPT}
-        if "channel_names" in image.ome:
-            ome["Channel"] = {"Name": image.ome["channel_names"]}
+        if len(image.ome.get("channels", ())) == _ome_channel_count(image):
+            ome["Channel"] = image.ome["channels"]
         if "image_name" in image.ome:
             ome["Name"] = image.ome["image_name"]
         options.update(ome=True, metadata={"axes": image.axes, **ome})
     else:
-        options["metadata"] = {"axes": image.axes}
+        options["metadata"] = {**image.shaped, "axes": image.axes}
     return atomic_write(path, lambda tmp: tifffile.imwrite(tmp, image.data, **options))
 
 
