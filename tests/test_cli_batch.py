@@ -630,6 +630,30 @@ def test_a_record_repeats_the_cpu_threads_its_result_depends_on(tmp_path):
     np.testing.assert_array_equal(again, two)  # in this 1-thread process, with 2 threads
 
 
+def test_a_record_repeats_the_device_it_asked_for(tmp_path, capsys):
+    import json
+
+    source = tmp_path / "stack.tif"
+    _write_stack(source, shape=(1, 16, 16))
+    assert main(["denoise", str(source), "--out", str(tmp_path / "cpu"), "--device", "cpu",
+                 *FAST]) == 0
+    record_file = tmp_path / "cpu" / "stack.tif.json"
+    assert main(["denoise", str(source), "--out", str(tmp_path / "again"), "--config",
+                 str(record_file), "--quiet"]) == 0
+    assert _record(tmp_path / "again" / "stack.tif")["requested_device"] == "cpu"
+
+    elsewhere = tmp_path / "gpu.json"  # a record made on a machine with more GPUs
+    elsewhere.write_text(json.dumps({**_record(tmp_path / "cpu" / "stack.tif"),
+                                     "requested_device": "cuda:7"}))
+    assert main(["denoise", str(source), "--out", str(tmp_path / "no"), "--config",
+                 str(elsewhere), "--quiet"]) == 2
+    error = capsys.readouterr().err
+    assert "'cuda:7' was requested" in error and f"from --config {elsewhere}" in error
+    assert "--device cpu" in error and not (tmp_path / "no" / "stack.tif").exists()
+    assert main(["denoise", str(source), "--out", str(tmp_path / "here"), "--config",
+                 str(elsewhere), "--device", "cpu", "--quiet"]) == 0
+
+
 def test_a_record_of_a_stack_in_dask_parts_repeats_the_split(tmp_path, capsys):
     distributed = pytest.importorskip("distributed")
     source = tmp_path / "stack.tif"

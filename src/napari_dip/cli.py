@@ -217,8 +217,8 @@ def load_config_file(path: Path) -> dict:
     """Options from a YAML or JSON file, with keys normalised to underscores.
 
     A napari-dip run record is accepted too: its ``config``, ``preset``, ``seed``, ``factor``,
-    ``axes``, ``slices_per_task`` and the CPU threads it ran with are used, so that a run can
-    be repeated exactly.
+    ``axes``, ``slices_per_task``, the device it asked for (unless "auto") and the CPU threads
+    it ran with are used, so that a run can be repeated exactly.
     """
     from .config import describe_fields
 
@@ -245,6 +245,8 @@ def load_config_file(path: Path) -> dict:
         data = {**record.get("config", {}),
                 **{k: record[k] for k in ("task", "preset", "seed", "factor", "axes",
                                           "slices_per_task") if record.get(k) is not None}}
+        if record.get("requested_device") not in (None, "auto"):  # results differ by device
+            data["device"] = record["requested_device"]
         threads = record.get("threads") or record.get("threads_used")
         if threads:  # the CPU threads it ran with: a CPU result depends on their number
             data["threads"] = threads
@@ -318,7 +320,14 @@ def _run_batch(args: argparse.Namespace) -> int:
     from .device import check_device_name, select_device
 
     if args.dask is None and request.device not in (None, "auto"):
-        select_device(request.device)  # an unknown or absent device is a usage error
+        try:  # an unknown or absent device is a usage error
+            select_device(request.device)
+        except ValueError as error:
+            if args.device:
+                raise
+            raise ValueError(f"{error}; the device comes from --config {args.config}: give "
+                             f"--device (e.g. --device cpu) to run elsewhere (results differ "
+                             f"between devices)") from error
     else:
         check_device_name(request.device)  # the workers resolve it; a typo is a usage error
     inputs, outcomes = find_inputs(args.inputs)
