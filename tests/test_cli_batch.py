@@ -630,6 +630,27 @@ def test_a_record_repeats_the_cpu_threads_its_result_depends_on(tmp_path):
     np.testing.assert_array_equal(again, two)  # in this 1-thread process, with 2 threads
 
 
+def test_the_record_of_a_tiled_slice_says_how_each_tile_ended(tmp_path):
+    rng = np.random.default_rng(0)
+    clean = np.where(np.arange(48) > 24, 1800, 1000) * np.ones((48, 1))
+    data = (clean + 100 * rng.standard_normal((48, 48))).astype(np.uint16)
+    data[:, 24:] += (300 * rng.standard_normal((48, 24))).clip(0).astype(np.uint16)
+    source = tmp_path / "halves.tif"  # the right tiles noisier than the left ones
+    tifffile.imwrite(source, data, metadata={"axes": "YX"})
+    assert main(["denoise", str(source), "--out", str(tmp_path / "out"), "--preset", "quick",
+                 "--scales", "2", "--max-iterations", "60", "--report-every", "5",
+                 "--tile-size", "32", "--tile-overlap", "8", "--stopping", "variance",
+                 "--patience", "10", "--variance-window", "5", "--threads", "1",
+                 "--quiet"]) == 0
+    entry = _record(tmp_path / "out" / "halves.tif")["slices"][0]
+    fits = entry["fits"]
+    assert [(f["tile"], f["run"]) for f in fits] == [(0, 0), (1, 0), (2, 0), (3, 0)]
+    assert entry["iterations"] == fits[-1]["iterations"]  # the top level is the last tile's
+    assert len({f["iterations"] for f in fits}) > 1  # which the other tiles did not all share
+    assert any(f["stopped_early"] for f in fits)
+    assert all(f["best_iteration"] <= f["iterations"] - 10 for f in fits if f["stopped_early"])
+
+
 def test_a_record_repeats_the_device_it_asked_for(tmp_path, capsys):
     import json
 

@@ -394,6 +394,7 @@ def restore_array(data: np.ndarray, layout: EngineLayout, mask: np.ndarray | Non
     from .api import iter_restore_stack
 
     slices: list[dict[str, Any]] = []
+    fits: dict[tuple[int, ...], dict[tuple[int, int], Any]] = {}  # slice -> (tile, run) -> last
     last = None
     steps = iter_restore_stack(data, task=request.task, mask=mask, factor=request.factor,
                                preset=request.preset, channel_axis=layout.channel_axis,
@@ -402,20 +403,30 @@ def restore_array(data: np.ndarray, layout: EngineLayout, mask: np.ndarray | Non
     for last in steps:
         if on_snapshot is not None:
             on_snapshot(last)
+        for index, snapshot in zip(last.group, last.group_snapshots):
+            fits.setdefault(index, {})[snapshot.tile, snapshot.run] = snapshot
         if last.snapshot.done:  # every slice of a group fitted together ends at once
             slices += [{"index": list(index), "pass": last.pass_number,
-                        **slice_record(snapshot)}
+                        **slice_record(snapshot, fits.pop(index))}
                        for index, snapshot in zip(last.group, last.group_snapshots)]
     return last.result, last.uncertainty, slices
 
 
-def slice_record(snapshot) -> dict[str, Any]:
-    """How one slice's fit ended: stop iteration, loss, time, and any extra snapshot fields."""
+def slice_record(snapshot, fits: dict[tuple[int, int], Any] | None = None) -> dict[str, Any]:
+    """How one slice's fit ended: stop iteration, loss, time, and any extra snapshot fields.
+    A slice restored in several fits (tiles, runs) lists how each ended under ``"fits"``
+    (``fits``: each fit's last snapshot by tile and run); the top-level iteration count and
+    stop are the last fit's."""
     from .api import run_record
 
     record = run_record(snapshot)
     record.pop("config")
     record["max_iterations"] = snapshot.max_iterations
+    if fits and len(fits) > 1:
+        record["fits"] = [{"tile": tile, "run": run, "iterations": fit.iteration,
+                           "stopped_early": fit.stopped, "best_iteration": fit.best_iteration,
+                           "loss": fit.loss}
+                          for (tile, run), fit in sorted(fits.items())]
     for f in dataclasses.fields(snapshot):
         if f.name in _SNAPSHOT_SKIPPED:
             continue
