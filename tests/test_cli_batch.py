@@ -732,3 +732,52 @@ def test_a_dask_worker_s_tiny_malloc_trim_threshold_is_raised(monkeypatch, setti
         monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", setting)
     batch.undo_tiny_malloc_trim()
     assert calls == ([(-3, 32 * 2 ** 20), (-1, 64 * 2 ** 20)] if raised else [])
+
+
+def _part_from_the_whole_file(job, start, stop):
+    """How a part task read its slices before it read only them: the whole image and mask."""
+    _, layout, data, mask = batch.load_job(job)
+    mask = batch._flat_mask(mask)
+    stack_shape = tuple(n for i, n in enumerate(data.shape) if i != layout.channel_axis)[:-2]
+    return (batch._flat_slices(data, layout.channel_axis)[start:stop],
+            mask if mask is None or mask.ndim == 2 else mask[start:stop], stack_shape)
+
+
+PART_LAYOUTS = {  # name: (shape, dtype, tifffile options, --axes, mask shape)
+    "TZCYX, mask of the image's shape": ((2, 2, 2, 16, 16), np.uint16,
+                                         {"imagej": True, "metadata": {"axes": "TZCYX"}},
+                                         None, (2, 2, 2, 16, 16)),
+    "RGBA stack, mask without the samples": ((3, 16, 16, 4), np.uint8,
+                                             {"photometric": "rgb",
+                                              "extrasamples": ["unassalpha"]},
+                                             None, (3, 16, 16)),
+    "--axes YZX, one mask plane": ((16, 3, 16), np.uint16, {"photometric": "minisblack"},
+                                   "YZX", (16, 16)),
+}
+
+
+@pytest.mark.parametrize("name", PART_LAYOUTS)
+def test_a_part_that_reads_only_its_slices_restores_what_the_whole_file_gave(tmp_path, name,
+                                                                            monkeypatch):
+    distributed = pytest.importorskip("distributed")
+    shape, dtype, options, axes, mask_shape = PART_LAYOUTS[name]
+    rng = np.random.default_rng(0)
+    source, mask = tmp_path / "stack.tif", tmp_path / "mask.tif"
+    tifffile.imwrite(source, rng.integers(50, 200, shape).astype(dtype), **options)
+    tifffile.imwrite(mask, (rng.random(mask_shape) < 0.2).astype(np.uint8),
+                     photometric="minisblack")
+    run = ["inpaint", str(source), "--mask", str(mask), "--slices-per-task", "2", *FAST,
+           *(["--axes", axes] if axes else [])]
+    with _cluster(distributed) as cluster:  # workers in this process see the monkeypatch
+        assert main([*run, "--out", str(tmp_path / "slices"), "--dask",
+                     cluster.scheduler_address]) == 0
+        monkeypatch.setattr(batch, "_load_part", _part_from_the_whole_file)
+        assert main([*run, "--out", str(tmp_path / "whole"), "--dask",
+                     cluster.scheduler_address]) == 0
+    slices, whole = (read_tiff(tmp_path / d / "stack.tif", axes=axes) for d in ("slices", "whole"))
+    assert slices.data.shape == shape and slices.alpha == ("RGBA" in name)
+    np.testing.assert_array_equal(slices.data, whole.data)
+    records = [_record(tmp_path / d / "stack.tif") for d in ("slices", "whole")]
+    assert records[0]["timings"]["tasks"] == 2
+    assert [s["index"] for s in records[0]["slices"]] == [s["index"] for s in records[1]["slices"]]
+    assert records[0]["input"] == records[1]["input"]

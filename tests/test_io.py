@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 import tifffile
 
-from napari_dip.io import (EngineLayout, atomic_write, check_axes, leftover_temporaries,
-                           read_tiff, write_tiff)
+from napari_dip.io import (EngineLayout, TiffImage, atomic_write, check_axes,
+                           leftover_temporaries, read_tiff, read_tiff_header, read_tiff_slices,
+                           write_tiff)
 
 
 def _stack(shape, dtype=np.uint16):
@@ -213,3 +214,79 @@ def test_rgba_colours_and_alpha(tmp_path):
     np.testing.assert_array_equal(restored[::2, ::2, 3], rgba[..., 3])
     tifffile.imwrite(tmp_path / "cmyk.tif", rgba, photometric="separated")  # 4 colours, no alpha
     assert not read_tiff(tmp_path / "cmyk.tif").alpha
+
+
+def _engine_slices(image):
+    """The whole image's slices as a stack in parts numbers them: ``(n, M, N, C)``."""
+    layout = EngineLayout.for_axes(image.axes)
+    data = layout.to_engine(image.data)
+    hwc = data[..., None] if layout.channel_axis is None else \
+        np.moveaxis(data, layout.channel_axis, -1)
+    return hwc.reshape((-1,) + hwc.shape[-3:])
+
+
+STACKS = {  # name: (shape, dtype, tifffile options, axes given by the user)
+    "ZYX": ((5, 8, 6), np.uint16, {"imagej": True, "metadata": {"axes": "ZYX"}}, None),
+    "TZYX": ((2, 3, 8, 6), np.uint16, {"imagej": True, "metadata": {"axes": "TZYX"}}, None),
+    "ZCYX": ((3, 2, 8, 6), np.uint16, {"imagej": True, "metadata": {"axes": "ZCYX"}}, None),
+    "TZCYX": ((2, 3, 2, 8, 6), np.float32, {"imagej": True, "metadata": {"axes": "TZCYX"}},
+              None),
+    "CZYX OME": ((2, 3, 8, 6), np.float32, {"ome": True, "metadata": {"axes": "CZYX"}}, None),
+    "ZYXS RGB": ((3, 8, 6, 3), np.uint8, {"photometric": "rgb"}, None),
+    "ZYXS RGBA": ((3, 8, 6, 4), np.uint8, {"photometric": "rgb", "extrasamples": ["unassalpha"]},
+                  None),
+    "ZSYX planar RGB": ((3, 3, 8, 6), np.uint8, {"photometric": "rgb",
+                                                 "planarconfig": "separate"}, None),
+    "YXS": ((8, 6, 3), np.uint8, {"photometric": "rgb"}, None),
+    "--axes ZYX": ((4, 8, 6), np.uint16, {"photometric": "minisblack"}, "ZYX"),
+    "--axes TZYX": ((2, 3, 8, 6), np.uint16, {"photometric": "minisblack"}, "TZYX"),
+    "--axes YZX (Z within pages)": ((8, 4, 6), np.uint16, {"photometric": "minisblack"}, "YZX"),
+    "compressed big-endian": ((5, 8, 6), np.uint16, {"photometric": "minisblack",
+                                                     "compression": "zlib", "byteorder": ">"},
+                              None),
+    "tiled": ((2, 3, 32, 48), np.uint16, {"photometric": "minisblack", "tile": (16, 16),
+                                          "metadata": {"axes": "TZYX"}}, None),
+    "ImageJ truncated": ((5, 8, 6), np.uint16, {"imagej": True, "truncate": True,
+                                                "metadata": {"axes": "ZYX"}}, None),
+}
+
+
+@pytest.mark.parametrize("name", STACKS)
+def test_slices_read_alone_are_those_of_the_whole_image(tmp_path, name):
+    shape, dtype, options, axes = STACKS[name]
+    path = tmp_path / "in.tif"
+    tifffile.imwrite(path, _stack(shape, dtype) * 7, **options)
+    image = read_tiff(path, axes=axes)
+    whole = _engine_slices(image)
+    for start in range(len(whole) + 1):
+        for stop in range(start, len(whole) + 1):
+            part = read_tiff_slices(path, image.axes, start, stop)
+            assert part.dtype == whole.dtype
+            np.testing.assert_array_equal(part, whole[start:stop])
+    header = read_tiff_header(path, axes=axes)
+    assert header.describe() == image.describe() and header.alpha == image.alpha
+    assert (header.flavour, header.imagej, header.ome, header.compressed) == \
+        (image.flavour, image.imagej, image.ome, image.compressed)
+    assert header.data.strides == (0,) * header.data.ndim  # it holds no pixels
+
+
+@pytest.mark.parametrize("axes, shape, part, pages_read", [
+    ("ZYX", (4, 8, 6), (1, 3), [1, 2]),
+    ("TZCYX", (2, 2, 2, 8, 6), (1, 3), [2, 3, 4, 5]),  # slice (t, z) is pages 4t + 2z + c
+])
+def test_a_part_reads_only_the_pages_of_its_slices(tmp_path, axes, shape, part, pages_read):
+    path = tmp_path / "in.tif"
+    data = _stack(shape)
+    tifffile.imwrite(path, data, imagej=True, metadata={"axes": axes})
+    with tifffile.TiffFile(path) as tif:
+        series = tif.series[0]
+        spoilt = [(series[i].dataoffsets[0], series[i].nbytes) for i in range(len(series))
+                  if i not in pages_read]
+    with open(path, "r+b") as file:  # every other page's pixels become garbage
+        for offset, nbytes in spoilt:
+            file.seek(offset)
+            file.write(b"\xff" * nbytes)
+    whole = read_tiff(path).data
+    assert not np.array_equal(whole, data)
+    expected = _engine_slices(TiffImage(data=data, axes=axes))
+    np.testing.assert_array_equal(read_tiff_slices(path, axes, *part), expected[slice(*part)])

@@ -28,8 +28,9 @@ from typing import Any
 import numpy as np
 
 from .config import DEFAULT_PRESET
-from .io import (EngineLayout, TiffImage, check_writable_axes, leftover_temporaries,
-                 package_versions, read_json, read_mask, read_tiff, write_json, write_tiff)
+from .io import (CHANNEL_AXES, EngineLayout, TiffImage, check_writable_axes,
+                 leftover_temporaries, package_versions, read_json, read_mask, read_tiff,
+                 read_tiff_header, read_tiff_slices, write_json, write_tiff)
 
 TIFF_SUFFIXES = (".tif", ".tiff")
 UNCERTAINTY_FOLDER = "uncertainty"
@@ -660,10 +661,15 @@ def count_slices(job: Job) -> int:
         with tifffile.TiffFile(job.input) as tif:
             series = tif.series[0]
             shape, axes = series.shape, job.request.axes or series.axes
-        layout = EngineLayout.for_axes(axes)
-        return int(np.prod([shape[i] for i in layout.order if axes[i] in layout.stack_axes]))
+        return int(np.prod(_stack_shape(EngineLayout.for_axes(axes), shape)))
     except Exception:  # noqa: BLE001 - the file's task will report what is wrong with it
         return 1
+
+
+def _stack_shape(layout: EngineLayout, shape: tuple[int, ...]) -> tuple[int, ...]:
+    """The lengths of the looped-over axes of an image of ``shape`` (file order), in the order
+    the stack runner visits them (e.g. ``(T, Z)``)."""
+    return tuple(shape[i] for i in layout.order if layout.axes[i] not in CHANNEL_AXES)[:-2]
 
 
 def submit_in_parts(client, job: Job, slices_per_task: int, key: str):
@@ -710,27 +716,61 @@ def _restore_part(job: Job, start: int, stop: int, prepared,
     """Restore slices ``start:stop`` with the whole stack's intensity scaling; also return
     the CPU threads it ran with."""
     undo_tiny_malloc_trim()
-    _, layout, data, mask = load_job(job)
-    part = _flat_slices(data, layout.channel_axis)[start:stop]
-    mask = _flat_mask(mask)
-    if mask is not None and mask.ndim > 2:
-        mask = mask[start:stop]
+    part, mask, stack_shape = _load_part(job, start, stop)
     with torch_threads(job.request.threads) as threads:
         result, uncertainty, slices = restore_array(part, EngineLayout.for_axes("ZYXC"), mask,
                                                     job.request,
                                                     intensity_range=prepared["intensity_range"])
-    leading = tuple(n for i, n in enumerate(data.shape) if i != layout.channel_axis)[:-2]
     for entry in slices:
-        entry["index"] = [int(i) for i in np.unravel_index(start + entry["index"][0], leading)]
+        entry["index"] = [int(i) for i in np.unravel_index(start + entry["index"][0],
+                                                           stack_shape)]
     return result, uncertainty, slices, threads
+
+
+def _load_part(job: Job, start: int, stop: int,
+               ) -> tuple[np.ndarray, np.ndarray | None, tuple[int, ...]]:
+    """Slices ``start:stop`` of a job's image as ``(n, M, N, C)`` (an RGBA image's colours),
+    their mask, and the stack's shape; only those slices are read (the task before checked
+    the whole image and mask, as :func:`load_job` does)."""
+    image = read_tiff_header(job.input, axes=job.request.axes)
+    layout = EngineLayout.for_axes(image.axes)
+    part = read_tiff_slices(job.input, image.axes, start, stop)
+    if image.alpha:  # kept as it is, not restored
+        part = np.ascontiguousarray(part[..., :3])
+    mask = None if job.mask is None else \
+        _mask_part(job.mask, layout, image.colours().shape, start, stop)
+    return part, mask, _stack_shape(layout, image.data.shape)
+
+
+def _mask_part(path: Path, layout: EngineLayout, image_shape: tuple[int, ...], start: int,
+               stop: int) -> np.ndarray:
+    """The mask of slices ``start:stop`` as :meth:`EngineLayout.mask_to_engine` reads it:
+    ``(M, N)`` for every slice, or ``(n, M, N)``. A mask of one plane per slice (and channel)
+    is read only for those slices; any other is read whole."""
+    import tifffile
+
+    with tifffile.TiffFile(path) as tif:
+        shape = tuple(tif.series[0].shape)
+    plane = tuple(image_shape[layout.axes.index(a)] for a in "YX")
+    non_channel = "".join(a for a in layout.axes if a not in CHANNEL_AXES)
+    if tuple(n for n in shape if n != 1) != plane:  # mask_to_engine's first case
+        if shape == tuple(image_shape):  # a pixel is missing when it is in any channel
+            return (read_tiff_slices(path, layout.axes, start, stop) != 0).any(axis=-1)
+        if shape == tuple(image_shape[layout.axes.index(a)] for a in non_channel):
+            return read_tiff_slices(path, non_channel, start, stop)[..., 0] != 0
+    mask = _flat_mask(layout.mask_to_engine(read_mask(path), image_shape))
+    return mask if mask.ndim == 2 else mask[start:stop]
 
 
 def _save_parts(job: Job, prepared, *parts) -> Outcome:
     """Last task of a stack in parts: back to the input's dtype and layout, then write."""
     start = time.perf_counter()
     try:
-        image, layout, data, _ = load_job(job)
-        leading = tuple(n for i, n in enumerate(data.shape) if i != layout.channel_axis)[:-2]
+        image = read_tiff_header(job.input, axes=job.request.axes)
+        if image.alpha:  # its alpha goes back into the result as it is: that needs the pixels
+            image = read_tiff(job.input, axes=job.request.axes)
+        layout = EngineLayout.for_axes(image.axes)
+        leading = _stack_shape(layout, image.data.shape)
 
         def joined(arrays):  # the parts' (n, M, N, C) slices -> the engine-layout stack
             hwc = np.concatenate(arrays)

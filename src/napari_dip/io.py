@@ -436,6 +436,113 @@ def write_tiff(path: str | os.PathLike, image: TiffImage) -> Path:
     return atomic_write(path, lambda tmp: tifffile.imwrite(tmp, image.data, **options))
 
 
+def read_tiff_header(path: str | os.PathLike, axes: str | None = None) -> TiffImage:
+    """:func:`read_tiff` without reading the pixels: the image's axes, shape, dtype and metadata.
+
+    Its ``data`` is a read-only placeholder of the image's shape and dtype that holds no pixels
+    (every element is the same zero): enough for :meth:`TiffImage.restored` and
+    :meth:`TiffImage.describe`, not for :meth:`TiffImage.with_alpha` (read an RGBA image's
+    pixels with :func:`read_tiff`). The file is not checked as :func:`read_tiff` checks it.
+    """
+    import tifffile
+
+    with tifffile.TiffFile(path) as tif:  # the metadata as _read_series gathers it
+        series = tif.series[0]
+        page = tif.pages.first if hasattr(tif.pages, "first") else tif.pages[0]
+        image = TiffImage(data=np.broadcast_to(np.zeros((), series.dtype), series.shape),
+                          axes=check_axes(axes or series.axes, len(series.shape)),
+                          flavour="imagej" if tif.is_imagej else "ome" if tif.is_ome else "tiff",
+                          resolution=_resolution(page), resolution_unit=_resolution_unit(page),
+                          imagej=_imagej_settings(tif.imagej_metadata) if tif.is_imagej else {},
+                          ome=_ome_settings(tif.ome_metadata) if tif.is_ome else {},
+                          compressed=int(page.compression) != 1, alpha=_has_alpha(page))
+    image.alpha = image.alpha and "S" in image.axes and \
+        image.data.shape[image.axes.index("S")] == 4
+    return image
+
+
+def read_tiff_slices(path: str | os.PathLike, axes: str, start: int, stop: int) -> np.ndarray:
+    """Slices ``start:stop`` of a TIFF stack, reading only the pages that hold them.
+
+    Slices are numbered as the stack runner visits them (see :class:`EngineLayout`); ``axes``
+    name the axes of the file's image (as :func:`read_tiff` returns them). Returns
+    ``(stop - start, M, N, C)``, channels last (``C = 1`` without a channel axis): the same as
+    those slices of ``read_tiff(path, axes).data`` put in engine layout, alpha included.
+    Each page is read once, whatever the axes' order: a slice may gather several pages (e.g.
+    channels stored as pages between Z) or a part of each page (a stack axis within the page).
+    """
+    import itertools
+
+    import tifffile
+
+    with tifffile.TiffFile(path) as tif:
+        series = tif.series[0]
+        shape = tuple(series.shape)
+        axes = check_axes(axes, len(shape))
+        layout = EngineLayout.for_axes(axes)
+        stack = [i for i in layout.order if axes[i] not in CHANNEL_AXES][:-2]
+        paged, read_page = _series_pages(tif, series)
+        # each slice in the file's axes, its stack axes of length 1
+        part = np.empty((stop - start, *(1 if a in stack else n for a, n in enumerate(shape))),
+                        series.dtype)
+        at = dict(zip(stack, np.unravel_index(np.arange(start, stop),
+                                              tuple(shape[a] for a in stack)))) if stack else {}
+        copies: dict[int, list[tuple[tuple, tuple]]] = {}  # page -> (into part, from page)
+        for k in range(stop - start):
+            into_page = tuple(int(at[a][k]) if a in at else slice(None)
+                              for a in range(paged, len(shape)))
+            for pages_at in itertools.product(*([int(at[a][k])] if a in at else range(shape[a])
+                                                for a in range(paged))):
+                into_part = (k, *(0 if a in at else i for a, i in enumerate(pages_at)),
+                             *(0 if a in at else slice(None) for a in range(paged, len(shape))))
+                page = int(np.ravel_multi_index(pages_at, shape[:paged])) if paged else 0
+                copies.setdefault(page, []).append((into_part, into_page))
+        for page in sorted(copies):
+            pixels = read_page(page).reshape(shape[paged:])
+            for into_part, into_page in copies[page]:
+                part[into_part] = pixels[into_page]
+            del pixels
+    engine = np.transpose(part, (0, *(1 + i for i in layout.order)))
+    hwc = engine[..., None] if layout.channel_axis is None else \
+        np.moveaxis(engine, 1 + layout.channel_axis, -1)
+    return np.ascontiguousarray(hwc.reshape((stop - start, *hwc.shape[-3:])))
+
+
+def _series_pages(tif, series) -> tuple[int, Callable[[int], np.ndarray]]:
+    """How many leading axes of ``series`` number its pages, and a function that reads page i.
+
+    Where pages cannot be read one by one, one "page" is the whole image: pages that do not
+    hold whole steps of the leading axes, pixels that tifffile transforms after reading them
+    all, pages spread over several files, or a truncated series (one header, e.g. an ImageJ
+    hyperstack over 4 GB) whose pixels are not stored in one contiguous block.
+    """
+    import math
+
+    shape = tuple(series.shape)
+    page_size = math.prod(series.keyframe.shape)
+    truncated = getattr(series, "is_truncated", False)
+    n_pages = math.prod(shape) // max(page_size, 1) if truncated else len(series)
+    paged = next((m for m in range(len(shape) + 1) if math.prod(shape[:m]) == n_pages), None)
+    if paged is None or math.prod(shape) != n_pages * page_size or \
+            getattr(series, "transform", None) is not None or \
+            getattr(series, "is_multifile", False) or \
+            (truncated and series.dataoffset is None):
+        return 0, lambda _: series.asarray()
+    if truncated:  # the pages follow one another in the file, as tifffile reads them
+        typecode = tif.byteorder + series.dtype.char
+        page_bytes = page_size * series.dtype.itemsize
+        return paged, lambda i: tif.filehandle.read_array(
+            typecode, page_size, series.dataoffset + i * page_bytes)
+
+    def read_page(i: int) -> np.ndarray:
+        page = series[i]
+        if page is None:  # a page missing from the file reads as zeros, as in tifffile
+            return np.zeros(series.keyframe.shape, series.dtype)
+        return page.asarray()
+
+    return paged, read_page
+
+
 # ----------------------------------------------------------------------------- engine layout
 
 @dataclass(frozen=True)
