@@ -265,8 +265,8 @@ def test_slices_read_alone_are_those_of_the_whole_image(tmp_path, name):
             np.testing.assert_array_equal(part, whole[start:stop])
     header = read_tiff_header(path, axes=axes)
     assert header.describe() == image.describe() and header.alpha == image.alpha
-    assert (header.flavour, header.imagej, header.ome, header.compressed) == \
-        (image.flavour, image.imagej, image.ome, image.compressed)
+    assert (header.flavour, header.imagej, header.ome, header.shaped, header.compressed) == \
+        (image.flavour, image.imagej, image.ome, image.shaped, image.compressed)
     assert header.data.strides == (0,) * header.data.ndim  # it holds no pixels
 
 

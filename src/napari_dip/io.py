@@ -263,13 +263,15 @@ def check_writable_axes(image: TiffImage) -> None:
                          f"order{hint}, or save the file as plain or OME-TIFF first")
 
 
-def read_tiff(path: str | os.PathLike, axes: str | None = None) -> TiffImage:
+def read_tiff(path: str | os.PathLike, axes: str | None = None, *,
+              pixels: bool = True) -> TiffImage:
     """Read the first image series of a TIFF file with its axes and metadata.
 
     ``axes`` overrides the axes the file declares (same number of letters as dimensions).
+    ``pixels=False`` reads the header alone (see :func:`read_tiff_header`).
     Raises ``ValueError`` with a one-line reason when the file is not a usable image.
     """
-    image = _read_series(path)
+    image = _read_series(path, pixels)
     try:
         image.axes = check_axes(axes or image.axes, image.data.ndim)
         image.alpha = image.alpha and "S" in image.axes and \
@@ -291,8 +293,10 @@ def read_mask(path: str | os.PathLike) -> np.ndarray:
     return _read_series(path).data
 
 
-def _read_series(path: str | os.PathLike) -> TiffImage:
-    """The file's only image series with its metadata; its axes as the file declares them."""
+def _read_series(path: str | os.PathLike, pixels: bool = True) -> TiffImage:
+    """The file's only image series with its metadata; its axes as the file declares them.
+    Without ``pixels``, ``data`` is a placeholder of the series' shape and dtype (one zero
+    broadcast, no memory)."""
     import tifffile
 
     try:
@@ -306,7 +310,8 @@ def _read_series(path: str | os.PathLike) -> TiffImage:
                                  f"restores one image per file: save each series (e.g. each "
                                  f"position) as its own TIFF and restore those")
             series = tif.series[0]
-            data = series.asarray()
+            data = series.asarray() if pixels else \
+                np.broadcast_to(np.zeros((), series.dtype), series.shape)
             page = tif.pages.first if hasattr(tif.pages, "first") else tif.pages[0]
             image = TiffImage(data=data, axes=series.axes,
                               flavour="imagej" if tif.is_imagej else "ome" if tif.is_ome
@@ -442,23 +447,9 @@ def read_tiff_header(path: str | os.PathLike, axes: str | None = None) -> TiffIm
     Its ``data`` is a read-only placeholder of the image's shape and dtype that holds no pixels
     (every element is the same zero): enough for :meth:`TiffImage.restored` and
     :meth:`TiffImage.describe`, not for :meth:`TiffImage.with_alpha` (read an RGBA image's
-    pixels with :func:`read_tiff`). The file is not checked as :func:`read_tiff` checks it.
+    pixels with :func:`read_tiff`).
     """
-    import tifffile
-
-    with tifffile.TiffFile(path) as tif:  # the metadata as _read_series gathers it
-        series = tif.series[0]
-        page = tif.pages.first if hasattr(tif.pages, "first") else tif.pages[0]
-        image = TiffImage(data=np.broadcast_to(np.zeros((), series.dtype), series.shape),
-                          axes=check_axes(axes or series.axes, len(series.shape)),
-                          flavour="imagej" if tif.is_imagej else "ome" if tif.is_ome else "tiff",
-                          resolution=_resolution(page), resolution_unit=_resolution_unit(page),
-                          imagej=_imagej_settings(tif.imagej_metadata) if tif.is_imagej else {},
-                          ome=_ome_settings(tif.ome_metadata) if tif.is_ome else {},
-                          compressed=int(page.compression) != 1, alpha=_has_alpha(page))
-    image.alpha = image.alpha and "S" in image.axes and \
-        image.data.shape[image.axes.index("S")] == 4
-    return image
+    return read_tiff(path, axes, pixels=False)
 
 
 def read_tiff_slices(path: str | os.PathLike, axes: str, start: int, stop: int) -> np.ndarray:
