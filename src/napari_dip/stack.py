@@ -3,8 +3,8 @@
 The generator works on ``(1, C, H, W)`` float tensors in [0, 1] whose sides are multiples of
 ``2**scales``. Users hand in ``(M, N)`` or ``(M, N, C)`` arrays (any channel axis) of any integer
 or float dtype. :class:`IntensityScaling` maps intensities to [0, 1] and back into the input's
-dtype and range; :func:`prepare_observation` validates and converts, :func:`to_user_layout` undoes
-it. Input arrays are never modified.
+dtype and range; :func:`prepare_observation` validates and converts, :func:`channels_to_layout`
+and :meth:`IntensityScaling.from_unit` undo it. Input arrays are never modified.
 """
 
 from __future__ import annotations
@@ -102,6 +102,11 @@ class IntensityScaling:
             np.clip(values, info.min, top, out=values)
         return values.astype(self.dtype, copy=False)
 
+    def spread_from_unit(self, unit_std: np.ndarray) -> np.ndarray:
+        """A spread in [0, 1] units (a standard deviation) -> intensity units, float32 (the
+        offset ``low`` does not apply)."""
+        return unit_std * (self.high - self.low)
+
 
 FROM_UNIT_BLOCK = 1 << 16
 """Elements that :meth:`IntensityScaling.from_unit` converts at a time: its float64 temporary
@@ -175,12 +180,6 @@ def channels_to_layout(hwc: np.ndarray, channel_axis: int | None) -> np.ndarray:
     if channel_axis is None:
         return hwc[..., 0]
     return np.moveaxis(hwc, -1, channel_axis)
-
-
-def to_user_layout(unit: np.ndarray, scaling: IntensityScaling,
-                   channel_axis: int | None) -> np.ndarray:
-    """``(M, N, C)`` in [0, 1] -> the caller's layout, dtype and intensity range."""
-    return channels_to_layout(scaling.from_unit(unit), channel_axis)
 
 
 def _check_finite(name: str, array: np.ndarray, missing: np.ndarray | None = None) -> None:
