@@ -17,7 +17,7 @@ from .device import describe_device, select_device
 from .fit import FitStep, fit
 from .networks import size_multiple
 from .stack import (IntensityScaling, Observation, SliceLayout, channels_to_layout, checked_image,
-                    from_tensor, guide_to_unit, prepare_observation)
+                    from_tensor, guide_to_unit, map_blocks, prepare_observation)
 from .tiling import Tile, TileBlender, plan_tiles
 
 
@@ -600,17 +600,22 @@ def _two_passes(first: tuple[np.ndarray, np.ndarray | None],
                 ) -> tuple[np.ndarray, np.ndarray | None]:
     """A slice's result after both passes (``stack_passes=2``) from each pass's
     ``(estimate, uncertainty)``, in the input's dtype: the mean of the two estimates, and their
-    two posteriors pooled (Bayesian DIP)."""
-    def tensor(array):
-        return None if array is None else torch.from_numpy(array.astype(np.float64))
-
-    mean, std = _pool([tensor(first[0]), tensor(second[0])],
-                      [tensor(first[1]), tensor(second[1])])
-    mean = mean.numpy()
+    two posteriors pooled (Bayesian DIP). Pooled in float64, a block of rows at a time."""
     dtype = first[0].dtype
-    if dtype.kind in "ui":
-        mean = np.rint(mean)
-    return mean.astype(dtype), None if std is None else std.numpy().astype(np.float32)
+
+    def pooled(*blocks):  # two estimates' blocks, then two standard deviations' (if any)
+        tensors = [torch.from_numpy(block.astype(np.float64)) for block in blocks]
+        return _pool(tensors[:2], tensors[2:] or [None, None])
+
+    def mean(*blocks):
+        values = pooled(*blocks)[0].numpy()
+        return np.rint(values) if dtype.kind in "ui" else values
+
+    estimate = map_blocks(mean, first[0], second[0], dtype=dtype)
+    if first[1] is None or second[1] is None:
+        return estimate, None
+    return estimate, map_blocks(lambda *blocks: pooled(*blocks)[1].numpy(), first[0], second[0],
+                                first[1], second[1], dtype=np.float32)
 
 
 def restore_stack(image: np.ndarray, *, task: str = "denoise", mask: np.ndarray | None = None,

@@ -78,16 +78,9 @@ class IntensityScaling:
         """[0, 1] -> intensities in the original dtype (rounded and clipped for integers).
 
         The arithmetic is float64 (exact enough for any dtype's range), done a block of rows
-        at a time: a whole plane never has a float64 copy, and the blocks stay in the cache.
+        at a time (:func:`map_blocks`).
         """
-        unit = np.asarray(unit)
-        if unit.ndim == 0:
-            return self._from_unit_block(unit.reshape(1)).reshape(())
-        result = np.empty(unit.shape, dtype=self.dtype)
-        rows = max(1, FROM_UNIT_BLOCK // max(1, unit[0].size))
-        for start in range(0, len(unit), rows):
-            result[start:start + rows] = self._from_unit_block(unit[start:start + rows])
-        return result
+        return map_blocks(self._from_unit_block, unit, dtype=self.dtype)
 
     def _from_unit_block(self, unit: np.ndarray) -> np.ndarray:
         values = unit.astype(np.float64)  # a copy, whatever the dtype: changed in place below
@@ -108,9 +101,23 @@ class IntensityScaling:
         return unit_std * (self.high - self.low)
 
 
-FROM_UNIT_BLOCK = 1 << 16
-"""Elements that :meth:`IntensityScaling.from_unit` converts at a time: its float64 temporary
-(512 KiB) stays in the cache instead of streaming a whole plane's through memory several times
+def map_blocks(function, *arrays, dtype) -> np.ndarray:
+    """``function`` applied to ``arrays`` (all of one shape) a block of leading rows at a time,
+    into a new array of ``dtype`` (cast as ``astype`` casts). For elementwise work in float64 on
+    whole planes: no plane-sized float64 temporaries, and blocks that stay in the cache."""
+    arrays = [np.asarray(array) for array in arrays]
+    if arrays[0].ndim == 0:
+        return np.asarray(function(*(a.reshape(1) for a in arrays))).astype(dtype).reshape(())
+    result = np.empty(arrays[0].shape, dtype=dtype)
+    rows = max(1, BLOCK_ELEMENTS // max(1, arrays[0][0].size))
+    for start in range(0, len(result), rows):
+        result[start:start + rows] = function(*(a[start:start + rows] for a in arrays))
+    return result
+
+
+BLOCK_ELEMENTS = 1 << 16
+"""Elements per block of :func:`map_blocks`: 512 KiB of float64 temporaries, which stay in the
+cache instead of streaming a whole plane's through memory several times
 (benchmarks/snapshot_cost.py measures the effect on the snapshots of a large plane)."""
 
 
