@@ -107,8 +107,13 @@ def test_intensity_scaling_round_trips_integers():
     assert IntensityScaling.from_image(image.astype(np.uint8)).high == 255.0
 
 
+def _to_unit_in_one_go(scaling, values):
+    """The conversions as one float64 expression over the whole array (references)."""
+    unit = (np.asarray(values, dtype=np.float64) - scaling.low) / (scaling.high - scaling.low)
+    return np.clip(unit, 0.0, 1.0).astype(np.float32)
+
+
 def _from_unit_in_one_go(scaling, unit):
-    """The conversion as one float64 expression over the whole array (a reference)."""
     values = np.asarray(unit, dtype=np.float64) * (scaling.high - scaling.low) + scaling.low
     if scaling.dtype.kind in "ui":
         info = np.iinfo(scaling.dtype)
@@ -122,8 +127,8 @@ def _from_unit_in_one_go(scaling, unit):
     (np.uint8, 0.0, 255.0), (np.uint16, 97.3, 4012.8), (np.int16, -300.5, 12000.25),
     (np.int32, -2e9, 2e9), (np.int64, -9.2e18, 9.2e18), (np.uint64, 0.0, 1.8e19),
     (np.float32, -3.5, 1e4), (np.float64, -1e300, 1e300), (np.float64, 1e15, 1e15 + 3.0)])
-def test_from_unit_converts_block_by_block_exactly_as_in_one_go(dtype, low, high, rng,
-                                                                monkeypatch):
+def test_intensities_convert_block_by_block_exactly_as_in_one_go(dtype, low, high, rng,
+                                                                 monkeypatch):
     monkeypatch.setattr(stack, "BLOCK_ELEMENTS", 7 * 3)  # a block of a few rows
     scaling = IntensityScaling(low, high, np.dtype(dtype))
     # (M, N, C) the way a tensor comes out of the model: a transposed view, a little out of [0, 1]
@@ -134,6 +139,9 @@ def test_from_unit_converts_block_by_block_exactly_as_in_one_go(dtype, low, high
         assert isinstance(result, np.ndarray) and result.dtype == np.dtype(dtype)
         assert result.shape == np.shape(values)
         np.testing.assert_array_equal(result, expected)
+        back = scaling.to_unit(result)
+        assert isinstance(back, np.ndarray) and back.dtype == np.float32
+        np.testing.assert_array_equal(back, _to_unit_in_one_go(scaling, result))
     if np.dtype(dtype).kind in "ui":  # clipped to the dtype, not wrapped around
         info = np.iinfo(dtype)
         extremes = scaling.from_unit(np.array([-1e3, 1e3], dtype=np.float32))

@@ -70,9 +70,15 @@ class IntensityScaling:
         return cls(low, high, np.dtype(dtype))
 
     def to_unit(self, values: np.ndarray) -> np.ndarray:
-        """Intensities -> float32 in [0, 1] (clipped)."""
-        unit = (np.asarray(values, dtype=np.float64) - self.low) / (self.high - self.low)
-        return np.clip(unit, 0.0, 1.0).astype(np.float32)
+        """Intensities -> float32 in [0, 1] (clipped), in float64 a block of rows at a time
+        (:func:`map_blocks`)."""
+        return map_blocks(self._to_unit_block, values, dtype=np.float32)
+
+    def _to_unit_block(self, values: np.ndarray) -> np.ndarray:
+        unit = values.astype(np.float64)  # a copy, changed in place
+        unit -= self.low
+        unit /= self.high - self.low
+        return np.clip(unit, 0.0, 1.0, out=unit)
 
     def from_unit(self, unit: np.ndarray) -> np.ndarray:
         """[0, 1] -> intensities in the original dtype (rounded and clipped for integers).
