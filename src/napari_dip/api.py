@@ -331,10 +331,12 @@ def _restore_tiles(hwc: np.ndarray, tiles: list[Tile], *, missing: np.ndarray | 
     shape = (hwc.shape[0] * factor, hwc.shape[1] * factor)
     if guide is not None:
         guide = guide_to_unit(guide, shape)  # one scaling for the whole guide, then cut
-    background = np.nan_to_num(scaling.to_unit(hwc))  # masked pixels may hold NaN
+    background = np.nan_to_num(scaling.to_unit(hwc), copy=False)  # masked pixels may hold NaN
+    if factor > 1:
+        background = background.repeat(factor, axis=0).repeat(factor, axis=1)
     # the mosaics are kept in intensities: a snapshot converts only the tile it blends in
-    estimates = TileBlender(shape, hwc.shape[2], factor=factor, background=background.repeat(
-        factor, axis=0).repeat(factor, axis=1), convert=scaling.from_unit)
+    estimates = TileBlender(shape, hwc.shape[2], factor=factor, background=background,
+                            convert=scaling.from_unit)
     uncertainties: TileBlender | None = None
     start = time.perf_counter()
     for number, tile in enumerate(tiles):
