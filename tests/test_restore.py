@@ -4,6 +4,7 @@ import torch
 
 import napari_dip
 from napari_dip import iter_restore, restore
+from napari_dip import stack
 from napari_dip.operators import psnr
 from napari_dip.stack import IntensityScaling
 
@@ -104,6 +105,49 @@ def test_intensity_scaling_round_trips_integers():
     scaling = IntensityScaling.from_image(image)
     np.testing.assert_array_equal(scaling.from_unit(scaling.to_unit(image)), image)
     assert IntensityScaling.from_image(image.astype(np.uint8)).high == 255.0
+
+
+def _to_unit_in_one_go(scaling, values):
+    """The conversions as one float64 expression over the whole array (references)."""
+    unit = (np.asarray(values, dtype=np.float64) - scaling.low) / (scaling.high - scaling.low)
+    return np.clip(unit, 0.0, 1.0).astype(np.float32)
+
+
+def _from_unit_in_one_go(scaling, unit):
+    values = np.asarray(unit, dtype=np.float64) * (scaling.high - scaling.low) + scaling.low
+    if scaling.dtype.kind in "ui":
+        info = np.iinfo(scaling.dtype)
+        top = np.nextafter(np.float64(info.max), -np.inf) \
+            if int(np.float64(info.max)) > info.max else np.float64(info.max)
+        return np.clip(np.rint(values), info.min, top).astype(scaling.dtype)
+    return values.astype(scaling.dtype)
+
+
+@pytest.mark.parametrize("dtype, low, high", [
+    (np.uint8, 0.0, 255.0), (np.uint16, 97.3, 4012.8), (np.int16, -300.5, 12000.25),
+    (np.int32, -2e9, 2e9), (np.int64, -9.2e18, 9.2e18), (np.uint64, 0.0, 1.8e19),
+    (np.float32, -3.5, 1e4), (np.float64, -1e300, 1e300), (np.float64, 1e15, 1e15 + 3.0)])
+def test_intensities_convert_block_by_block_exactly_as_in_one_go(dtype, low, high, rng,
+                                                                 monkeypatch):
+    monkeypatch.setattr(stack, "BLOCK_ELEMENTS", 7 * 3)  # a block of a few rows
+    scaling = IntensityScaling(low, high, np.dtype(dtype))
+    # (M, N, C) the way a tensor comes out of the model: a transposed view, a little out of [0, 1]
+    unit = (rng.random((3, 40, 7)) * 1.2 - 0.1).astype(np.float32).transpose(1, 2, 0)
+    for values in (unit, unit[:1, :1, 0], np.float32(0.25)):
+        result = scaling.from_unit(values)
+        expected = _from_unit_in_one_go(scaling, values)
+        assert isinstance(result, np.ndarray) and result.dtype == np.dtype(dtype)
+        assert result.shape == np.shape(values)
+        np.testing.assert_array_equal(result, expected)
+        back = scaling.to_unit(result)
+        assert isinstance(back, np.ndarray) and back.dtype == np.float32
+        np.testing.assert_array_equal(back, _to_unit_in_one_go(scaling, result))
+    if np.dtype(dtype).kind in "ui":  # clipped to the dtype, not wrapped around
+        info = np.iinfo(dtype)
+        extremes = scaling.from_unit(np.array([-1e3, 1e3], dtype=np.float32))
+        low_end, high_end = extremes.tolist()
+        # the top: the dtype's maximum, or for 64 bits the largest float64 below it
+        assert low_end == info.min and 0 <= info.max - high_end <= 2 ** 11
 
 
 def test_odd_sizes_are_padded_and_cropped_back_not_cropped(rng):

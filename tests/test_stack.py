@@ -1,7 +1,9 @@
 import numpy as np
 import pytest
+import torch
 
-from napari_dip import iter_restore_stack, restore_stack
+from napari_dip import iter_restore_stack, restore_stack, stack
+from napari_dip.api import _pool, _two_passes
 from napari_dip.operators import psnr
 
 from .conftest import tiny
@@ -337,6 +339,41 @@ def test_two_passes_pool_a_slices_posteriors(noisy_stack):
         np.testing.assert_allclose(uncertainty[index], pooled, atol=1e-5)
         assert not np.allclose(uncertainty[index], backward[index].uncertainty)
     np.testing.assert_array_equal(uncertainty[2], forward[(2,)].uncertainty)
+
+
+def _two_passes_on_whole_planes(first, second):
+    """A reference for _two_passes: the two passes pooled as whole float64 planes."""
+    means = [torch.from_numpy(first[0].astype(np.float64)),
+             torch.from_numpy(second[0].astype(np.float64))]
+    stds = [None if std is None else torch.from_numpy(std.astype(np.float64))
+            for std in (first[1], second[1])]
+    mean, std = _pool(means, stds)
+    mean = mean.numpy()
+    if first[0].dtype.kind in "ui":
+        mean = np.rint(mean)
+    return mean.astype(first[0].dtype), None if std is None else std.numpy().astype(np.float32)
+
+
+@pytest.mark.parametrize("dtype, low, high", [
+    (np.uint16, 0, 65535), (np.int64, -4e18, 4e18), (np.float32, -3.0, 1e4),
+    (np.float64, -1e300, 1e300)])
+def test_two_passes_pool_block_by_block_exactly_as_on_whole_planes(dtype, low, high, rng,
+                                                                    monkeypatch):
+    monkeypatch.setattr(stack, "BLOCK_ELEMENTS", 2 * 9 * 2)  # a block of two rows
+    first, second = ((rng.random((11, 9, 2)) * (high - low) + low).astype(dtype)
+                     for _ in range(2))
+    stds = [(rng.random((11, 9, 2)) * 100).astype(np.float32) for _ in range(2)]
+    for first_std, second_std in ((None, None), (stds[0], None), tuple(stds)):
+        estimate, std = _two_passes((first, first_std), (second, second_std))
+        expected, expected_std = _two_passes_on_whole_planes((first, first_std),
+                                                             (second, second_std))
+        assert estimate.dtype == np.dtype(dtype)
+        np.testing.assert_array_equal(estimate, expected)
+        if expected_std is None:
+            assert std is None
+        else:
+            assert std.dtype == np.float32
+            np.testing.assert_array_equal(std, expected_std)
 
 
 def test_no_stack_uncertainty_without_posterior_samples(noisy_stack):

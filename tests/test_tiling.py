@@ -1,8 +1,10 @@
 import numpy as np
 import pytest
 
+import napari_dip.api
 from napari_dip import get_config, iter_restore, iter_restore_stack, restore
 from napari_dip.operators import psnr
+from napari_dip.stack import IntensityScaling
 from napari_dip.tiling import TileBlender, plan_tiles, seam_band, tile_interiors
 
 from .conftest import tiny
@@ -128,6 +130,68 @@ def test_the_mosaic_shows_the_background_until_a_tile_covers_it():
     np.testing.assert_array_equal(blender.mosaic(), preview)
     with pytest.raises(ValueError, match="does not fit its tile"):
         blender.add(tiles[1], ones[:10])
+
+
+def test_a_converting_blender_converts_only_what_changed_and_gives_the_whole_conversion(rng):
+    shape = (60, 70)
+    tiles = plan_tiles(shape, 32, 8)
+    background = rng.random((*shape, 2)).astype(np.float32)
+    scaling = IntensityScaling(97.3, 4012.8, np.dtype(np.uint16))
+    converted: list[tuple[int, ...]] = []
+
+    def from_unit(values):
+        converted.append(values.shape)
+        return scaling.from_unit(values)
+
+    plain = TileBlender(shape, 2, background=background)
+    blender = TileBlender(shape, 2, background=background, convert=from_unit)
+    assert converted == [(*shape, 2)]  # the background, once
+    for tile in tiles:
+        values = (rng.random((*tile.shape, 2)) * 1.2 - 0.1).astype(np.float32)
+        converted.clear()
+        preview = blender.mosaic(tile, values)
+        assert converted == [(*tile.shape, 2)]  # the tile, not the plane
+        assert preview.dtype == np.uint16
+        np.testing.assert_array_equal(preview, scaling.from_unit(plain.mosaic(tile, values)))
+        plain.add(tile, values)
+        blender.add(tile, values)
+        np.testing.assert_array_equal(blender.mosaic(), scaling.from_unit(plain.mosaic()))
+
+
+class _ConvertingTheWholePlane(TileBlender):
+    """A blender in model units that converts the whole mosaic at every call: the snapshots of
+    a tiled plane as they were made before the mosaic was kept converted."""
+
+    def __init__(self, *args, convert, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._convert_plane = convert
+
+    def mosaic(self, tile=None, values=None):
+        return self._convert_plane(super().mosaic(tile, values))
+
+
+@pytest.mark.parametrize("dtype, scale", [(np.uint16, 3000.0), (np.float64, 1e30)])
+def test_tiled_snapshots_equal_converting_the_whole_mosaic(dtype, scale, noisy_cell, monkeypatch):
+    _, noisy = noisy_cell
+    image = (noisy[:48, :56].astype(np.float64) * scale + 0.01 * scale).astype(dtype)
+    settings = dict(preset="bayesian", max_iterations=12, burn_in=4, sample_every=2,
+                    report_every=4, channels_down=16, channels_up=16, seed=0, device="cpu",
+                    **TILED)
+
+    kept_converted = list(iter_restore(image, **settings))
+    monkeypatch.setattr(napari_dip.api, "TileBlender", _ConvertingTheWholePlane)
+    whole_plane = list(iter_restore(image, **settings))
+    assert {s.tile for s in kept_converted} == {0, 1, 2, 3}
+    assert kept_converted[-1].uncertainty is not None  # the uncertainty map is compared too
+    assert kept_converted[-1].estimate.dtype == dtype
+    for mine, reference in zip(kept_converted, whole_plane, strict=True):
+        for name in ("image", "average", "estimate", "uncertainty"):
+            array, expected = getattr(mine, name), getattr(reference, name)
+            if expected is None:
+                assert array is None
+                continue
+            assert array.dtype == expected.dtype
+            np.testing.assert_array_equal(array, expected)
 
 
 def test_seam_band_and_interiors_are_disjoint_and_inside_the_image():

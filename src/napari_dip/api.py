@@ -17,8 +17,7 @@ from .device import describe_device, select_device
 from .fit import FitStep, fit
 from .networks import size_multiple
 from .stack import (IntensityScaling, Observation, SliceLayout, channels_to_layout, checked_image,
-                    from_tensor, guide_to_unit, prepare_observation,
-                    to_user_layout)
+                    from_tensor, guide_to_unit, map_blocks, prepare_observation)
 from .tiling import Tile, TileBlender, plan_tiles
 
 
@@ -186,7 +185,8 @@ def _setup(task: str, mask, factor, preset, seed, device, max_iterations,
 
 @dataclass
 class _Images:
-    """One fit step's images, ``(M, N, C)`` float32 in model units ([0, 1])."""
+    """One fit step's images, ``(M, N, C)``: float32 in model units ([0, 1]) as a fit gives
+    them, or converted by :func:`_in_intensities`."""
 
     image: np.ndarray
     average: np.ndarray
@@ -249,17 +249,23 @@ def _pool(means: list[torch.Tensor], stds: list[torch.Tensor | None],
     return mean, (second_moment - mean ** 2).clamp_min(0).sqrt()
 
 
-def _snapshot(step: FitStep, images: _Images, run_number: int, *, done: bool,
-              scaling: IntensityScaling, channel_axis: int | None, run: _Run,
-              config: DIPConfig, **progress: Any) -> Snapshot:
-    """A fit step as the user sees it: images in the caller's layout, dtype and range."""
-    def user(unit):
-        return to_user_layout(unit, scaling, channel_axis)
+def _in_intensities(images: _Images, scaling: IntensityScaling) -> _Images:
+    """``images`` (model units) in the input's dtype and intensity range; the uncertainty in
+    intensity units."""
+    return _Images(*(scaling.from_unit(unit) for unit in
+                     (images.image, images.average, images.estimate)),
+                   uncertainty=None if images.uncertainty is None
+                   else scaling.spread_from_unit(images.uncertainty))
 
-    uncertainty = None
-    if images.uncertainty is not None:  # intensity units, no offset
-        uncertainty = channels_to_layout(images.uncertainty * (scaling.high - scaling.low),
-                                         channel_axis)
+
+def _snapshot(step: FitStep, images: _Images, run_number: int, *, done: bool,
+              channel_axis: int | None, run: _Run, config: DIPConfig,
+              **progress: Any) -> Snapshot:
+    """A fit step as the user sees it: ``images``, converted by :func:`_in_intensities`, in
+    the caller's layout."""
+    def user(hwc):
+        return None if hwc is None else channels_to_layout(hwc, channel_axis)
+
     fields = dict(iteration=step.iteration, max_iterations=config.max_iterations,
                   loss=step.loss, elapsed=step.elapsed, device=describe_device(run.device),
                   backtracks=step.backtracks, done=done, config=config,
@@ -268,7 +274,8 @@ def _snapshot(step: FitStep, images: _Images, run_number: int, *, done: bool,
                   weight_noise=step.weight_noise, memory_format=step.memory_format)
     fields.update(progress)
     return Snapshot(image=user(images.image), average=user(images.average),
-                    estimate=user(images.estimate), uncertainty=uncertainty, **fields)
+                    estimate=user(images.estimate), uncertainty=user(images.uncertainty),
+                    **fields)
 
 
 def _restore_plane(image: np.ndarray, *, mask, guide, channel_axis: int | None,
@@ -291,7 +298,7 @@ def _restore_plane(image: np.ndarray, *, mask, guide, channel_axis: int | None,
                                                    scaling=scaling)
         for step, (images,), run_number, last in _fit_runs(observation, run, config,
                                                            (warm or {}).pop(0, None)):
-            yield _snapshot(step, images, run_number, done=last, scaling=scaling,
+            yield _snapshot(step, _in_intensities(images, scaling), run_number, done=last,
                             channel_axis=channel_axis, run=run, config=config), step
         return
     yield from _restore_tiles(hwc, tiles, missing=missing, guide=guide, channel_axis=channel_axis,
@@ -324,9 +331,12 @@ def _restore_tiles(hwc: np.ndarray, tiles: list[Tile], *, missing: np.ndarray | 
     shape = (hwc.shape[0] * factor, hwc.shape[1] * factor)
     if guide is not None:
         guide = guide_to_unit(guide, shape)  # one scaling for the whole guide, then cut
-    background = np.nan_to_num(scaling.to_unit(hwc))  # masked pixels may hold NaN
-    estimates = TileBlender(shape, hwc.shape[2], factor=factor, background=background.repeat(
-        factor, axis=0).repeat(factor, axis=1))
+    background = np.nan_to_num(scaling.to_unit(hwc), copy=False)  # masked pixels may hold NaN
+    if factor > 1:
+        background = background.repeat(factor, axis=0).repeat(factor, axis=1)
+    # the mosaics are kept in intensities: a snapshot converts only the tile it blends in
+    estimates = TileBlender(shape, hwc.shape[2], factor=factor, background=background,
+                            convert=scaling.from_unit)
     uncertainties: TileBlender | None = None
     start = time.perf_counter()
     for number, tile in enumerate(tiles):
@@ -338,13 +348,14 @@ def _restore_tiles(hwc: np.ndarray, tiles: list[Tile], *, missing: np.ndarray | 
         for step, (images,), run_number, last in _fit_runs(observation, run, config,
                                                            (warm or {}).pop(number, None)):
             if images.uncertainty is not None and uncertainties is None:
-                uncertainties = TileBlender(shape, hwc.shape[2], factor=factor)
+                uncertainties = TileBlender(shape, hwc.shape[2], factor=factor,
+                                            convert=scaling.spread_from_unit)
             mosaic = _Images(
                 *(estimates.mosaic(tile, values) for values in
                   (images.image, images.average, images.estimate)),
                 uncertainty=None if uncertainties is None
                 else uncertainties.mosaic(tile, images.uncertainty))
-            yield _snapshot(step, mosaic, run_number, done=last and last_tile, scaling=scaling,
+            yield _snapshot(step, mosaic, run_number, done=last and last_tile,
                             channel_axis=channel_axis, run=run, config=config,
                             elapsed=time.perf_counter() - start, tile=number,
                             n_tiles=len(tiles)), step
@@ -581,8 +592,8 @@ def _fit_group(layout: SliceLayout, group: list[tuple[int, ...]], run: _Run, con
                          f"gives the slices of a batch the same input, so the generator cannot "
                          f"tell them apart; pass one guide per slice, or set slice_batch=1")
     for step, images, run_number, last in _fit_runs(observation, run, config, warm):
-        yield [_snapshot(step, item, run_number, done=last, scaling=scaling, channel_axis=-1,
-                         run=run, config=config)
+        yield [_snapshot(step, _in_intensities(item, scaling), run_number, done=last,
+                         channel_axis=-1, run=run, config=config)
                for item, (_, scaling) in zip(images, prepared)], step
 
 
@@ -591,17 +602,22 @@ def _two_passes(first: tuple[np.ndarray, np.ndarray | None],
                 ) -> tuple[np.ndarray, np.ndarray | None]:
     """A slice's result after both passes (``stack_passes=2``) from each pass's
     ``(estimate, uncertainty)``, in the input's dtype: the mean of the two estimates, and their
-    two posteriors pooled (Bayesian DIP)."""
-    def tensor(array):
-        return None if array is None else torch.from_numpy(array.astype(np.float64))
-
-    mean, std = _pool([tensor(first[0]), tensor(second[0])],
-                      [tensor(first[1]), tensor(second[1])])
-    mean = mean.numpy()
+    two posteriors pooled (Bayesian DIP). Pooled in float64, a block of rows at a time."""
     dtype = first[0].dtype
-    if dtype.kind in "ui":
-        mean = np.rint(mean)
-    return mean.astype(dtype), None if std is None else std.numpy().astype(np.float32)
+
+    def pooled(*blocks):  # two estimates' blocks, then two standard deviations' (if any)
+        tensors = [torch.from_numpy(block.astype(np.float64)) for block in blocks]
+        return _pool(tensors[:2], tensors[2:] or [None, None])
+
+    def mean(*blocks):
+        values = pooled(*blocks)[0].numpy()
+        return np.rint(values) if dtype.kind in "ui" else values
+
+    estimate = map_blocks(mean, first[0], second[0], dtype=dtype)
+    if first[1] is None or second[1] is None:
+        return estimate, None
+    return estimate, map_blocks(lambda *blocks: pooled(*blocks)[1].numpy(), first[0], second[0],
+                                first[1], second[1], dtype=np.float32)
 
 
 def restore_stack(image: np.ndarray, *, task: str = "denoise", mask: np.ndarray | None = None,

@@ -3,8 +3,8 @@
 The generator works on ``(1, C, H, W)`` float tensors in [0, 1] whose sides are multiples of
 ``2**scales``. Users hand in ``(M, N)`` or ``(M, N, C)`` arrays (any channel axis) of any integer
 or float dtype. :class:`IntensityScaling` maps intensities to [0, 1] and back into the input's
-dtype and range; :func:`prepare_observation` validates and converts, :func:`to_user_layout` undoes
-it. Input arrays are never modified.
+dtype and range; :func:`prepare_observation` validates and converts, :func:`channels_to_layout`
+and :meth:`IntensityScaling.from_unit` undo it. Input arrays are never modified.
 """
 
 from __future__ import annotations
@@ -70,20 +70,61 @@ class IntensityScaling:
         return cls(low, high, np.dtype(dtype))
 
     def to_unit(self, values: np.ndarray) -> np.ndarray:
-        """Intensities -> float32 in [0, 1] (clipped)."""
-        unit = (np.asarray(values, dtype=np.float64) - self.low) / (self.high - self.low)
-        return np.clip(unit, 0.0, 1.0).astype(np.float32)
+        """Intensities -> float32 in [0, 1] (clipped), in float64 a block of rows at a time
+        (:func:`map_blocks`)."""
+        return map_blocks(self._to_unit_block, values, dtype=np.float32)
+
+    def _to_unit_block(self, values: np.ndarray) -> np.ndarray:
+        unit = values.astype(np.float64)  # a copy, changed in place
+        unit -= self.low
+        unit /= self.high - self.low
+        return np.clip(unit, 0.0, 1.0, out=unit)
 
     def from_unit(self, unit: np.ndarray) -> np.ndarray:
-        """[0, 1] -> intensities in the original dtype (rounded and clipped for integers)."""
-        values = np.asarray(unit, dtype=np.float64) * (self.high - self.low) + self.low
+        """[0, 1] -> intensities in the original dtype (rounded and clipped for integers).
+
+        The arithmetic is float64 (exact enough for any dtype's range), done a block of rows
+        at a time (:func:`map_blocks`).
+        """
+        return map_blocks(self._from_unit_block, unit, dtype=self.dtype)
+
+    def _from_unit_block(self, unit: np.ndarray) -> np.ndarray:
+        values = unit.astype(np.float64)  # a copy, whatever the dtype: changed in place below
+        values *= self.high - self.low
+        values += self.low
         if self.dtype.kind in "ui":
             info = np.iinfo(self.dtype)
             # the largest float64 not above the dtype's maximum (2**63 - 1 rounds up to 2**63)
             top = np.nextafter(np.float64(info.max), -np.inf) \
                 if int(np.float64(info.max)) > info.max else np.float64(info.max)
-            return np.clip(np.rint(values), info.min, top).astype(self.dtype)
-        return values.astype(self.dtype)
+            np.rint(values, out=values)
+            np.clip(values, info.min, top, out=values)
+        return values.astype(self.dtype, copy=False)
+
+    def spread_from_unit(self, unit_std: np.ndarray) -> np.ndarray:
+        """A spread in [0, 1] units (a standard deviation) -> intensity units, float32 (the
+        offset ``low`` does not apply)."""
+        return unit_std * (self.high - self.low)
+
+
+def map_blocks(function, *arrays, dtype) -> np.ndarray:
+    """``function`` applied to ``arrays`` (all of one shape) a block of leading rows at a time,
+    into a new array of ``dtype`` (cast as ``astype`` casts). For elementwise work in float64 on
+    whole planes: no plane-sized float64 temporaries, and blocks that stay in the cache."""
+    arrays = [np.asarray(array) for array in arrays]
+    if arrays[0].ndim == 0:
+        return np.asarray(function(*(a.reshape(1) for a in arrays))).astype(dtype).reshape(())
+    result = np.empty(arrays[0].shape, dtype=dtype)
+    rows = max(1, BLOCK_ELEMENTS // max(1, arrays[0][0].size))
+    for start in range(0, len(result), rows):
+        result[start:start + rows] = function(*(a[start:start + rows] for a in arrays))
+    return result
+
+
+BLOCK_ELEMENTS = 1 << 16
+"""Elements per block of :func:`map_blocks`: 512 KiB of float64 temporaries, which stay in the
+cache instead of streaming a whole plane's through memory several times
+(benchmarks/snapshot_cost.py measures the effect on the snapshots of a large plane)."""
 
 
 FIXED_RANGE_SHARE = 0.05
@@ -152,12 +193,6 @@ def channels_to_layout(hwc: np.ndarray, channel_axis: int | None) -> np.ndarray:
     if channel_axis is None:
         return hwc[..., 0]
     return np.moveaxis(hwc, -1, channel_axis)
-
-
-def to_user_layout(unit: np.ndarray, scaling: IntensityScaling,
-                   channel_axis: int | None) -> np.ndarray:
-    """``(M, N, C)`` in [0, 1] -> the caller's layout, dtype and intensity range."""
-    return channels_to_layout(scaling.from_unit(unit), channel_axis)
 
 
 def _check_finite(name: str, array: np.ndarray, missing: np.ndarray | None = None) -> None:

@@ -134,15 +134,21 @@ class TileBlender:
         Output pixels per input pixel along each side (super-resolution).
     background : (M', N', C) ndarray, optional
         What the mosaic shows where no tile has been added yet (default 0).
+    convert : callable, optional
+        An elementwise map of arrays applied to the blended values (e.g. from the model's units
+        to an image's dtype and intensities); default none. The mosaic is kept converted, so
+        that :meth:`mosaic` converts only the tile it blends in, not the whole plane.
     """
 
     def __init__(self, shape: tuple[int, int], channels: int, *, factor: int = 1,
-                 background: np.ndarray | None = None) -> None:
+                 background: np.ndarray | None = None, convert=None) -> None:
         self.factor = factor
+        self._convert = convert or (lambda values: values)
         self._sum = np.zeros((*shape, channels), dtype=np.float32)
         self._weight = np.zeros(shape, dtype=np.float32)
-        self._mosaic = (np.zeros_like(self._sum) if background is None
-                        else np.array(background, dtype=np.float32).reshape(self._sum.shape))
+        self._mosaic = self._convert(
+            np.zeros_like(self._sum) if background is None
+            else np.array(background, dtype=np.float32).reshape(self._sum.shape))
 
     def _blend(self, tile: Tile, values: np.ndarray) -> tuple[tuple[slice, slice], np.ndarray,
                                                                 np.ndarray]:
@@ -159,15 +165,16 @@ class TileBlender:
         """Add a tile's ``(h * factor, w * factor, C)`` estimate with the tile's weights."""
         region, total, weight = self._blend(tile, values)
         self._sum[region], self._weight[region] = total, weight
-        self._mosaic[region] = total / weight[..., None]
+        self._mosaic[region] = self._convert(total / weight[..., None])
 
     def mosaic(self, tile: Tile | None = None, values: np.ndarray | None = None) -> np.ndarray:
-        """The normalised mosaic of the tiles added so far (a new array); with ``values``, those
-        are blended in for ``tile`` as if it had been added (the view of a tile being fitted)."""
+        """The normalised mosaic of the tiles added so far (a new array, converted); with
+        ``values``, those are blended in for ``tile`` as if it had been added (the view of a
+        tile being fitted)."""
         mosaic = self._mosaic.copy()
         if values is not None:
             region, total, weight = self._blend(tile, values)
-            mosaic[region] = total / weight[..., None]
+            mosaic[region] = self._convert(total / weight[..., None])
         return mosaic
 
 
