@@ -140,42 +140,50 @@ def find_inputs(patterns: Iterable[str | os.PathLike]) -> tuple[list[Path], list
     """Files named by ``patterns`` (files, folders, globs), in order, without repeats.
 
     A folder contributes its ``*.tif``/``*.tiff`` files (not recursively, not hidden ones
-    whose names start with a dot). A pattern that names
-    nothing becomes a failed :class:`Outcome` so that the batch can report it and go on.
+    whose names start with a dot). A pattern that names nothing, and a link to a file that
+    does not exist, become failed :class:`Outcome` s so that the batch can report them and go
+    on. Paths are absolute but keep the names they were given: a symbolic link is restored
+    under its own name, not its target's; two names for one file count once.
     """
-    found: dict[Path, None] = {}
+    found: dict[Path, Path] = {}  # the file itself -> the name it was first given
     missing: list[Outcome] = []
     for pattern in patterns:
         path = Path(pattern)
         if path.is_dir():
-            matches = sorted(p for p in path.iterdir()  # not hidden ones, e.g. macOS ._x.tif
-                             if p.is_file() and p.suffix.lower() in TIFF_SUFFIXES
-                             and not p.name.startswith("."))
-        elif path.is_file():
-            matches = [path]
+            named = sorted(p for p in path.iterdir()  # not hidden ones, e.g. macOS ._x.tif
+                           if p.suffix.lower() in TIFF_SUFFIXES and not p.name.startswith("."))
+        elif path.exists() or path.is_symlink():
+            named = [path]
         else:
-            matches = sorted(Path(p) for p in glob.glob(str(pattern), recursive=True)
-                             if Path(p).is_file())
-        if not matches:
+            named = sorted(Path(p) for p in glob.glob(str(pattern), recursive=True))
+        matches = [p for p in named if p.is_file()]
+        broken = [Outcome(p, "failed", "a link to a file that does not exist")
+                  for p in named if p.is_symlink() and not p.exists()]
+        missing += broken
+        if not matches and not broken:
             what = "folder has no .tif/.tiff files" if path.is_dir() else \
                 "no such file, folder or matching files"
             missing.append(Outcome(path, "failed", what))
         for match in matches:
-            found.setdefault(match.resolve(), None)
-    return list(found), missing
+            found.setdefault(match.resolve(), match.absolute())
+    return list(found.values()), missing
 
 
 def find_mask(image: Path, mask_dir: Path) -> Path:
     """The mask for ``image`` in ``mask_dir``: the same file name, the same stem with another
-    TIFF suffix, or the stem with ``_mask`` appended (``cells.tif`` -> ``cells_mask.tif``)."""
+    TIFF suffix, or the stem with ``_mask`` appended (``cells.tif`` -> ``cells_mask.tif``).
+    An OME-TIFF's stem is its name without ``.ome.tif`` (``cells.ome.tif`` ->
+    ``cells_mask.tif`` or ``cells_mask.ome.tif``)."""
+    stem = image.stem[:-4] if image.stem.lower().endswith(".ome") else image.stem
+    suffixes = [*TIFF_SUFFIXES, *(f".ome{suffix}" for suffix in TIFF_SUFFIXES)]
     candidates = [mask_dir / image.name]
-    for stem in (image.stem, f"{image.stem}_mask"):
-        candidates += [mask_dir / f"{stem}{suffix}" for suffix in TIFF_SUFFIXES]
-        candidates += [mask_dir / f"{stem}{suffix.upper()}" for suffix in TIFF_SUFFIXES]
+    for name in dict.fromkeys((image.stem, stem, f"{stem}_mask")):
+        candidates += [mask_dir / f"{name}{suffix}" for suffix in suffixes]
+        candidates += [mask_dir / f"{name}{suffix.upper()}" for suffix in suffixes]
     for candidate in candidates:
         if candidate.is_file():
             return candidate.resolve()
-    raise ValueError(f"no mask named {image.name} (or {image.stem}_mask.tif) in {mask_dir}")
+    raise ValueError(f"no mask named {image.name} (or {stem}_mask.tif) in {mask_dir}")
 
 
 def plan_jobs(inputs: Sequence[Path], out_dir: Path, request: Request, *,
@@ -194,7 +202,7 @@ def plan_jobs(inputs: Sequence[Path], out_dir: Path, request: Request, *,
         protected[Path(mask).resolve()] = "mask"
     jobs, failed, names = [], [], {}
     for source in inputs:
-        source = Path(source).resolve()
+        source = Path(source).absolute()  # a link keeps its own name
         output = out_dir / source.name
         if source.name in names:
             raise BatchError(f"{source} and {names[source.name]} have the same name; their "
