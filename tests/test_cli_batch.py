@@ -781,3 +781,80 @@ def test_a_part_that_reads_only_its_slices_restores_what_the_whole_file_gave(tmp
     assert records[0]["timings"]["tasks"] == 2
     assert [s["index"] for s in records[0]["slices"]] == [s["index"] for s in records[1]["slices"]]
     assert records[0]["input"] == records[1]["input"]
+
+
+def _plane():
+    return (1000 + 200 * np.random.default_rng(0).standard_normal((16, 16))).astype(np.uint16)
+
+
+def test_a_linked_input_keeps_its_own_name_and_mask_and_a_broken_link_is_reported(
+        tmp_path, capsys):
+    store, images, masks = tmp_path / "store", tmp_path / "images", tmp_path / "masks"
+    for folder in (store, images, masks):
+        folder.mkdir()
+    _write_stack(store / "acq_0001.tif", shape=(1, 16, 16))
+    (images / "cell_07.tif").symlink_to(store / "acq_0001.tif")
+    (images / "gone.tif").symlink_to(store / "deleted.tif")
+    tifffile.imwrite(masks / "cell_07.tif", np.eye(16, dtype=np.uint8))
+    out = tmp_path / "out"
+    assert main(["inpaint", str(images), "--mask-dir", str(masks), "--out", str(out),
+                 *FAST]) == 1  # the broken link fails; the other is written
+    assert sorted(p.name for p in out.iterdir()) == ["cell_07.tif", "cell_07.tif.json"]
+    assert _record(out / "cell_07.tif")["mask"].endswith("cell_07.tif")
+    assert "gone.tif: a link to a file that does not exist" in capsys.readouterr().err
+
+
+def test_an_ome_tiff_finds_its_mask_without_the_ome_in_the_name(tmp_path):
+    images, masks = tmp_path / "images", tmp_path / "masks"
+    images.mkdir()
+    masks.mkdir()
+    for name in ("a", "b"):
+        tifffile.imwrite(images / f"{name}.ome.tif", _plane(), ome=True,
+                         metadata={"axes": "YX"})
+    tifffile.imwrite(masks / "a_mask.tif", np.eye(16, dtype=np.uint8))
+    tifffile.imwrite(masks / "b_mask.ome.tif", np.eye(16, dtype=np.uint8))
+    out = tmp_path / "out"
+    assert main(["inpaint", str(images), "--mask-dir", str(masks), "--out", str(out),
+                 *FAST]) == 0
+    assert _record(out / "a.ome.tif")["mask"].endswith("a_mask.tif")
+    assert _record(out / "b.ome.tif")["mask"].endswith("b_mask.ome.tif")
+
+
+def test_damaged_and_undecodable_files_say_what_is_wrong_and_what_to_do(tmp_path, capsys):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    _write_stack(folder / "whole.tif", shape=(2, 32, 32))
+    data = (folder / "whole.tif").read_bytes()
+    (folder / "cut.tif").write_bytes(data[:len(data) // 2])
+    tifffile.imwrite(folder / "lzw.tif", np.ones((16, 16), np.uint16))
+    with tifffile.TiffFile(folder / "lzw.tif", mode="r+b") as tif:  # marked LZW-compressed
+        tif.pages[0].tags["Compression"].overwrite(5)
+    (folder / "whole.tif").unlink()
+    assert main(["denoise", str(folder), "--out", str(tmp_path / "out"), *FAST]) == 1
+    err = capsys.readouterr().err
+    assert "cut.tif: not a readable TIFF image (the file is truncated or damaged" in err
+    assert "lzw.tif: not a readable TIFF image (its compression (LZW) needs the imagecodecs " \
+           "package: pip install imagecodecs" in err
+
+
+def test_a_wrong_axes_hint_keeps_the_colour_samples(tmp_path, capsys):
+    source = tmp_path / "rgb.tif"
+    tifffile.imwrite(source, np.zeros((2, 32, 32, 3), np.uint8), photometric="rgb",
+                     metadata={"axes": "CYXS"})
+    assert main(["denoise", str(source), "--out", str(tmp_path / "out"), *FAST]) == 1
+    assert "e.g. --axes ZYXS" in capsys.readouterr().err
+    assert main(["denoise", str(source), "--out", str(tmp_path / "given"), "--axes", "ZYXS",
+                 *FAST]) == 0
+
+
+def test_an_imagej_unit_with_a_micro_sign_is_written_back(tmp_path):
+    source = tmp_path / "in.tif"
+    tifffile.imwrite(source, _plane(), imagej=True, metadata={"unit": "xxm"})
+    raw = source.read_bytes()
+    source.write_bytes(raw.replace(b"unit=xxm", "unit=µm".encode()[:8]))  # as some tools save it
+    assert read_tiff(source).imagej["unit"] == "µm"
+    for task in (["denoise"], ["super-resolve", "--factor", "2"]):
+        out = tmp_path / task[0]
+        assert main([*task, str(source), "--out", str(out), *FAST]) == 0
+        with tifffile.TiffFile(out / "in.tif") as tif:
+            assert tif.imagej_metadata["unit"] == "\\u00B5m"  # ImageJ's own escape for µ

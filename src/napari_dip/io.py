@@ -13,7 +13,10 @@ import dataclasses
 import json
 import os
 import platform
+import re
+import struct
 import tempfile
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import metadata as importlib_metadata
@@ -29,6 +32,8 @@ CHANNEL_AXES = "CS"
 _IMAGEJ_STRUCTURE = {"ImageJ", "images", "channels", "slices", "frames", "hyperstack"}
 # ImageJ selections and overlays, stored in pixel coordinates
 _IMAGEJ_PIXEL_SHAPES = ("ROI", "Overlays")
+# ImageJ entries that tifffile stores in the IJMetadata tag (any text), not the description
+_IMAGEJ_TAGGED = {"Info", "Labels", "Ranges", "LUTs", "Plot", "ROI", "Overlays", "Properties"}
 # ImageJ display settings of the image, which do not suit a map computed from it
 _IMAGEJ_DISPLAY = {"min", "max", "Ranges", "LUTs", "mode"}
 # OME Pixels attributes carried over to the output (physical sizes are scaled for super-resolution)
@@ -279,7 +284,9 @@ def read_tiff(path: str | os.PathLike, axes: str | None = None, *,
     except ValueError as error:
         if axes:
             raise
-        example = {4: "TZYX", 5: "TZCYX"}.get(image.data.ndim, "ZYX")
+        examples = {3: "YXS", 4: "ZYXS", 5: "TZYXS"} if image.axes.endswith("S") else \
+            {4: "TZYX", 5: "TZCYX"}  # keep a file's colour samples where it says it has them
+        example = examples.get(image.data.ndim, "ZYX")
         why = "the file does not name its axes" if "Q" in image.axes else \
             f"the file names them {image.axes}"
         raise ValueError(f"{error}; {why}: give them with --axes (axes= in Python), e.g. "
@@ -302,10 +309,10 @@ def _read_series(path: str | os.PathLike, pixels: bool = True) -> TiffImage:
     try:
         with tifffile.TiffFile(path) as tif:
             if not tif.series:
-                raise ValueError("not a readable TIFF image (it holds no image series)")
+                raise _Unusable("not a readable TIFF image (it holds no image series)")
             if len(tif.series) > 1:
                 shapes = ", ".join(f"{tuple(x.shape)} {x.axes}" for x in tif.series[:4])
-                raise ValueError(f"the file holds {len(tif.series)} image series ({shapes}"
+                raise _Unusable(f"the file holds {len(tif.series)} image series ({shapes}"
                                  f"{', ...' if len(tif.series) > 4 else ''}); napari-dip "
                                  f"restores one image per file: save each series (e.g. each "
                                  f"position) as its own TIFF and restore those")
@@ -323,12 +330,32 @@ def _read_series(path: str | os.PathLike, pixels: bool = True) -> TiffImage:
                               else {},
                               compressed=int(page.compression) != 1,
                               alpha=_has_alpha(page))
-    except (tifffile.TiffFileError, OSError, KeyError, IndexError, TypeError) as error:
-        raise ValueError(f"not a readable TIFF image ({type(error).__name__}: "
-                         f"{_first_line(error)})") from error
+    except _Unusable:
+        raise
+    except (tifffile.TiffFileError, OSError, KeyError, IndexError, TypeError, ValueError,
+            EOFError, struct.error, zlib.error) as error:
+        raise ValueError(f"not a readable TIFF image ({_why_unreadable(error)})") from error
     if image.data.dtype.kind not in "biuf":
         raise ValueError(f"pixel type {image.data.dtype} is not supported")
     return image
+
+
+class _Unusable(ValueError):
+    """A readable TIFF that napari-dip cannot restore (its message says why)."""
+
+
+def _why_unreadable(error: BaseException) -> str:
+    """What a reading error says about the file, in words that suggest the fix."""
+    text = _first_line(error)
+    if "imagecodecs" in text:
+        named = re.search(r"COMPRESSION\.(\w+)", text)
+        return (f"its compression{f' ({named[1]})' if named else ''} needs the imagecodecs "
+                f"package: pip install imagecodecs, or save the file uncompressed or with "
+                f"zlib/deflate")
+    if isinstance(error, (EOFError, struct.error, zlib.error)) or \
+            (isinstance(error, ValueError) and "failed to read" in text):
+        return f"the file is truncated or damaged: {text}"
+    return f"{type(error).__name__}: {text}"
 
 
 def _first_line(error: BaseException) -> str:
@@ -399,6 +426,17 @@ def _ome_settings(xml: str | None) -> dict[str, Any]:
     return settings
 
 
+def _imagej_description_safe(settings: dict[str, Any]) -> dict[str, Any]:
+    """ImageJ ``settings`` whose text values can go into the ASCII image description: other
+    characters escaped as ImageJ writes them (``µm`` -> ``\\u00B5m``). The entries stored in
+    the IJMetadata tag (Info, Labels, Properties, ...) hold any text and are left as they are."""
+    def ascii_only(text: str) -> str:
+        return "".join(c if ord(c) < 128 else f"\\u{ord(c):04X}" for c in text)
+
+    return {key: ascii_only(value) if isinstance(value, str) and key not in _IMAGEJ_TAGGED
+            else value for key, value in settings.items()}
+
+
 def _shaped_settings(tif) -> dict[str, Any]:
     """The keys of a plain TIFF's JSON description other than those tifffile writes itself."""
     described = tif.shaped_metadata if tif.is_shaped else None
@@ -428,7 +466,8 @@ def write_tiff(path: str | os.PathLike, image: TiffImage) -> Path:
     elif "S" not in image.axes:
         options["photometric"] = "minisblack"
     if image.flavour == "imagej":
-        options.update(imagej=True, metadata={"axes": image.axes, **image.imagej})
+        options.update(imagej=True, metadata={"axes": image.axes,
+                                              **_imagej_description_safe(image.imagej)})
     elif image.flavour == "ome":
         ome = {k: v for k, v in image.ome.items() if k in _OME_KEPT}
         if len(image.ome.get("channels", ())) == _ome_channel_count(image):
