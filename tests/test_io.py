@@ -68,6 +68,42 @@ def test_ome_channel_settings_are_left_out_when_the_channels_no_longer_match(tmp
     assert "channels" not in read_tiff(tmp_path / "out.ome.tif").ome
 
 
+def _plane_times(path):
+    """Each OME Plane's (TheC, TheZ, TheT) and DeltaT, from the file's own XML."""
+    with tifffile.TiffFile(path) as tif:
+        planes = tifffile.xml2dict(tif.ome_metadata)["OME"]["Image"]["Pixels"]["Plane"]
+    return {(p.get("TheC", 0), p.get("TheZ", 0), p.get("TheT", 0)): p["DeltaT"]
+            for p in (planes if isinstance(planes, list) else [planes])}
+
+
+@pytest.mark.parametrize("axes, shape", [("TZCYX", (2, 3, 2, 8, 8)), ("CZYX", (2, 3, 8, 8)),
+                                         ("TYXS", (3, 8, 8, 3)), ("ZTYX", (2, 3, 8, 8))])
+def test_ome_planes_keep_their_time_stamps_and_positions(tmp_path, axes, shape):
+    leading = axes[:axes.index("Y")]
+    sizes = shape[:len(leading)]
+    order = []  # the planes as tifffile writes them: the leading axes in stored order
+    for flat in range(int(np.prod(sizes))):
+        at = dict(zip(leading, np.unravel_index(flat, sizes)))
+        c, z, t = (int(at.get(a, 0)) for a in "CZT")
+        order.append({"DeltaT": 100.0 * t + 10 * z + c, "DeltaTUnit": "s", "PositionX": 5.0})
+    dtype = np.uint8 if "S" in axes else np.uint16
+    tifffile.imwrite(tmp_path / "in.ome.tif", _stack(shape, dtype), ome=True,
+                     photometric="rgb" if "S" in axes else "minisblack",
+                     metadata={"axes": axes, "Plane": order})
+
+    def stamped(path):  # every plane's DeltaT says which plane it is
+        times = _plane_times(path)
+        assert len(times) == len(order)
+        return all(delta == 100.0 * t + 10 * z + c for (c, z, t), delta in times.items())
+
+    assert stamped(tmp_path / "in.ome.tif")  # the file is written as the test means it
+    image = read_tiff(tmp_path / "in.ome.tif")
+    larger = np.repeat(np.repeat(image.data, 2, axis=axes.index("Y")), 2, axis=axes.index("X"))
+    write_tiff(tmp_path / "out.ome.tif", image.restored(larger, 2))
+    assert stamped(tmp_path / "out.ome.tif")
+    assert read_tiff(tmp_path / "out.ome.tif").ome["planes"] == image.ome["planes"]
+
+
 def test_plain_tiff_keeps_axes_resolution_and_unit(tmp_path):
     data = _stack((4, 8, 8), np.float32)
     tifffile.imwrite(tmp_path / "in.tif", data, resolution=(5.0, 2.5), resolutionunit="CENTIMETER",

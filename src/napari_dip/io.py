@@ -44,6 +44,9 @@ _OME_CHANNEL_KEPT = ("Name", "Color", "Fluor", "EmissionWavelength", "EmissionWa
                      "ExcitationWavelength", "ExcitationWavelengthUnit", "AcquisitionMode",
                      "ContrastMethod", "IlluminationType", "NDFilter", "PinholeSize",
                      "PinholeSizeUnit", "PockelCellSetting")
+# OME Plane attributes carried over, plane by plane (those tifffile writes back)
+_OME_PLANE_KEPT = ("DeltaT", "DeltaTUnit", "ExposureTime", "ExposureTimeUnit", "PositionX",
+                   "PositionXUnit", "PositionY", "PositionYUnit", "PositionZ", "PositionZUnit")
 # keys of a plain TIFF's JSON description (tifffile's "shaped" files) that tifffile writes itself
 _SHAPED_STRUCTURE = {"shape", "axes"}
 
@@ -421,6 +424,12 @@ def _ome_settings(xml: str | None) -> dict[str, Any]:
             for c in channels]
     if any(kept):
         settings["channels"] = kept
+    planes = pixels.get("Plane", [])
+    planes = {(int(p.get("TheC", 0)), int(p.get("TheZ", 0)), int(p.get("TheT", 0))):
+              {key: p[key] for key in _OME_PLANE_KEPT if key in p}
+              for p in (planes if isinstance(planes, list) else [planes]) if isinstance(p, dict)}
+    if any(planes.values()):
+        settings["planes"] = planes
     if isinstance(image.get("Name"), str):
         settings["image_name"] = image["Name"]
     return settings
@@ -451,6 +460,26 @@ def _ome_channel_count(image: TiffImage) -> int:
     return image.data.shape[image.axes.index("C")] if "C" in image.axes else 1
 
 
+def _ome_planes_in_order(axes: str, shape: tuple[int, ...],
+                         planes: dict[tuple[int, int, int], dict[str, Any]],
+                         ) -> list[dict[str, Any]] | None:
+    """The Plane attributes (by TheC, TheZ, TheT) in the order tifffile writes the planes: the
+    stored order of the axes before Y, the last fastest. None when those axes are not all T, Z
+    or C, or name a plane the file did not describe (the planes no longer match)."""
+    leading = axes[:axes.index("Y")].replace("S", "")
+    if any(a not in "TZC" for a in leading):
+        return None
+    sizes = [shape[axes.index(a)] for a in leading]
+    ordered = []
+    for flat in range(int(np.prod(sizes))):
+        at = dict(zip(leading, np.unravel_index(flat, sizes)))
+        key = (int(at.get("C", 0)), int(at.get("Z", 0)), int(at.get("T", 0)))
+        if key not in planes:
+            return None
+        ordered.append(planes[key])
+    return ordered
+
+
 def write_tiff(path: str | os.PathLike, image: TiffImage) -> Path:
     """Write ``image`` atomically, in its flavour (ImageJ hyperstack, OME-TIFF or plain TIFF)."""
     import tifffile
@@ -472,6 +501,10 @@ def write_tiff(path: str | os.PathLike, image: TiffImage) -> Path:
         ome = {k: v for k, v in image.ome.items() if k in _OME_KEPT}
         if len(image.ome.get("channels", ())) == _ome_channel_count(image):
             ome["Channel"] = image.ome["channels"]
+        if "planes" in image.ome:
+            planes = _ome_planes_in_order(image.axes, image.data.shape, image.ome["planes"])
+            if planes is not None:
+                ome["Plane"] = planes
         if "image_name" in image.ome:
             ome["Name"] = image.ome["image_name"]
         options.update(ome=True, metadata={"axes": image.axes, **ome})
