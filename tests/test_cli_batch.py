@@ -601,6 +601,44 @@ def test_an_rgba_file_keeps_its_alpha(tmp_path):
     assert not np.array_equal(result.data[::2, ::2, :3], rgba[..., :3])  # colours restored
 
 
+def test_files_whose_samples_are_not_plain_greys_or_rgb_come_back_seen_as_they_were(tmp_path):
+    rng = np.random.default_rng(0)
+    grey = rng.integers(20, 200, (16, 16), dtype=np.uint8)
+    alpha = np.where(np.arange(16) < 8, 255, 40).astype(np.uint8)[None, :].repeat(16, 0)
+    lut = np.stack([np.arange(256) * 257, np.zeros(256), np.arange(256)[::-1] * 257])
+    files = {"inverted.tif": (grey.astype(np.uint16) * 100, {"photometric": "miniswhite"}),
+             "lut.tif": (grey, {"imagej": True, "photometric": "palette",
+                                "colormap": lut.astype(np.uint16)}),
+             "samples.tif": (np.stack([grey] * 3, -1), {"photometric": "minisblack",
+                                                        "planarconfig": "contig"}),
+             "cmyk.tif": (np.stack([grey] * 4, -1), {"photometric": "separated"}),
+             "grey_alpha.tif": (np.stack([grey, alpha], -1),
+                                {"photometric": "minisblack", "planarconfig": "contig",
+                                 "extrasamples": ["unassalpha"]})}
+    (tmp_path / "in").mkdir()
+    for name, (pixels, options) in files.items():
+        tifffile.imwrite(tmp_path / "in" / name, pixels, **options)
+    digests = {name: _digest(tmp_path / "in" / name) for name in files}
+    assert main(["denoise", str(tmp_path / "in"), "--out", str(tmp_path / "out"), *FAST]) == 0
+    for name in files:
+        assert _how_it_is_seen(tmp_path / "out" / name) == \
+            _how_it_is_seen(tmp_path / "in" / name), name
+        assert _digest(tmp_path / "in" / name) == digests[name]
+    result = tifffile.imread(tmp_path / "out" / "grey_alpha.tif")
+    np.testing.assert_array_equal(result[..., 1], alpha)  # kept, not restored
+    assert not np.array_equal(result[..., 0], grey)
+
+
+def _how_it_is_seen(path):
+    """A file's axes, photometric interpretation, colour map, sample layout and page count."""
+    with tifffile.TiffFile(path) as tif:
+        page = tif.pages[0]
+        return (tif.series[0].axes, page.photometric.name, int(page.planarconfig),
+                [int(x) for x in page.extrasamples],
+                None if page.colormap is None else page.colormap.tolist(), len(tif.pages),
+                (tif.imagej_metadata or {}).get("hyperstack"))
+
+
 def test_the_record_of_two_passes_says_which_pass_each_entry_is(tmp_path):
     source, out = tmp_path / "stack.tif", tmp_path / "out"
     _write_stack(source)
@@ -753,6 +791,11 @@ PART_LAYOUTS = {  # name: (shape, dtype, tifffile options, --axes, mask shape)
                                              None, (3, 16, 16)),
     "--axes YZX, one mask plane": ((16, 3, 16), np.uint16, {"photometric": "minisblack"},
                                    "YZX", (16, 16)),
+    "grey and alpha stack, one mask plane": ((3, 16, 16, 2), np.uint8,
+                                             {"photometric": "minisblack",
+                                              "planarconfig": "contig",
+                                              "extrasamples": ["unassalpha"],
+                                              "metadata": {"axes": "ZYXS"}}, None, (16, 16)),
 }
 
 
@@ -775,8 +818,12 @@ def test_a_part_that_reads_only_its_slices_restores_what_the_whole_file_gave(tmp
         assert main([*run, "--out", str(tmp_path / "whole"), "--dask",
                      cluster.scheduler_address]) == 0
     slices, whole = (read_tiff(tmp_path / d / "stack.tif", axes=axes) for d in ("slices", "whole"))
-    assert slices.data.shape == shape and slices.alpha == ("RGBA" in name)
+    assert slices.data.shape == shape and slices.alpha == ("alpha" in name or "RGBA" in name)
     np.testing.assert_array_equal(slices.data, whole.data)
+    if slices.alpha:  # kept as it was, on one page
+        np.testing.assert_array_equal(slices.data[..., -1], read_tiff(source).data[..., -1])
+        with tifffile.TiffFile(tmp_path / "slices" / "stack.tif") as tif:
+            assert len(tif.pages) == shape[0]
     records = [_record(tmp_path / d / "stack.tif") for d in ("slices", "whole")]
     assert records[0]["timings"]["tasks"] == 2
     assert [s["index"] for s in records[0]["slices"]] == [s["index"] for s in records[1]["slices"]]

@@ -326,3 +326,76 @@ def test_a_part_reads_only_the_pages_of_its_slices(tmp_path, axes, shape, part, 
     assert not np.array_equal(whole, data)
     expected = _engine_slices(TiffImage(data=data, axes=axes))
     np.testing.assert_array_equal(read_tiff_slices(path, axes, *part), expected[slice(*part)])
+
+
+def _how_it_is_seen(path):
+    """What a TIFF reader shows of a file besides its pixels: axes, photometric
+    interpretation, colour map, sample layout, page count and ImageJ's hyperstack flag."""
+    with tifffile.TiffFile(path) as tif:
+        page = tif.pages[0]
+        colormap = None if page.colormap is None else page.colormap.tolist()
+        return (tif.series[0].axes, page.photometric.name, int(page.planarconfig),
+                [int(x) for x in page.extrasamples], colormap, len(tif.pages),
+                (tif.imagej_metadata or {}).get("hyperstack"))
+
+
+_LUT = np.stack([np.arange(256) * 257, np.zeros(256), np.arange(256)[::-1] * 257]).astype(
+    np.uint16)
+_GREY = _stack((8, 6), np.uint8) % 200 + 20
+
+PHOTOMETRIC = {  # name: (pixels, tifffile options)
+    "MinIsWhite": (_GREY.astype(np.uint16) * 50, {"photometric": "miniswhite"}),
+    "ImageJ MinIsWhite": (_GREY, {"imagej": True, "photometric": "miniswhite"}),
+    "palette uint8": (_GREY, {"photometric": "palette", "colormap": _LUT}),
+    "palette uint16": (_GREY.astype(np.uint16) * 50,
+                       {"photometric": "palette",
+                        "colormap": np.tile(np.arange(65536, dtype=np.uint16), (3, 1))}),
+    "ImageJ 8-bit with a LUT": (np.stack([_GREY, _GREY[::-1]]),
+                                {"imagej": True, "photometric": "palette", "colormap": _LUT,
+                                 "metadata": {"axes": "ZYX"}}),
+    "three samples MinIsBlack": (np.stack([_GREY] * 3, -1).astype(np.uint16),
+                                 {"photometric": "minisblack", "planarconfig": "contig"}),
+    "two samples MinIsBlack": (np.stack([_GREY] * 2, -1),
+                               {"photometric": "minisblack", "planarconfig": "contig"}),
+    "CMYK": (np.stack([_GREY] * 4, -1), {"photometric": "separated"}),
+    "grey and alpha": (np.stack([_GREY, _GREY[::-1]], -1),
+                       {"photometric": "minisblack", "planarconfig": "contig",
+                        "extrasamples": ["unassalpha"]}),
+    "RGB and associated alpha": (np.stack([_GREY] * 3 + [_GREY[::-1]], -1),
+                                 {"photometric": "rgb", "extrasamples": ["assocalpha"]}),
+    "RGB planes": (np.stack([_GREY] * 3), {"photometric": "rgb", "planarconfig": "separate"}),
+}
+
+
+@pytest.mark.parametrize("factor", [None, 2])
+@pytest.mark.parametrize("name", PHOTOMETRIC)
+def test_a_result_is_seen_as_its_input_was_and_its_map_as_plain_greys(tmp_path, name, factor):
+    pixels, options = PHOTOMETRIC[name]
+    source, output, map_path = tmp_path / "in.tif", tmp_path / "out.tif", tmp_path / "map.tif"
+    tifffile.imwrite(source, pixels, **options)
+    before = source.read_bytes()
+    image = read_tiff(source)
+    plane = (image.axes.index("Y"), image.axes.index("X"))
+    colours = image.colours()
+    for axis in plane:  # a stand-in for a restoration: the colours changed, enlarged by factor
+        colours = colours.repeat(factor or 1, axis=axis)
+    restored = image.restored(image.with_alpha(colours // 2 + 1, factor), factor)
+    write_tiff(output, restored)
+    write_tiff(map_path, image.restored_map(colours, factor))
+
+    assert _how_it_is_seen(output) == _how_it_is_seen(source)
+    grown = pixels
+    for axis in plane:
+        grown = grown.repeat(factor or 1, axis=axis)
+    uncertainty = read_tiff(map_path)  # one plain grey map, the samples averaged away
+    assert _how_it_is_seen(map_path)[1:4] == ("MINISBLACK", 1, [])
+    assert _how_it_is_seen(map_path)[4] is None and uncertainty.data.shape == \
+        tuple(n for a, n in zip(image.axes, grown.shape) if a != "S")
+    result = tifffile.imread(output)
+    assert result.shape == grown.shape and result.dtype == pixels.dtype
+    if image.alpha:  # the alpha as it was, enlarged by pixel repetition
+        np.testing.assert_array_equal(result[..., -1], grown[..., -1])
+        np.testing.assert_array_equal(result[..., :-1], grown[..., :-1] // 2 + 1)
+    else:
+        np.testing.assert_array_equal(result, grown // 2 + 1)
+    assert source.read_bytes() == before

@@ -737,14 +737,14 @@ def _restore_part(job: Job, start: int, stop: int, prepared,
 
 def _load_part(job: Job, start: int, stop: int,
                ) -> tuple[np.ndarray, np.ndarray | None, tuple[int, ...]]:
-    """Slices ``start:stop`` of a job's image as ``(n, M, N, C)`` (an RGBA image's colours),
+    """Slices ``start:stop`` of a job's image as ``(n, M, N, C)`` (without its alpha),
     their mask, and the stack's shape; only those slices are read (the task before checked
     the whole image and mask, as :func:`load_job` does)."""
     image = read_tiff_header(job.input, axes=job.request.axes)
     layout = EngineLayout.for_axes(image.axes)
     part = read_tiff_slices(job.input, image.axes, start, stop)
     if image.alpha:  # kept as it is, not restored
-        part = np.ascontiguousarray(part[..., :3])
+        part = np.ascontiguousarray(part[..., :-1])
     mask = None if job.mask is None else \
         _mask_part(job.mask, layout, image.colours().shape, start, stop)
     return part, mask, _stack_shape(layout, image.data.shape)

@@ -139,6 +139,78 @@ def package_versions(*extra: str) -> dict[str, str | None]:
 
 # ----------------------------------------------------------------------------- TIFF
 
+# photometric interpretations whose last extra sample, when it is alpha, is kept as it is
+_ALPHA_PHOTOMETRIC = {"minisblack", "miniswhite", "rgb"}
+
+
+@dataclass(frozen=True, eq=False)
+class Photometric:
+    """How a TIFF file's samples are to be seen, written back with a result of the same layout.
+
+    Attributes
+    ----------
+    name : str
+        The photometric interpretation, as tifffile names it: ``"minisblack"``,
+        ``"miniswhite"`` (0 is white), ``"rgb"``, ``"palette"`` (values shown through
+        ``colormap``), ``"separated"`` (e.g. CMYK), ...
+    samples : int
+        Samples per pixel, extra samples included (the length of axis S; 1 without one).
+    planar : bool
+        Whether the samples are stored as separate planes (axes ``...SYX``) rather than
+        interleaved (``...YXS``).
+    extrasamples : tuple of int
+        TIFF ExtraSamples: what the samples after the colours are (0: unspecified,
+        1: associated alpha, 2: unassociated alpha).
+    colormap : ndarray or None
+        A palette image's colour map, ``(3, 2**bits)`` uint16.
+    """
+
+    name: str
+    samples: int = 1
+    planar: bool = False
+    extrasamples: tuple[int, ...] = ()
+    colormap: np.ndarray | None = None
+
+    @classmethod
+    def of_page(cls, page) -> Photometric:
+        colormap = getattr(page, "colormap", None)
+        return cls(name=page.photometric.name.lower() if hasattr(page.photometric, "name")
+                   else str(page.photometric).lower(),
+                   samples=int(page.samplesperpixel),
+                   planar=int(page.samplesperpixel) > 1 and int(page.planarconfig) == 2,
+                   extrasamples=tuple(int(x) for x in getattr(page, "extrasamples", ()) or ()),
+                   colormap=None if colormap is None else np.asarray(colormap))
+
+    @property
+    def alpha(self) -> bool:
+        """Whether the last sample is alpha, kept as it is rather than restored (greyscale or
+        RGB with an alpha as last extra sample)."""
+        return self.name in _ALPHA_PHOTOMETRIC and bool(self.extrasamples) and \
+            self.extrasamples[-1] in (1, 2)
+
+    def fits(self, data: np.ndarray, axes: str) -> bool:
+        """Whether pixels ``data`` with ``axes`` still have this layout (samples, their place,
+        a colour map's dtype), so that this interpretation can be written with them."""
+        samples = data.shape[axes.index("S")] if "S" in axes else 1
+        if samples != self.samples:
+            return False
+        if samples > 1 and not axes.endswith("SYX" if self.planar else "YXS"):
+            return False
+        return self.colormap is None or (data.dtype.kind == "u" and
+                                         self.colormap.shape[-1] == 2 ** (8 * data.itemsize))
+
+    def options(self) -> dict[str, Any]:
+        """tifffile's ``imwrite`` options that write this interpretation."""
+        options: dict[str, Any] = {"photometric": self.name}
+        if self.samples > 1:
+            options["planarconfig"] = "separate" if self.planar else "contig"
+        if self.extrasamples:
+            options["extrasamples"] = self.extrasamples
+        if self.colormap is not None:
+            options["colormap"] = self.colormap
+        return options
+
+
 @dataclass
 class TiffImage:
     """Pixels of a TIFF file with their axes and the metadata written back with a result.
@@ -168,8 +240,12 @@ class TiffImage:
         Whether the file's pixels were compressed; the result is then written compressed too
         (zlib, lossless).
     alpha : bool
-        An RGBA image: the last of the four samples (axis S) is alpha, which is kept as it is
-        rather than restored (see :meth:`colours` and :meth:`with_alpha`).
+        The last sample (axis S) is alpha (RGBA, or greyscale with alpha), which is kept as it
+        is rather than restored (see :meth:`colours` and :meth:`with_alpha`).
+    photometric : Photometric or None
+        The file's photometric interpretation and sample layout (e.g. MinIsWhite, a palette's
+        colour map, CMYK, interleaved samples), written back while the pixels keep that
+        layout; None: chosen from the pixels on writing.
     """
 
     data: np.ndarray
@@ -182,6 +258,7 @@ class TiffImage:
     shaped: dict[str, Any] = field(default_factory=dict)
     compressed: bool = False
     alpha: bool = False
+    photometric: Photometric | None = None
 
     def restored(self, data: np.ndarray, factor: int | None = None) -> TiffImage:
         """The same metadata around new pixels; for super-resolution, pixels ``factor`` times
@@ -207,7 +284,7 @@ class TiffImage:
                                    imagej=imagej)
 
     def colours(self) -> np.ndarray:
-        """The pixels to restore: :attr:`data`, without the alpha sample of an RGBA image."""
+        """The pixels to restore: :attr:`data`, without its alpha sample (see :attr:`alpha`)."""
         return split_alpha(self.data, self.axes.index("S"))[0] if self.alpha else self.data
 
     def with_alpha(self, colours: np.ndarray, factor: int | None = None) -> np.ndarray:
@@ -222,13 +299,15 @@ class TiffImage:
     def restored_map(self, data: np.ndarray, factor: int | None = None) -> TiffImage:
         """A float32 map computed with a restoration (e.g. its uncertainty), ``data`` shaped
         like the restored image: its axes and pixel size without its display settings
-        (ImageJ ranges, LUTs); an RGB image's samples (axis S) averaged into one map."""
+        (ImageJ ranges, LUTs, colour map, photometric interpretation: a map is plain
+        MinIsBlack); an RGB image's samples (axis S) averaged into one map."""
         image = self.restored(np.asarray(data, dtype=np.float32), factor)
         data, axes = image.data, image.axes
         if "S" in axes:
             data, axes = data.mean(axis=axes.index("S"), dtype=np.float32), axes.replace("S", "")
         imagej = {k: v for k, v in image.imagej.items() if k not in _IMAGEJ_DISPLAY}
-        return dataclasses.replace(image, data=data, axes=axes, imagej=imagej, alpha=False)
+        return dataclasses.replace(image, data=data, axes=axes, imagej=imagej, alpha=False,
+                                   photometric=None)
 
     def describe(self) -> dict[str, Any]:
         """Shape, dtype, axes and pixel size, for run records."""
@@ -282,8 +361,7 @@ def read_tiff(path: str | os.PathLike, axes: str | None = None, *,
     image = _read_series(path, pixels)
     try:
         image.axes = check_axes(axes or image.axes, image.data.ndim)
-        image.alpha = image.alpha and "S" in image.axes and \
-            image.data.shape[image.axes.index("S")] == 4
+        image.alpha = image.alpha and image.photometric.fits(image.data, image.axes)
     except ValueError as error:
         if axes:
             raise
@@ -332,7 +410,7 @@ def _read_series(path: str | os.PathLike, pixels: bool = True) -> TiffImage:
                               shaped=_shaped_settings(tif) if not (tif.is_imagej or tif.is_ome)
                               else {},
                               compressed=int(page.compression) != 1,
-                              alpha=_has_alpha(page))
+                              alpha=_has_alpha(page), photometric=Photometric.of_page(page))
     except _Unusable:
         raise
     except (tifffile.TiffFileError, OSError, KeyError, IndexError, TypeError, ValueError,
@@ -367,17 +445,17 @@ def _first_line(error: BaseException) -> str:
 
 
 def _has_alpha(page) -> bool:
-    """An RGB page with one extra sample that is alpha (associated or not)."""
-    extra = tuple(getattr(page, "extrasamples", ()) or ())
-    return int(page.photometric) == 2 and len(extra) == 1 and int(extra[0]) in (1, 2)
+    """A greyscale or RGB page whose last extra sample is alpha (associated or not)."""
+    return Photometric.of_page(page).alpha
 
 
 def split_alpha(data: np.ndarray, channel_axis: int) -> tuple[np.ndarray, np.ndarray]:
-    """An RGBA array's colours and its alpha (views; alpha keeps a channel axis of length 1)."""
+    """An array's colours and its alpha, the last sample along ``channel_axis`` (views; alpha
+    keeps a channel axis of length 1): RGBA gives RGB and A, greyscale and alpha two planes."""
     index = [slice(None)] * data.ndim
-    index[channel_axis] = slice(0, 3)
+    index[channel_axis] = slice(0, -1)
     colours = data[tuple(index)]
-    index[channel_axis] = slice(3, 4)
+    index[channel_axis] = slice(-1, None)
     return colours, data[tuple(index)]
 
 
@@ -489,7 +567,9 @@ def write_tiff(path: str | os.PathLike, image: TiffImage) -> Path:
         options["resolution"] = image.resolution
         if image.resolution_unit is not None:
             options["resolutionunit"] = image.resolution_unit
-    if image.axes.endswith("S") and image.data.shape[-1] in (3, 4) and \
+    if image.photometric is not None and image.photometric.fits(image.data, image.axes):
+        options.update(image.photometric.options())  # as the input: MinIsWhite, palette, CMYK...
+    elif image.axes.endswith("S") and image.data.shape[-1] in (3, 4) and \
             image.data.dtype.kind == "u":
         options["photometric"] = "rgb"
     elif "S" not in image.axes:
