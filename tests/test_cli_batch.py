@@ -624,6 +624,8 @@ def test_files_whose_samples_are_not_plain_greys_or_rgb_come_back_seen_as_they_w
         assert _how_it_is_seen(tmp_path / "out" / name) == \
             _how_it_is_seen(tmp_path / "in" / name), name
         assert _digest(tmp_path / "in" / name) == digests[name]
+    record = _record(tmp_path / "out" / "inverted.tif")
+    assert record["input"]["photometric"] == record["output"]["photometric"] == "miniswhite"
     result = tifffile.imread(tmp_path / "out" / "grey_alpha.tif")
     np.testing.assert_array_equal(result[..., 1], alpha)  # kept, not restored
     assert not np.array_equal(result[..., 0], grey)

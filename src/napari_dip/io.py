@@ -310,13 +310,14 @@ class TiffImage:
                                    photometric=None)
 
     def describe(self) -> dict[str, Any]:
-        """Shape, dtype, axes and pixel size, for run records."""
+        """Shape, dtype, axes, pixel size and photometric interpretation, for run records."""
         return {"shape": list(self.data.shape), "dtype": str(self.data.dtype), "axes": self.axes,
                 "flavour": self.flavour,
                 "resolution": list(self.resolution) if self.resolution else None,
                 "resolution_unit": self.resolution_unit,
                 "unit": self.imagej.get("unit") or self.ome.get("PhysicalSizeXUnit")
-                or self.shaped.get("unit")}
+                or self.shaped.get("unit"),
+                "photometric": self.photometric.name if self.photometric else None}
 
 
 def check_axes(axes: str, ndim: int) -> str:
