@@ -907,3 +907,23 @@ def test_an_imagej_unit_with_a_micro_sign_is_written_back(tmp_path):
         assert main([*task, str(source), "--out", str(out), *FAST]) == 0
         with tifffile.TiffFile(out / "in.tif") as tif:
             assert tif.imagej_metadata["unit"] == "\\u00B5m"  # ImageJ's own escape for µ
+
+
+def test_a_result_that_could_not_be_written_is_refused_before_the_fit(tmp_path, monkeypatch,
+                                                                     capsys):
+    from napari_dip import io
+
+    source = tmp_path / "in.tif"
+    tifffile.imwrite(source, _plane(), imagej=True, metadata={"unit": "xxm"})
+    source.write_bytes(source.read_bytes().replace(b"unit=xxm", "unit=µm".encode()[:8]))
+    # as if the unit were written unescaped: tifffile refuses non-ASCII ImageJ text
+    monkeypatch.setattr(io, "_imagej_description_safe", lambda settings: settings)
+
+    def no_fit(*args, **kwargs):
+        raise AssertionError("the fit ran")
+
+    monkeypatch.setattr(batch, "restore_array", no_fit)
+    assert main(["denoise", str(source), "--out", str(tmp_path / "out"), *FAST]) == 1
+    error = capsys.readouterr().err
+    assert "in.tif: its result could not be written back with the file's metadata" in error
+    assert "save the file as a plain TIFF" in error and "the fit ran" not in error

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from .config import DEFAULT_PRESET
-from .io import (CHANNEL_AXES, EngineLayout, TiffImage, check_writable_axes,
+from .io import (CHANNEL_AXES, EngineLayout, TiffImage, check_writable,
                  leftover_temporaries, package_versions, read_json, read_mask, read_tiff,
                  read_tiff_header, read_tiff_slices, write_json, write_tiff)
 
@@ -380,7 +380,7 @@ def _now() -> str:
 def load_job(job: Job) -> tuple[TiffImage, EngineLayout, np.ndarray, np.ndarray | None]:
     """Read a job's image (and mask) and arrange them for the stack runner."""
     image = read_tiff(job.input, axes=job.request.axes)
-    check_writable_axes(image)
+    check_writable(image, job.request.factor)
     layout = EngineLayout.for_axes(image.axes)
     colours = image.colours()  # RGBA: alpha is kept as it is, not restored
     mask = None

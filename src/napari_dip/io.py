@@ -10,6 +10,7 @@ axes onto the engine's convention (last two non-channel axes are the image plane
 from __future__ import annotations
 
 import dataclasses
+import io
 import json
 import os
 import platform
@@ -563,6 +564,30 @@ def write_tiff(path: str | os.PathLike, image: TiffImage) -> Path:
     """Write ``image`` atomically, in its flavour (ImageJ hyperstack, OME-TIFF or plain TIFF)."""
     import tifffile
 
+    options = _write_options(image)
+    return atomic_write(path, lambda tmp: tifffile.imwrite(tmp, image.data, **options))
+
+
+def check_writable(image: TiffImage, factor: int | None = None) -> None:
+    """Refuse, before any work, an image whose result could not be written back with its
+    metadata: its axes (:func:`check_writable_axes`), then a trial write to memory of one
+    pixel per plane with the result's metadata (for super-resolution, ``factor``)."""
+    import tifffile
+
+    check_writable_axes(image)
+    one_pixel = tuple(slice(0, 1) if a in "YX" else slice(None) for a in image.axes)
+    trial = image.restored(np.ascontiguousarray(image.data[one_pixel]), factor)
+    try:
+        tifffile.imwrite(io.BytesIO(), trial.data, **_write_options(trial))
+    except Exception as error:  # noqa: BLE001 - whatever tifffile refuses, refuse it now
+        raise ValueError(f"its result could not be written back with the file's metadata "
+                         f"({type(error).__name__}: {_first_line(error)}); save the file as a "
+                         f"plain TIFF (e.g. tifffile.imwrite(path, data)) and restore that, "
+                         f"and please report the file") from error
+
+
+def _write_options(image: TiffImage) -> dict[str, Any]:
+    """tifffile's ``imwrite`` options that write ``image`` in its flavour with its metadata."""
     options: dict[str, Any] = {"compression": "zlib"} if image.compressed else {}
     if image.resolution is not None:
         options["resolution"] = image.resolution
@@ -591,7 +616,7 @@ def write_tiff(path: str | os.PathLike, image: TiffImage) -> Path:
         options.update(ome=True, metadata={"axes": image.axes, **ome})
     else:
         options["metadata"] = {**image.shaped, "axes": image.axes}
-    return atomic_write(path, lambda tmp: tifffile.imwrite(tmp, image.data, **options))
+    return options
 
 
 def read_tiff_header(path: str | os.PathLike, axes: str | None = None) -> TiffImage:
