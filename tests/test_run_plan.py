@@ -43,6 +43,31 @@ def test_current_slice_keeps_every_axis_and_whole_stack_loops():
         plan_run(axes, shape, (0, 0, 0, 0), stack_axes=(2,))
 
 
+def test_a_current_slice_outside_the_layer_is_refused_not_clipped():
+    axes = ImageAxes.of(4)  # T, Z, Y, X
+    for position in [(0, 5, 0, 0), (-1, 0, 0, 0)]:
+        with pytest.raises(ValueError, match="outside this layer .* move the slider"):
+            plan_run(axes, (2, 5, 16, 16), position, stack_axes=None)
+    # a whole-stack run along that axis does not depend on the slider there
+    assert plan_run(axes, (2, 5, 16, 16), (1, 7, 0, 0), stack_axes=(1,)).fixed == {0: 1}
+
+
+def test_a_labels_layer_shaped_like_the_image_with_channels_masks_any_channel():
+    axes = ImageAxes.of(4, channel=1)  # Z, C, Y, X
+    shape = (3, 2, 8, 8)
+    labels = np.zeros(shape, dtype=np.uint8)  # what New Labels makes for this image
+    labels[1, 0, 2, 2] = labels[1, 1, 5, 5] = labels[2, 1, 0, 0] = 1
+    current = plan_run(axes, shape, (1, 0, 0, 0), stack_axes=None)
+    mask = mask_for_plan(labels, shape, current)
+    assert mask.shape == (1, 8, 8) and set(zip(*np.nonzero(mask[0]))) == {(2, 2), (5, 5)}
+    whole = mask_for_plan(labels, shape, plan_run(axes, shape, (0,) * 4, stack_axes=(0,)))
+    assert whole.shape == (3, 8, 8) and whole.sum() == 3
+    every_slice = mask_for_plan(labels[1], shape, current)  # (C, Y, X): for every Z
+    np.testing.assert_array_equal(every_slice, mask)
+    with pytest.raises(ValueError, match=r"shape \(2, 8\), which does not fit"):
+        mask_for_plan(labels[1, :, 0], shape, current)
+
+
 def test_a_2d_labels_layer_masks_every_slice_and_an_nd_one_slice_by_slice():
     axes = ImageAxes.of(3)
     shape = (3, 8, 8)

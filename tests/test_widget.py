@@ -512,3 +512,109 @@ def test_a_stop_in_the_backward_pass_keeps_every_slice(dock, qtbot, noisy_stack,
     assert all(result.data[k].any() for k in range(3))
     stopped = [m for m in notifications if "stopped; kept the result so far" in m]
     assert stopped and not any("left at 0" in m for m in stopped), notifications
+
+
+@qt
+def test_a_current_slice_run_restores_the_slice_shown_when_layers_differ_in_units(dock):
+    viewer, widget = dock
+    rng = np.random.default_rng(0)
+    micrometres = viewer.add_image(rng.random((10, 32, 32), dtype=np.float32), name="um",
+                                   units="um")
+    viewer.add_image(rng.random((10, 32, 32), dtype=np.float32), name="nm",
+                     scale=(500, 1000, 1000), units="nm")
+    viewer.dims.set_current_step(0, 3)
+    shown = int(np.round(micrometres._data_slice.point[0]))
+    assert shown == 2  # napari shows slice 2 of the layer in um at 1.5 um
+    widget.image_combo.setCurrentText("um")
+    configure(widget, max_iterations=3)
+    widget.set_scope(False)
+    assert widget._request().plan.fixed == {0: shown}
+
+
+@qt
+def test_a_current_slice_run_is_refused_where_the_layer_shows_no_slice(dock, qtbot,
+                                                                      notifications):
+    viewer, widget = dock
+    rng = np.random.default_rng(0)
+    viewer.add_image(rng.random((10, 32, 32), dtype=np.float32), name="long")
+    viewer.add_image(rng.random((3, 32, 32), dtype=np.float32), name="short")
+    viewer.dims.set_current_step(0, 8)  # beyond the short stack: napari draws none of it
+    widget.image_combo.setCurrentText("short")
+    configure(widget, max_iterations=3)
+    widget.set_scope(False)
+    widget.run()
+    assert not widget.running and widget.result_layer is None
+    assert any("outside this layer" in m and "move the slider" in m for m in notifications)
+
+
+@qt
+@pytest.mark.parametrize("text", ['{"preset": ["quick"]}', '{"preset": {"a": 1}}',
+                                  '{"seed": 4294967296}', '{"seed": true, "whole_stack": 1}'])
+def test_a_hand_edited_settings_file_falls_back_to_the_defaults(make_napari_viewer,
+                                                                 private_settings, text):
+    from napari_dip._widget import RestoreWidget
+
+    private_settings.write_text(text)
+    widget = RestoreWidget(make_napari_viewer())
+    assert widget.preset_combo.currentText() == "auto" and widget.seed_spin.value() == 0
+
+
+@qt
+def test_a_saved_whole_stack_scope_comes_back_when_a_stack_is_opened_later(
+        make_napari_viewer, private_settings):
+    import json
+
+    from napari_dip._widget import RestoreWidget
+
+    private_settings.write_text(json.dumps({"whole_stack": True}))
+    viewer = make_napari_viewer()
+    widget = RestoreWidget(viewer)  # opened before the data, as from the Plugins menu
+    viewer.add_image(np.zeros((3, 32, 32), np.float32), name="stack")
+    assert widget.scope_combo.currentData() == (0,)
+    widget.seed_spin.setValue(1)  # any change saves the settings
+    assert json.loads(private_settings.read_text())["whole_stack"] is True
+    viewer.add_image(np.zeros((32, 32), np.float32), name="plane")  # no stack to loop over
+    widget.image_combo.setCurrentText("plane")
+    widget.image_combo.setCurrentText("stack")
+    assert widget.scope_combo.currentData() == (0,)  # the choice came back with the stack
+    widget.set_scope(False)
+    widget.image_combo.setCurrentText("plane")
+    widget.image_combo.setCurrentText("stack")
+    assert widget.scope_combo.currentData() is None  # and so does "current slice"
+
+
+@qt
+def test_the_backward_pass_names_the_slice_it_fits(dock, qtbot):
+    viewer, widget = dock
+    viewer.add_image(np.random.default_rng(0).random((4, 32, 32), dtype=np.float32),
+                     name="stack")
+    configure(widget, max_iterations=10, report_every=5, stack_passes=2,
+              warm_start_fraction=0.0)
+    widget.set_scope(True)
+    widget.run()
+    seen = []
+    widget.worker.yielded.connect(lambda progress: progress.backward and progress.previews and (
+        seen.append((widget.progress_bar.format().split(" · ")[1],
+                     progress.previews[0][0][0]))))
+    qtbot.waitUntil(lambda: not widget.running, timeout=RUN_TIMEOUT_MS)
+    assert {index for _, index in seen} == {2, 1, 0}
+    assert all(text == f"slice {index + 1}/4" for text, index in seen), seen
+
+
+@qt
+def test_new_labels_on_an_image_with_channels_is_a_mask(dock, qtbot, notifications):
+    viewer, widget = dock
+    image = np.random.default_rng(0).random((2, 32, 32), dtype=np.float32)
+    viewer.add_image(image, name="channels")
+    viewer._new_labels()  # the layer list's New Labels button: shaped like the image
+    labels = viewer.layers[-1]
+    assert labels.data.shape == (2, 32, 32)
+    labels.data[1, 10:14, 10:14] = 1  # painted on one channel's plane
+    configure(widget, task="inpaint", max_iterations=3)
+    widget.image_combo.setCurrentText("channels")
+    widget.channel_combo.setCurrentIndex(widget.channel_combo.findData(0))
+    widget.labels_combo.setCurrentText(labels.name)
+    assert run_to_end(qtbot, widget) is not None, notifications
+    missing = np.zeros((32, 32), bool)
+    missing[10:14, 10:14] = True  # missing in every channel: the fit has no data there
+    np.testing.assert_array_equal(widget._run_context["request"].mask, missing)

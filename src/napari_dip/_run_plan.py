@@ -92,7 +92,8 @@ def plan_run(axes: ImageAxes, shape: tuple[int, ...], position: tuple[int, ...],
 
     ``position`` is the viewer's current index along each spatial axis of the data (the layer's
     dimensions, without an RGB axis); ``stack_axes`` are the leading axes to loop over, every
-    other leading axis stays at its current index.
+    other leading axis stays at its current index, which must lie in the layer (a
+    ``ValueError`` otherwise: the view shows none of its slices).
     """
     if len(shape) != axes.ndim:
         raise ValueError(f"data of shape {shape} does not have {axes.ndim} dimensions")
@@ -105,7 +106,12 @@ def plan_run(axes: ImageAxes, shape: tuple[int, ...], position: tuple[int, ...],
     region = [slice(None)] * axes.ndim
     for a in axes.leading:
         if a not in stack_axes:
-            index = int(np.clip(position[a], 0, shape[a] - 1))
+            index = int(position[a])
+            if not 0 <= index < shape[a]:  # the viewer shows none of this layer's slices
+                raise ValueError(f"the viewer's position along axis {a} (index {index}) lies "
+                                 f"outside this layer (indices 0 to {shape[a] - 1}), so none "
+                                 f"of its slices is on screen; move the slider onto the layer "
+                                 f"or run on the whole stack")
             fixed[a] = index
             region[a] = slice(index, index + 1)
     return RunPlan(axes, tuple(region), fixed, stack_axes, int(factor or 1))
@@ -117,22 +123,33 @@ def mask_for_plan(labels: np.ndarray, image_shape: tuple[int, ...], plan: RunPla
 
     A Labels layer whose shape matches the image's last spatial axes applies along the axes it
     lacks: a 2D one to every slice, a (Z, Y, X) one to every time point of a (T, Z, Y, X)
-    stack; one that matches all spatial axes is used slice by slice. Any other shape is refused
-    with a ``ValueError`` saying what would fit.
+    stack; one that matches all spatial axes is used slice by slice. One shaped like the image's
+    last axes with its channel axis among them (what napari's New Labels makes for an image
+    with channels) marks a pixel missing where any channel's label does. Any other shape is
+    refused with a ``ValueError`` saying what would fit.
     """
     spatial_shape = tuple(image_shape[a] for a in plan.axes.spatial)
+    region_shape = tuple(len(range(*plan.region[a].indices(image_shape[a])))
+                         for a in plan.axes.spatial)
     labels_shape = tuple(np.shape(labels))
     k = len(labels_shape)
-    if not (2 <= k <= len(spatial_shape) and labels_shape == spatial_shape[-k:]):
+    channel = plan.axes.channel
+    if 2 <= k <= len(spatial_shape) and labels_shape == spatial_shape[-k:]:
+        own_axes = plan.axes.spatial[-k:]
+        region = np.asarray(labels[tuple(plan.region[a] for a in own_axes)]) > 0
+    elif channel is not None and not plan.axes.rgb and k >= plan.axes.ndim - channel and \
+            labels_shape == tuple(image_shape[-k:]):
+        # the layer's own shape, channel axis included (napari's New Labels for the image):
+        # a pixel is missing where any channel's label says so
+        own = range(plan.axes.ndim - k, plan.axes.ndim)
+        region = (np.asarray(labels[tuple(plan.region[a] for a in own)]) > 0).any(
+            axis=channel - own.start)
+    else:
         fits = " or ".join(str(spatial_shape[-n:]) for n in range(2, len(spatial_shape) + 1))
         raise ValueError(f"the Labels layer has shape {labels_shape}, which does not fit the "
                          f"image (pixels {spatial_shape}); paint the mask on a Labels layer of "
                          f"shape {fits} (label > 0 = missing), e.g. one created from the image "
                          f"with New Labels")
-    own_axes = plan.axes.spatial[-k:]
-    region = np.asarray(labels[tuple(plan.region[a] for a in own_axes)]) > 0
-    region_shape = tuple(len(range(*plan.region[a].indices(image_shape[a])))
-                         for a in plan.axes.spatial)
     return np.broadcast_to(region, region_shape)
 
 

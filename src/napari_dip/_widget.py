@@ -364,6 +364,7 @@ class RestoreWidget(QWidget):
         self._run_context: dict[str, Any] = {}
         self._loading = True
         self._axes_layer = None  # the image layer the channel choices were made for
+        self._whole_stack = False  # the scope last chosen, kept while no stack can take it
 
         self.image_combo = QComboBox(toolTip="the image layer to restore (it is never changed)")
         self.task_combo = QComboBox(toolTip="what to undo: noise, missing pixels, low resolution")
@@ -426,8 +427,8 @@ class RestoreWidget(QWidget):
         self.task_combo.currentIndexChanged.connect(self._show_task_controls)
         self.reset_button.clicked.connect(lambda: self._show_preset(overrides={}))
         self.run_button.clicked.connect(self._run_or_stop)
-        for signal in (self.scope_combo.currentIndexChanged, self.device_combo.currentTextChanged,
-                       self.seed_spin.valueChanged):
+        self.scope_combo.currentIndexChanged.connect(self._scope_chosen)
+        for signal in (self.device_combo.currentTextChanged, self.seed_spin.valueChanged):
             signal.connect(self._save)
         self.settings_panel.connect_changed(self._save)
 
@@ -550,14 +551,21 @@ class RestoreWidget(QWidget):
             for scope in stack_scopes(axes):
                 names = " × ".join(self._axis_name(layer, a) for a in scope)
                 self.scope_combo.addItem(f"whole stack along {names}", scope)
-        same = next((i for i in range(self.scope_combo.count())
-                     if self.scope_combo.itemData(i) == previous), None)
+        same = None if previous is None and self._whole_stack else \
+            next((i for i in range(self.scope_combo.count())
+                  if self.scope_combo.itemData(i) == previous), None)
         if same is not None:  # the user's choice, kept while the layer list changes
             self.scope_combo.setCurrentIndex(same)
         self.scope_combo.blockSignals(False)
-        if same is None and previous is not None and self.scope_combo.count() > 1:
-            self.set_scope(True)
+        if same is None and self._whole_stack and self.scope_combo.count() > 1:
+            self.set_scope(True)  # whole stack was chosen (or saved) for another layer
         self.scope_combo.setEnabled(self.scope_combo.count() > 1)
+
+    def _scope_chosen(self, *_) -> None:
+        """Remember a scope chosen in the combo (not the combo's rebuilding for another
+        layer), so that a stack picked later opens in the same scope."""
+        self._whole_stack = self.scope_combo.currentData() is not None
+        self._save()
 
     def _show_task_controls(self, *_) -> None:
         self.form.setRowVisible(self.labels_combo, self.task == "inpaint")
@@ -579,7 +587,7 @@ class RestoreWidget(QWidget):
     def current_settings(self) -> dict[str, Any]:
         return {"task": self.task, "factor": self.factor_combo.currentText(),
                 "preset": self.preset_combo.currentText(),
-                "whole_stack": self.scope_combo.currentData() is not None,
+                "whole_stack": self._whole_stack,
                 "device": self.device_combo.currentText(), "seed": self.seed_spin.value(),
                 "overrides": self.settings_panel.overrides()}
 
@@ -592,14 +600,18 @@ class RestoreWidget(QWidget):
             self.task_combo.setCurrentIndex(TASKS.index(saved["task"]))
         if self.factor_combo.findText(str(saved.get("factor"))) >= 0:
             self.factor_combo.setCurrentText(str(saved["factor"]))
-        preset = saved.get("preset") if saved.get("preset") in PRESETS else DEFAULT_PRESET
+        preset = saved.get("preset")  # a hand-edited file may hold anything
+        preset = preset if isinstance(preset, str) and preset in PRESETS else DEFAULT_PRESET
         self.preset_combo.setCurrentText(preset)
-        if saved.get("whole_stack") and self.scope_combo.count() > 1:
+        self._whole_stack = saved.get("whole_stack") is True
+        if self._whole_stack and self.scope_combo.count() > 1:
             self.set_scope(True)
         if isinstance(saved.get("device"), str) and saved["device"]:
             self.device_combo.choose(saved["device"])
-        if isinstance(saved.get("seed"), int) and saved["seed"] >= 0:
-            self.seed_spin.setValue(saved["seed"])
+        seed = saved.get("seed")
+        if isinstance(seed, int) and not isinstance(seed, bool) and \
+                0 <= seed <= self.seed_spin.maximum():
+            self.seed_spin.setValue(seed)
         overrides = saved.get("overrides") if isinstance(saved.get("overrides"), dict) else {}
         try:  # settings saved by another version may no longer be valid
             get_config(preset, self.task, self.factor, **overrides)
@@ -638,7 +650,7 @@ class RestoreWidget(QWidget):
         axes = self.image_axes()
         shape = tuple(layer.data.shape)
         self._check_view_shows_the_plane(layer, axes)
-        position = np.round(layer.world_to_data(self.viewer.dims.point)).astype(int)
+        position = np.round(_shown_point(layer, self.viewer.dims.point)).astype(int)
         position = dict(zip(axes.layer_dims, position))
         plan = plan_run(axes, shape, tuple(position.get(a, 0) for a in range(axes.ndim)),
                         stack_axes=self.scope_combo.currentData(), factor=self.factor)
@@ -730,11 +742,12 @@ class RestoreWidget(QWidget):
     def _on_progress(self, progress: Progress) -> None:
         self.device_label.setText(f"runs on: {progress.device}")
         text = "backward pass · " if progress.backward else ""
+        position = slice_position(progress.slice_number, progress.n_slices, progress.backward)
         if progress.group_size > 1:
-            first = progress.slice_number + 2 - progress.group_size
-            text += f"slices {first}-{progress.slice_number + 1}/{progress.n_slices} · "
+            first = position + 1 - progress.group_size
+            text += f"slices {first}-{position}/{progress.n_slices} · "
         else:
-            text += f"slice {progress.slice_number + 1}/{progress.n_slices} · "
+            text += f"slice {position}/{progress.n_slices} · "
         if progress.n_tiles > 1:
             text += f"tile {progress.tile + 1}/{progress.n_tiles} · "
         if progress.n_runs > 1:
@@ -817,8 +830,10 @@ class RestoreWidget(QWidget):
             self.progress_bar.setFormat(f"done: {last.n_slices} slice(s), "
                                         f"{format_duration(last.snapshot.elapsed)} on last")
         else:
-            self.progress_bar.setFormat(f"stopped at slice {last.slice_number + 1}/"
-                                        f"{last.n_slices}, iteration {last.snapshot.iteration}")
+            position = slice_position(last.slice_number, last.n_slices, last.pass_number == 1)
+            self.progress_bar.setFormat(f"stopped {'in the backward pass ' * last.pass_number}"
+                                        f"at slice {position}/{last.n_slices}, iteration "
+                                        f"{last.snapshot.iteration}")
             unreached = "" if last.n_slices == 1 or last.pass_number else \
                 " Slices not reached are left at 0."
             show_info(f"Deep Image Prior: stopped; kept the result so far as "
@@ -864,6 +879,23 @@ def _slice_index(axes: ImageAxes, stack_index: tuple[int, ...]) -> tuple:
     for axis, i in zip(axes.leading, stack_index):
         index[axis] = i
     return tuple(index)
+
+
+def _shown_point(layer, world_point) -> np.ndarray:
+    """The data coordinates of the slice the layer shows at the viewer's ``world_point``: as
+    napari slices it, with the viewer's units applied to the layer's (a layer in um beside
+    one in nm), where napari says; else the layer's plain world-to-data transform."""
+    shown = getattr(getattr(layer, "_data_slice", None), "point", None)
+    if shown is not None and len(shown) == layer.ndim and \
+            not np.isnan(np.asarray(shown, dtype=float)).all():
+        return np.nan_to_num(np.asarray(shown, dtype=float))  # displayed axes may be NaN
+    return np.asarray(layer.world_to_data(world_point), dtype=float)
+
+
+def slice_position(slice_number: int, n_slices: int, backward: bool) -> int:
+    """Where a slice lies in the stack (1-based), from its number within its pass: the
+    backward pass (``stack_passes=2``) counts from the second-to-last slice down."""
+    return n_slices - slice_number if backward else slice_number + 1
 
 
 def format_duration(seconds: float) -> str:
