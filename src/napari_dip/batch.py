@@ -403,7 +403,7 @@ def restore_array(data: np.ndarray, layout: EngineLayout, mask: np.ndarray | Non
     from .api import iter_restore_stack
 
     slices: list[dict[str, Any]] = []
-    fits: dict[tuple[int, ...], dict[tuple[int, int], Any]] = {}  # slice -> (tile, run) -> last
+    fits: dict[tuple[int, ...], dict[tuple[int, int], dict]] = {}  # slice -> (tile, run) -> end
     last = None
     steps = iter_restore_stack(data, task=request.task, mask=mask, factor=request.factor,
                                preset=request.preset, channel_axis=layout.channel_axis,
@@ -412,8 +412,8 @@ def restore_array(data: np.ndarray, layout: EngineLayout, mask: np.ndarray | Non
     for last in steps:
         if on_snapshot is not None:
             on_snapshot(last)
-        for index, snapshot in zip(last.group, last.group_snapshots):
-            fits.setdefault(index, {})[snapshot.tile, snapshot.run] = snapshot
+        for index, snapshot in zip(last.group, last.group_snapshots):  # not their images
+            fits.setdefault(index, {})[snapshot.tile, snapshot.run] = fit_record(snapshot)
         if last.snapshot.done:  # every slice of a group fitted together ends at once
             slices += [{"index": list(index), "pass": last.pass_number,
                         **slice_record(snapshot, fits.pop(index))}
@@ -421,21 +421,25 @@ def restore_array(data: np.ndarray, layout: EngineLayout, mask: np.ndarray | Non
     return last.result, last.uncertainty, slices
 
 
-def slice_record(snapshot, fits: dict[tuple[int, int], Any] | None = None) -> dict[str, Any]:
+def fit_record(snapshot) -> dict[str, Any]:
+    """How one fit (a tile's, a run's) stands at ``snapshot``."""
+    return {"tile": snapshot.tile, "run": snapshot.run, "iterations": snapshot.iteration,
+            "stopped_early": snapshot.stopped, "best_iteration": snapshot.best_iteration,
+            "loss": snapshot.loss}
+
+
+def slice_record(snapshot, fits: dict[tuple[int, int], dict] | None = None) -> dict[str, Any]:
     """How one slice's fit ended: stop iteration, loss, time, and any extra snapshot fields.
     A slice restored in several fits (tiles, runs) lists how each ended under ``"fits"``
-    (``fits``: each fit's last snapshot by tile and run); the top-level iteration count and
-    stop are the last fit's."""
+    (``fits``: each fit's :func:`fit_record` by tile and run); the top-level iteration count
+    and stop are the last fit's."""
     from .api import run_record
 
     record = run_record(snapshot)
     record.pop("config")
     record["max_iterations"] = snapshot.max_iterations
     if fits and len(fits) > 1:
-        record["fits"] = [{"tile": tile, "run": run, "iterations": fit.iteration,
-                           "stopped_early": fit.stopped, "best_iteration": fit.best_iteration,
-                           "loss": fit.loss}
-                          for (tile, run), fit in sorted(fits.items())]
+        record["fits"] = [fits[key] for key in sorted(fits)]
     for f in dataclasses.fields(snapshot):
         if f.name in _SNAPSHOT_SKIPPED:
             continue
