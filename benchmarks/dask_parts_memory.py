@@ -110,7 +110,7 @@ def _run_task(task: str, folder: Path, args) -> dict:
                 "clock": time.time()}
     stop = min(args.slices_per_task, args.slices)
     if task == "part read":  # the task without its fit: what it spends on its input
-        batch.restore_array = lambda part, *_, **__: (part, None, [])
+        batch.restore_array = lambda part, *_, **__: (part, None, [], None)
     if task == "save":
         parts = [(np.zeros((min(s + args.slices_per_task, args.slices) - s, args.side,
                             args.side, 1), np.uint16), None, [{"index": [i]}], 1)

@@ -927,3 +927,28 @@ def test_a_result_that_could_not_be_written_is_refused_before_the_fit(tmp_path, 
     error = capsys.readouterr().err
     assert "in.tif: its result could not be written back with the file's metadata" in error
     assert "save the file as a plain TIFF" in error and "the fit ran" not in error
+
+
+def test_a_record_repeats_what_auto_chose_and_gives_the_intensity_range(tmp_path):
+    import json
+
+    from napari_dip.cli import load_config_file
+
+    source = tmp_path / "stack.tif"
+    data = _write_stack(source, shape=(2, 16, 16))
+    assert main(["denoise", str(source), "--out", str(tmp_path / "out"), *FAST]) == 0
+    record = _record(tmp_path / "out" / "stack.tif")
+    low, high = record["intensity_range"]
+    assert low <= data.min() < data.max() <= high  # one range for the whole stack
+    assert record["config"]["memory_format"] == "auto"
+    ran = {entry["memory_format"] for entry in record["slices"]}
+    assert load_config_file(tmp_path / "out" / "stack.tif.json")["memory_format"] in ran
+    other = dict(record, slices=[dict(entry, memory_format="channels_last", precision="bfloat16")
+                                 for entry in record["slices"]])
+    (tmp_path / "other.json").write_text(json.dumps(other))  # as if from another machine
+    options = load_config_file(tmp_path / "other.json")
+    assert (options["memory_format"], options["precision"]) == ("channels_last", "bfloat16")
+    mixed = dict(other, slices=[dict(other["slices"][0], precision="float32"),
+                                other["slices"][1]])
+    (tmp_path / "mixed.json").write_text(json.dumps(mixed))  # slices disagree: left to auto
+    assert load_config_file(tmp_path / "mixed.json")["precision"] == "auto"

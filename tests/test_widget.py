@@ -618,3 +618,35 @@ def test_new_labels_on_an_image_with_channels_is_a_mask(dock, qtbot, notificatio
     missing = np.zeros((32, 32), bool)
     missing[10:14, 10:14] = True  # missing in every channel: the fit has no data there
     np.testing.assert_array_equal(widget._run_context["request"].mask, missing)
+
+
+@qt
+def test_the_layer_metadata_repeats_the_run_from_python(dock, qtbot, noisy_stack):
+    """The settings, threads, channel axis and region in the result's metadata give the same
+    pixels through the Python API (on a CPU the widget leaves one core to the viewer)."""
+    import torch
+
+    import napari_dip
+
+    _, widget = dock
+    _, noisy, layer = noisy_stack
+    configure(widget, max_iterations=12, report_every=4)
+    widget.set_scope(True, axis=0)
+    result = run_to_end(qtbot, widget)
+    record = result.metadata["napari_dip"]
+    assert record["config"]["max_iterations"] == 12  # the run's, not a later slice's schedule
+    assert record["channel_axis"] is None and record["threads"] >= 1
+    region = tuple(slice(record["region"][str(a)], record["region"][str(a)] + 1)
+                   if str(a) in record["region"] else slice(None) for a in range(noisy.ndim))
+    previous = torch.get_num_threads()
+    torch.set_num_threads(record["threads"])
+    try:
+        again = napari_dip.restore_stack(layer.data[region], preset=record["preset"],
+                                         seed=record["seed"], device=record["device_choice"],
+                                         channel_axis=record["channel_axis"],
+                                         **record["overrides"])
+    finally:
+        torch.set_num_threads(previous)
+    np.testing.assert_array_equal(again, result.data)
+    low, high = record["intensity_range"]
+    assert low < high

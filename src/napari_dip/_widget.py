@@ -122,10 +122,14 @@ class RunState:
 
     ``last`` is the latest :class:`~napari_dip.StackSnapshot`; its ``result`` holds every
     finished slice and the current slice's latest estimate, which is what Stop keeps.
+    ``config`` is the run's settings (a stack's later slices run a shorter schedule);
+    ``threads`` the CPU threads torch ran with (None on a GPU).
     """
 
     last: Any = None
     error: str | None = None
+    config: dict[str, Any] | None = None
+    threads: int | None = None
 
 
 def explain_error(error: BaseException) -> str:
@@ -160,7 +164,8 @@ def restoration_steps(request: RunRequest, state: RunState):
     try:
         import napari_dip  # the first torch import happens here, on the worker thread
 
-        with cpu_threads_leaving_one_for_the_gui(request.device):
+        with cpu_threads_leaving_one_for_the_gui(request.device) as threads:
+            state.threads = threads
             yield from _restoration_steps(napari_dip, request, state)
     except Exception as error:  # noqa: BLE001 (every failure becomes a notification)
         state.error = explain_error(error)
@@ -172,18 +177,19 @@ def cpu_threads_leaving_one_for_the_gui(device: str):
     """On the CPU, fit with one thread fewer than the machine has, so the GUI thread keeps a
     core: with every core busy, torch's worker threads and napari's event loop contend, and
     both slow down (on 2 busy cores a 40-step fit took 16-35 s with 2 threads, 1.4-1.9 s with
-    1). The previous thread count is restored afterwards."""
+    1). The previous thread count is restored afterwards. Yields the count (None off the
+    CPU): a CPU result depends on it."""
     import torch
 
     from .device import select_device
 
     if select_device(device).type != "cpu":
-        yield
+        yield None
         return
     previous = torch.get_num_threads()
     torch.set_num_threads(max(1, min(previous, (os.cpu_count() or 2) - 1)))
     try:
-        yield
+        yield torch.get_num_threads()
     finally:
         torch.set_num_threads(previous)
 
@@ -192,6 +198,7 @@ def _restoration_steps(napari_dip, request: RunRequest, state: RunState):
     """The body of :func:`restoration_steps`: snapshots in, :class:`Progress` out."""
     config = get_config(request.preset, request.task, request.plan.factor or None,
                         **request.overrides)
+    state.config = config.to_dict()
     later_slice_steps = warm_start_config(config, config.max_iterations).max_iterations
     steps = napari_dip.iter_restore_stack(
         np.asarray(request.data), task=request.task, mask=request.mask,
@@ -806,7 +813,11 @@ class RestoreWidget(QWidget):
             # in the backward pass (stack_passes=2) every slice has its forward result already
             "slices_done": last.n_slices if last.pass_number else
             last.slice_number + 1 - (0 if last.snapshot.done else len(last.group)),
-            "n_slices": last.n_slices, **run_record(last.snapshot)}}
+            "n_slices": last.n_slices, **run_record(last.snapshot),
+            # the run's settings, not the shorter schedule of a stack's later slices
+            "config": state.config, "threads": state.threads,
+            "channel_axis": request.plan.axes.channel, "rgb": request.plan.axes.rgb,
+            "intensity_range": list(last.intensity_range)}}
         suffix = f"[{task_label(request.task)}]"
         name = f"{layer.name} {suffix}"
         result = last.result.copy()

@@ -139,6 +139,10 @@ class StackSnapshot:
         shaped like ``result`` (a slice without one yet is 0), in intensity units; with
         ``stack_passes=2`` a slice's two passes are pooled. None until a slice has a map.
         Updated in place like ``result``.
+    intensity_range : (float, float) or None
+        The intensities that every slice's [0, 1] model range maps to, one for the whole
+        stack (``intensity_range=`` of :func:`restore_stack` imposes it, e.g. to restore a
+        part of the stack alike).
     """
 
     index: tuple[int, ...]
@@ -151,6 +155,7 @@ class StackSnapshot:
     group: tuple[tuple[int, ...], ...] = ()
     group_snapshots: tuple[Snapshot, ...] = ()
     uncertainty: np.ndarray | None = None
+    intensity_range: tuple[float, float] | None = None
 
     def __post_init__(self) -> None:
         if not self.group:
@@ -501,7 +506,8 @@ def _iter_stack(layout: SliceLayout, run: _Run) -> Iterator[StackSnapshot]:
                 yield StackSnapshot(index=index, slice_number=number, n_slices=n_slices,
                                     snapshot=layout.user_snapshot(snapshot), result=layout.result,
                                     done=snapshot.done and last_pass and number == n_slices - 1,
-                                    pass_number=pass_number, uncertainty=layout.uncertainty)
+                                    pass_number=pass_number, uncertainty=layout.uncertainty,
+                                    intensity_range=layout.scaling.range)
                 fitted.setdefault(snapshot.tile, {})[snapshot.run] = warm.kept(
                     step, continued=not (last_pass and number == len(order) - 1))
             # a tiled slice's length is the mean over its tiles (and runs)
@@ -566,7 +572,8 @@ def _iter_slice_batches(layout: SliceLayout, run: _Run) -> Iterator[StackSnapsho
             yield StackSnapshot(index=group[-1], slice_number=first_slice + len(group) - 1,
                                 n_slices=len(indices), snapshot=user[-1], result=layout.result,
                                 done=user[-1].done and last_group, group=tuple(group),
-                                group_snapshots=user, uncertainty=layout.uncertainty)
+                                group_snapshots=user, uncertainty=layout.uncertainty,
+                                intensity_range=layout.scaling.range)
         first_slice += len(group)
         warm.fitted(list(fitted.values()), np.mean([step.iteration for step in fitted.values()]))
 

@@ -319,12 +319,12 @@ def run_job(job: Job, on_snapshot: SnapshotCallback | None = None) -> Outcome:
         image, layout, engine_data, mask = load_job(job)
         loaded = time.perf_counter()
         with torch_threads(job.request.threads) as threads:
-            result, uncertainty, slices = restore_array(engine_data, layout, mask, job.request,
-                                                        on_snapshot)
+            result, uncertainty, slices, intensity_range = restore_array(
+                engine_data, layout, mask, job.request, on_snapshot)
         restored = time.perf_counter()
         save_result(job, image, layout, result, uncertainty, slices, threads,
                     timings={"started": started, "read_s": loaded - start,
-                             "restore_s": restored - loaded})
+                             "restore_s": restored - loaded}, intensity_range=intensity_range)
     except Exception as error:  # one bad file must not stop the batch
         reason = _reason(error)
         _write_failure(job, reason, started)
@@ -396,10 +396,11 @@ def load_job(job: Job) -> tuple[TiffImage, EngineLayout, np.ndarray, np.ndarray 
 def restore_array(data: np.ndarray, layout: EngineLayout, mask: np.ndarray | None,
                   request: Request, on_snapshot: SnapshotCallback | None = None,
                   intensity_range: tuple[float, float] | None = None,
-                  ) -> tuple[np.ndarray, np.ndarray | None, list[dict[str, Any]]]:
+                  ) -> tuple[np.ndarray, np.ndarray | None, list[dict[str, Any]],
+                             tuple[float, float]]:
     """Run the stack runner on ``data`` (engine layout); return the result, its uncertainty map
-    (None unless the run draws posterior samples) and per-slice records. ``intensity_range``
-    imposes the intensity scaling (a stack restored in parts)."""
+    (None unless the run draws posterior samples), per-slice records and the intensity range
+    the slices were scaled from. ``intensity_range`` imposes it (a stack restored in parts)."""
     from .api import iter_restore_stack
 
     slices: list[dict[str, Any]] = []
@@ -418,7 +419,7 @@ def restore_array(data: np.ndarray, layout: EngineLayout, mask: np.ndarray | Non
             slices += [{"index": list(index), "pass": last.pass_number,
                         **slice_record(snapshot, fits.pop(index))}
                        for index, snapshot in zip(last.group, last.group_snapshots)]
-    return last.result, last.uncertainty, slices
+    return last.result, last.uncertainty, slices, last.intensity_range
 
 
 def fit_record(snapshot) -> dict[str, Any]:
@@ -453,9 +454,11 @@ def slice_record(snapshot, fits: dict[tuple[int, int], dict] | None = None) -> d
 
 def save_result(job: Job, image: TiffImage, layout: EngineLayout, result: np.ndarray,
                 uncertainty: np.ndarray | None, slices: list[dict[str, Any]],
-                threads: int | None, timings: dict[str, Any]) -> None:
+                threads: int | None, timings: dict[str, Any],
+                intensity_range: tuple[float, float] | None = None) -> None:
     """Write the output TIFF and its uncertainty map (if any), then its run record (last, so
-    it marks the output complete). ``threads``: the CPU threads the fits ran with."""
+    it marks the output complete). ``threads``: the CPU threads the fits ran with;
+    ``intensity_range``: the intensities the model's [0, 1] stood for."""
     begin = time.perf_counter()
     output = image.restored(image.with_alpha(layout.from_engine(result), job.request.factor),
                             job.request.factor)
@@ -478,6 +481,8 @@ def save_result(job: Job, image: TiffImage, layout: EngineLayout, result: np.nda
                             "output": {"path": str(job.output), **output.describe()}, **extra,
                             "device": slices[0].get("device") if slices else None,
                             "threads_used": threads,
+                            "intensity_range": None if intensity_range is None
+                            else [float(v) for v in intensity_range],
                             "timings": timings, "slices": slices})
 
 
@@ -719,7 +724,7 @@ def _prepare_parts(job: Job):
     _, layout, data, mask = load_job(job)
     scaling = SliceLayout(_flat_slices(data, layout.channel_axis), -1,
                           mask=_flat_mask(mask)).scaling
-    return {"intensity_range": (scaling.low, scaling.high), "started": _now(),
+    return {"intensity_range": scaling.range, "started": _now(),
             "clock": time.time()}
 
 
@@ -730,9 +735,9 @@ def _restore_part(job: Job, start: int, stop: int, prepared,
     undo_tiny_malloc_trim()
     part, mask, stack_shape = _load_part(job, start, stop)
     with torch_threads(job.request.threads) as threads:
-        result, uncertainty, slices = restore_array(part, EngineLayout.for_axes("ZYXC"), mask,
-                                                    job.request,
-                                                    intensity_range=prepared["intensity_range"])
+        result, uncertainty, slices, _ = restore_array(
+            part, EngineLayout.for_axes("ZYXC"), mask, job.request,
+            intensity_range=prepared["intensity_range"])
     for entry in slices:
         entry["index"] = [int(i) for i in np.unravel_index(start + entry["index"][0],
                                                            stack_shape)]
@@ -797,7 +802,8 @@ def _save_parts(job: Job, prepared, *parts) -> Outcome:
         save_result(job, image, layout, joined([result for result, *_ in parts]), uncertainty,
                     slices, threads.pop() if len(threads) == 1 else None,
                     timings={"started": prepared["started"],
-                             "restore_s": time.time() - prepared["clock"], "tasks": len(parts)})
+                             "restore_s": time.time() - prepared["clock"], "tasks": len(parts)},
+                    intensity_range=prepared["intensity_range"])
     except Exception as error:  # noqa: BLE001 - reported like any other failed file
         reason = _reason(error)
         _write_failure(job, reason, prepared["started"])

@@ -217,8 +217,9 @@ def load_config_file(path: Path) -> dict:
     """Options from a YAML or JSON file, with keys normalised to underscores.
 
     A napari-dip run record is accepted too: its ``config``, ``preset``, ``seed``, ``factor``,
-    ``axes``, ``slices_per_task``, the device it asked for (unless "auto") and the CPU threads
-    it ran with are used, so that a run can be repeated exactly.
+    ``axes``, ``slices_per_task``, the device it asked for (unless "auto"), the CPU threads it
+    ran with and the precision and memory layout that "auto" chose on its machine are used,
+    so that a run can be repeated exactly.
     """
     from .config import describe_fields
 
@@ -245,6 +246,11 @@ def load_config_file(path: Path) -> dict:
         data = {**record.get("config", {}),
                 **{k: record[k] for k in ("task", "preset", "seed", "factor", "axes",
                                           "slices_per_task") if record.get(k) is not None}}
+        for key in ("precision", "memory_format"):  # "auto" as it resolved on that machine
+            ran = {entry.get(key) for entry in record.get("slices") or ()
+                   if isinstance(entry, dict)}
+            if data.get(key) == "auto" and len(ran) == 1 and None not in ran:
+                data[key] = ran.pop()
         if record.get("requested_device") not in (None, "auto"):  # results differ by device
             data["device"] = record["requested_device"]
         threads = record.get("threads") or record.get("threads_used")

@@ -57,6 +57,11 @@ class IntensityScaling:
             hi = lo + max(1.0, 1e-6 * abs(lo))
         return cls(lo, hi, dtype)
 
+    @property
+    def range(self) -> tuple[float, float]:
+        """``(low, high)``, as ``intensity_range=`` takes it."""
+        return self.low, self.high
+
     @classmethod
     def given(cls, intensity_range, dtype) -> IntensityScaling:
         """The scaling that maps ``intensity_range`` (low, high) to [0, 1], checked."""
