@@ -602,3 +602,51 @@ def test_several_bayesian_runs_pool_their_posteriors(noisy_cell):
     np.testing.assert_allclose(last.uncertainty, pooled, atol=1e-4)
     first_run_end = [s for s in snapshots if s.run == 0][-1].elapsed
     assert last.elapsed > first_run_end  # the time of both runs
+
+
+def test_iter_restore_refuses_at_the_call_what_its_fit_would_refuse():
+    image = np.random.default_rng(0).random((32, 32)).astype(np.float32)
+    with pytest.raises(ValueError, match="guide has shape"):
+        napari_dip.iter_restore(image, guide=np.zeros((16, 16)), preset="quick")
+    with pytest.raises(ValueError, match="guide contains"):
+        napari_dip.iter_restore(image, guide=np.full((32, 32), np.nan), preset="quick")
+    with pytest.raises(ValueError, match="more than float64 arithmetic can scale"):
+        napari_dip.iter_restore(np.where(image > 0.5, 1e308, -1e308), preset="quick")
+    mask = np.zeros((64, 64), bool)
+    mask[:40, :40] = True  # the first of nine tiles of 32 (overlap 8) holds no known pixel
+    with pytest.raises(ValueError, match="tile 1 of 9 .* lies wholly in the mask"):
+        napari_dip.iter_restore(np.zeros((64, 64), np.float32), task="inpaint", mask=mask,
+                                preset="quick", tile_size=32, tile_overlap=8, tile_above=0, scales=2)
+    with pytest.raises(ValueError, match="unknown preset"):
+        napari_dip.iter_restore(image, preset=["quick"])
+
+
+def test_iter_restore_stack_refuses_every_slice_before_fitting_any():
+    rng = np.random.default_rng(0)
+    stack = rng.random((3, 32, 32)).astype(np.float32)
+    with pytest.raises(ValueError, match="image is boolean"):
+        napari_dip.iter_restore_stack(stack > 0.5, preset="quick")
+    with pytest.raises(ValueError, match="restoration needs at least"):
+        napari_dip.iter_restore_stack(np.zeros((2, 2, 2)), preset="quick")
+    guides = rng.random((3, 32, 32))
+    guides[2, 5, 5] = np.nan  # only the last slice's guide is bad
+    with pytest.raises(ValueError, match=r"slice \(2,\): guide contains 1 NaN"):
+        napari_dip.iter_restore_stack(stack, guide=guides, preset="quick")
+    masks = np.zeros((3, 64, 64), bool)
+    masks[1, :40, :40] = True  # slice 1 leaves a tile no known pixel
+    with pytest.raises(ValueError, match=r"slice \(1,\): tile 1 of 9"):
+        napari_dip.iter_restore_stack(np.zeros((3, 64, 64), np.float32), task="inpaint",
+                                      mask=masks, preset="quick", tile_size=32, tile_overlap=8,
+                                      tile_above=0, scales=2)
+    with pytest.raises(ValueError, match="slice_batch=2 cannot fit slices"):
+        napari_dip.iter_restore_stack(np.zeros((3, 64, 64), np.float32), preset="quick",
+                                      slice_batch=2, tile_size=32, tile_overlap=8, tile_above=0, scales=2)
+    with pytest.raises(ValueError, match="one guide for every slice"):
+        napari_dip.iter_restore_stack(stack, guide=guides[0], preset="quick", slice_batch=2)
+
+
+def test_a_constant_image_comes_back_centred_on_its_value():
+    result = napari_dip.restore(np.full((32, 32), 5.0, np.float32), preset="quick",
+                                max_iterations=50)
+    assert abs(float(result.mean()) - 5.0) < 0.004  # the network reaches it from both sides
+    assert result.min() < 5.0 < result.max()

@@ -325,14 +325,8 @@ def _restore_tiles(hwc: np.ndarray, tiles: list[Tile], *, missing: np.ndarray | 
     factor = run.factor or 1
     scaling = scaling or IntensityScaling.from_image(hwc, missing)
     if missing is not None:
+        _refuse_tiles_without_pixels(missing, tiles)
         missing = missing[..., 0] if missing.shape[2] == 1 else missing  # a mask as given
-        for number, tile in enumerate(tiles):
-            if tile.cut(missing).all():
-                raise ValueError(
-                    f"tile {number + 1} of {len(tiles)} (rows {tile.rows.start}:"
-                    f"{tile.rows.stop}, columns {tile.cols.start}:{tile.cols.stop}) lies wholly "
-                    f"in the mask, so it has no known pixel to fit; raise tile_size so that "
-                    f"every tile holds known pixels, or set tile_size=0")
     shape = (hwc.shape[0] * factor, hwc.shape[1] * factor)
     if guide is not None:
         guide = guide_to_unit(guide, shape)  # one scaling for the whole guide, then cut
@@ -381,7 +375,8 @@ def iter_restore(image: np.ndarray, *, task: str = "denoise", mask: np.ndarray |
     """
     run = _setup(task, mask, factor, preset, seed, device, max_iterations, settings,
                  guide)
-    checked_image(image, channel_axis, mask)  # bad input fails here, not at the first next()
+    _check_plane(image, mask=mask, guide=guide, channel_axis=channel_axis, run=run,
+                 config=run.config)  # bad input fails here, not at the first next()
     return (snapshot for snapshot, _ in _restore_plane(
         image, mask=mask, guide=guide, channel_axis=channel_axis, scaling=None, run=run,
         config=run.config))
@@ -475,7 +470,70 @@ def iter_restore_stack(image: np.ndarray, *, task: str = "denoise",
                  guide)
     layout = SliceLayout(image, channel_axis, mask=mask, guide=guide, factor=run.factor,
                          intensity_range=intensity_range)
-    return _iter_stack(layout, run)  # bad input fails here, not at the first next()
+    _check_stack(layout, run)  # bad input fails here, not at the first next() or slice k
+    return _iter_stack(layout, run)
+
+
+def _check_plane(image, *, mask, guide, channel_axis: int | None, run: _Run, config: DIPConfig,
+                 scaling: IntensityScaling | None = None) -> None:
+    """Refuse, before any fit, a 2D problem that its fit would refuse: the image and mask
+    (:func:`checked_image`), an intensity range float64 cannot scale (unless ``scaling`` is
+    imposed), the guide's shape and values, and tiles that lie wholly in the mask."""
+    hwc, missing = checked_image(image, channel_axis, mask)
+    if scaling is None:
+        IntensityScaling.from_image(hwc, missing)
+    factor = run.factor or 1
+    if guide is not None:
+        guide_to_unit(guide, (hwc.shape[0] * factor, hwc.shape[1] * factor))
+    if config.tile_size and missing is not None:
+        _refuse_tiles_without_pixels(missing, _plan(hwc.shape[:2], config))
+
+
+def _refuse_tiles_without_pixels(missing: np.ndarray, tiles: list[Tile]) -> None:
+    """Refuse tiles that lie wholly in the mask (``missing``, ``(M, N[, C])``): their fit would
+    have no known pixel."""
+    if len(tiles) < 2:
+        return
+    missing = missing[..., 0] if missing.ndim == 3 and missing.shape[2] == 1 else missing
+    for number, tile in enumerate(tiles):
+        if tile.cut(missing).all():
+            raise ValueError(
+                f"tile {number + 1} of {len(tiles)} (rows {tile.rows.start}:"
+                f"{tile.rows.stop}, columns {tile.cols.start}:{tile.cols.stop}) lies wholly "
+                f"in the mask, so it has no known pixel to fit; raise tile_size so that "
+                f"every tile holds known pixels, or set tile_size=0")
+
+
+def _check_stack(layout: SliceLayout, run: _Run) -> None:
+    """Refuse, before any slice is fitted, what a slice's fit would refuse: every slice with a
+    mask or guide of its own (the message names the slice), else the first, which stands for
+    them all; and settings that ``slice_batch`` cannot run."""
+    config = run.config
+    own = any(stored is not None and stored[1] for stored in (layout._mask, layout._guide))
+    for index in layout.indices if own else layout.indices[:1]:
+        try:
+            _check_plane(layout.slice(index), mask=layout.mask_slice(index),
+                         guide=layout.guide_slice(index), channel_axis=-1, run=run,
+                         config=config, scaling=layout.scaling)
+        except ValueError as error:
+            if len(layout.indices) == 1:
+                raise
+            raise ValueError(f"slice {index}: {error}") from error
+    if config.slice_batch > 1 and len(layout.indices) > 1:
+        plane = layout.slice(layout.indices[0]).shape[:2]
+        if config.tile_size and len(_plan(plane, config)) > 1:
+            raise ValueError(f"slice_batch={config.slice_batch} cannot fit slices of "
+                             f"{plane[0]}x{plane[1]} pixels, which tile_size={config.tile_size}"
+                             f" (tile_above={config.tile_above}) cuts into tiles; set "
+                             f"tile_size=0 to fit each slice whole, or set slice_batch=1")
+        if layout._guide is not None and not layout._guide[1]:
+            _refuse_one_guide_for_a_batch(config)
+
+
+def _refuse_one_guide_for_a_batch(config: DIPConfig) -> None:
+    raise ValueError(f"slice_batch={config.slice_batch} with one guide for every slice gives "
+                     f"the slices of a batch the same input, so the generator cannot tell them "
+                     f"apart; pass one guide per slice, or set slice_batch=1")
 
 
 def _iter_stack(layout: SliceLayout, run: _Run) -> Iterator[StackSnapshot]:
@@ -550,13 +608,7 @@ def _iter_slice_batches(layout: SliceLayout, run: _Run) -> Iterator[StackSnapsho
     """The stack runner with ``slice_batch`` > 1: groups of consecutive slices, each group
     fitted by one generator in one batch (one input code per slice); a group continues from
     the previous group's weights and codes, on the warm-start schedule."""
-    config, indices = run.config, layout.indices
-    plane = layout.slice(indices[0]).shape[:2]
-    if config.tile_size and len(_plan(plane, config)) > 1:
-        raise ValueError(f"slice_batch={config.slice_batch} cannot fit slices of "
-                         f"{plane[0]}x{plane[1]} pixels, which tile_size={config.tile_size} "
-                         f"(tile_above={config.tile_above}) cuts into tiles; set tile_size=0 to "
-                         f"fit each slice whole, or set slice_batch=1")
+    config, indices = run.config, layout.indices  # checked by _check_stack
     groups = [indices[start:start + config.slice_batch]
               for start in range(0, len(indices), config.slice_batch)]
     warm = _WarmStart(config)
@@ -595,9 +647,7 @@ def _fit_group(layout: SliceLayout, group: list[tuple[int, ...]], run: _Run, con
                                       weight=stacked("weight"), guide=stacked("guide"))
     if observation.guide is not None and len(parts) > 1 and all(
             torch.equal(parts[0].guide, part.guide) for part in parts[1:]):
-        raise ValueError(f"slice_batch={config.slice_batch} with one guide for every slice "
-                         f"gives the slices of a batch the same input, so the generator cannot "
-                         f"tell them apart; pass one guide per slice, or set slice_batch=1")
+        _refuse_one_guide_for_a_batch(config)  # guides of their own, but alike
     for step, images, run_number, last in _fit_runs(observation, run, config, warm):
         yield [_snapshot(step, _in_intensities(item, scaling), run_number, done=last,
                          channel_axis=-1, run=run, config=config)

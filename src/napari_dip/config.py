@@ -525,7 +525,7 @@ def get_config(preset: str | DIPConfig = "auto", task: str = "denoise", factor: 
     factor = check_factor(task, factor)
     if isinstance(preset, DIPConfig):
         config = preset
-    elif preset in PRESETS:
+    elif isinstance(preset, str) and preset in PRESETS:
         config = PRESETS[preset](task, factor)
     else:
         raise ValueError(f"unknown preset {preset!r}; choose one of {list(PRESETS)} or pass a "

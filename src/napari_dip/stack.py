@@ -53,8 +53,9 @@ class IntensityScaling:
         p_lo, p_hi = np.percentile(values, [0.01, 99.99])
         margin = 0.25 * (p_hi - p_lo)
         lo, hi = max(lo, p_lo - margin), min(hi, p_hi + margin)
-        if hi <= lo:  # constant image: a unit (or, far from zero, a relative) width
-            hi = lo + max(1.0, 1e-6 * abs(lo))
+        if hi <= lo:  # constant image: a unit (or, far from zero, a relative) width centred
+            width = max(1.0, 1e-6 * abs(lo))  # on the value, which the network then reaches
+            lo, hi = lo - width / 2, lo + width / 2  # from either side
         return cls(lo, hi, dtype)
 
     @property
