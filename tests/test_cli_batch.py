@@ -953,3 +953,46 @@ def test_a_record_repeats_what_auto_chose_and_gives_the_intensity_range(tmp_path
                                 other["slices"][1]])
     (tmp_path / "mixed.json").write_text(json.dumps(mixed))  # slices disagree: left to auto
     assert load_config_file(tmp_path / "mixed.json")["precision"] == "auto"
+
+
+def test_resume_knows_a_finished_file_by_any_of_its_names(tmp_path, capsys):
+    data = tmp_path / "data"
+    data.mkdir()
+    _write_stack(data / "x.tif", shape=(1, 16, 16))
+    (tmp_path / "linked").symlink_to(data)
+    (tmp_path / "sub").mkdir()
+    out = tmp_path / "out"
+    assert main(["denoise", str(data), "--out", str(out), *FAST]) == 0
+    for name in (tmp_path / "linked", tmp_path / "sub" / ".." / "data" / "x.tif"):
+        capsys.readouterr()
+        assert main(["denoise", str(name), "--out", str(out), "--resume", *FAST]) == 0
+        assert "0 written, 1 already complete" in capsys.readouterr().err
+
+
+def test_a_stack_in_dask_parts_is_checked_whole_before_any_part_fits(tmp_path, capsys):
+    distributed = pytest.importorskip("distributed")
+    source, masks = tmp_path / "stack.tif", tmp_path / "mask.tif"
+    tifffile.imwrite(source, np.full((3, 64, 64), 100, np.uint16) +
+                     np.arange(64, dtype=np.uint16), photometric="minisblack",
+                     metadata={"axes": "ZYX"})
+    mask = np.zeros((3, 64, 64), np.uint8)
+    mask[2, :40, :40] = 1  # the last slice leaves its first tile no known pixel
+    tifffile.imwrite(masks, mask, photometric="minisblack", metadata={"axes": "ZYX"})
+    with _cluster(distributed) as cluster:
+        assert main(["inpaint", str(source), "--mask", str(masks), "--out",
+                     str(tmp_path / "out"), *_one_slice_per_task(cluster), *FAST,
+                     "--tile-size", "32", "--tile-overlap", "8", "--tile-above", "0"]) == 1
+    assert "slice (2,): tile 1 of 9 (rows 0:32, columns 0:32) lies wholly in the mask" in \
+        capsys.readouterr().err  # found by the task that checks the whole stack
+
+
+@pytest.mark.filterwarnings("ignore:.*stored as RGB:DeprecationWarning")
+def test_a_record_gives_the_photometric_interpretation_written(tmp_path):
+    source = tmp_path / "three.tif"  # tifffile stores 3 planes without photometric as RGB
+    tifffile.imwrite(source, np.full((3, 16, 16), 100, np.uint8) + np.arange(16, dtype=np.uint8))
+    assert main(["denoise", str(source), "--axes", "ZYX", "--out", str(tmp_path / "out"),
+                 *FAST]) == 0
+    with tifffile.TiffFile(tmp_path / "out" / "three.tif") as tif:
+        written = tif.pages[0].photometric.name.lower()
+    assert written == "minisblack"  # three slices, not an RGB image
+    assert _record(tmp_path / "out" / "three.tif")["output"]["photometric"] == written

@@ -616,7 +616,8 @@ def test_iter_restore_refuses_at_the_call_what_its_fit_would_refuse():
     mask[:40, :40] = True  # the first of nine tiles of 32 (overlap 8) holds no known pixel
     with pytest.raises(ValueError, match="tile 1 of 9 .* lies wholly in the mask"):
         napari_dip.iter_restore(np.zeros((64, 64), np.float32), task="inpaint", mask=mask,
-                                preset="quick", tile_size=32, tile_overlap=8, tile_above=0, scales=2)
+                                preset="quick", tile_size=32, tile_overlap=8, tile_above=0,
+                                scales=2)
     with pytest.raises(ValueError, match="unknown preset"):
         napari_dip.iter_restore(image, preset=["quick"])
 
@@ -640,7 +641,8 @@ def test_iter_restore_stack_refuses_every_slice_before_fitting_any():
                                       tile_above=0, scales=2)
     with pytest.raises(ValueError, match="slice_batch=2 cannot fit slices"):
         napari_dip.iter_restore_stack(np.zeros((3, 64, 64), np.float32), preset="quick",
-                                      slice_batch=2, tile_size=32, tile_overlap=8, tile_above=0, scales=2)
+                                      slice_batch=2, tile_size=32, tile_overlap=8, tile_above=0,
+                                      scales=2)
     with pytest.raises(ValueError, match="one guide for every slice"):
         napari_dip.iter_restore_stack(stack, guide=guides[0], preset="quick", slice_batch=2)
 
@@ -650,3 +652,9 @@ def test_a_constant_image_comes_back_centred_on_its_value():
                                 max_iterations=50)
     assert abs(float(result.mean()) - 5.0) < 0.004  # the network reaches it from both sides
     assert result.min() < 5.0 < result.max()
+
+
+def test_an_uncertainty_in_intensity_units_stays_float32():
+    scaling = IntensityScaling(np.float64(10.0), np.float64(3000.5), np.dtype(np.uint16))
+    spread = scaling.spread_from_unit(np.full((4, 4, 1), 0.01, np.float32))
+    assert spread.dtype == np.float32 and np.allclose(spread, 29.905)

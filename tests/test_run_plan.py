@@ -108,3 +108,11 @@ def test_super_resolved_pixels_start_where_the_input_pixels_start():
     for k in (1, 2):
         old_edge = (10.0, 20.0)[k - 1] - (2.0, 1.0)[k - 1] / 2
         assert geometry.translate[k] - geometry.scale[k] / 2 == pytest.approx(old_edge)
+
+
+def test_a_labels_layer_must_span_the_image_plane():
+    axes = ImageAxes.of(3, channel=2)  # Y, X, C (not RGB)
+    plan = plan_run(axes, (16, 24, 2), (0, 0, 0), stack_axes=None)
+    with pytest.raises(ValueError, match=r"shape \(24, 2\), which does not fit"):
+        mask_for_plan(np.zeros((24, 2), np.uint8), (16, 24, 2), plan)  # X and C, no Y
+    assert mask_for_plan(np.ones((16, 24, 2), np.uint8), (16, 24, 2), plan).shape == (16, 24)

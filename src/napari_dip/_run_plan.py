@@ -137,8 +137,9 @@ def mask_for_plan(labels: np.ndarray, image_shape: tuple[int, ...], plan: RunPla
     if 2 <= k <= len(spatial_shape) and labels_shape == spatial_shape[-k:]:
         own_axes = plan.axes.spatial[-k:]
         region = np.asarray(labels[tuple(plan.region[a] for a in own_axes)]) > 0
-    elif channel is not None and not plan.axes.rgb and k >= plan.axes.ndim - channel and \
-            labels_shape == tuple(image_shape[-k:]):
+    elif channel is not None and not plan.axes.rgb and \
+            k >= plan.axes.ndim - min(channel, plan.axes.plane[0]) and \
+            labels_shape == tuple(image_shape[-k:]):  # the channel and the plane among its axes
         # the layer's own shape, channel axis included (napari's New Labels for the image):
         # a pixel is missing where any channel's label says so
         own = range(plan.axes.ndim - k, plan.axes.ndim)

@@ -466,12 +466,27 @@ def iter_restore_stack(image: np.ndarray, *, task: str = "denoise",
     ``group_snapshots``), with ``index`` and ``slice_number`` those of its last slice.
     Parameters are those of :func:`restore_stack`.
     """
+    layout, run = checked_stack(image, task=task, mask=mask, factor=factor, guide=guide,
+                                preset=preset, channel_axis=channel_axis, seed=seed,
+                                device=device, max_iterations=max_iterations,
+                                intensity_range=intensity_range, **settings)
+    return _iter_stack(layout, run)  # bad input failed above, not at the first next()
+
+
+def checked_stack(image: np.ndarray, *, task: str = "denoise", mask=None, factor=None,
+                  guide=None, preset: str | DIPConfig = "auto", channel_axis=None, seed: int = 0,
+                  device: str | None = None, max_iterations: int | None = None,
+                  intensity_range: tuple[float, float] | None = None,
+                  **settings: Any) -> tuple[SliceLayout, _Run]:
+    """What :func:`iter_restore_stack` checks before any fit (every option, every slice's
+    image, mask and guide), and the stack's layout and intensity scaling it would run with.
+    For a stack split over Dask tasks, whose first task checks it whole."""
     run = _setup(task, mask, factor, preset, seed, device, max_iterations, settings,
                  guide)
     layout = SliceLayout(image, channel_axis, mask=mask, guide=guide, factor=run.factor,
                          intensity_range=intensity_range)
-    _check_stack(layout, run)  # bad input fails here, not at the first next() or slice k
-    return _iter_stack(layout, run)
+    _check_stack(layout, run)
+    return layout, run
 
 
 def _check_plane(image, *, mask, guide, channel_axis: int | None, run: _Run, config: DIPConfig,

@@ -100,7 +100,8 @@ class Job:
         """What decides this job's result: the request's settings and which input (and mask)
         file, by path, size and modification time, so that ``--resume`` redoes an input that
         was replaced or re-exported since its output was made."""
-        return {**self.request.fingerprint(self.mask), "source": _file_identity(self.input),
+        return {**self.request.fingerprint(self.mask),  # the file itself, by whatever name
+                "source": _file_identity(self.input.resolve()),
                 "mask_source": None if self.mask is None else _file_identity(self.mask)}
 
 
@@ -717,14 +718,17 @@ def _flat_mask(mask: np.ndarray | None) -> np.ndarray | None:
 
 def _prepare_parts(job: Job):
     """First task of a stack in parts: clear earlier results; check the whole stack (and mask)
-    as the stack runner would, and fix its intensity scaling."""
-    from .stack import SliceLayout
+    as the stack runner would before its first fit, and fix its intensity scaling."""
+    from .api import checked_stack
 
     clear_previous(job)
     _, layout, data, mask = load_job(job)
-    scaling = SliceLayout(_flat_slices(data, layout.channel_axis), -1,
-                          mask=_flat_mask(mask)).scaling
-    return {"intensity_range": scaling.range, "started": _now(),
+    request = job.request
+    stack, _ = checked_stack(_flat_slices(data, layout.channel_axis), task=request.task,
+                             mask=_flat_mask(mask), factor=request.factor,
+                             preset=request.preset, channel_axis=-1, seed=request.seed,
+                             device=request.device, **request.settings)
+    return {"intensity_range": stack.scaling.range, "started": _now(),
             "clock": time.time()}
 
 

@@ -318,7 +318,7 @@ class TiffImage:
                 "resolution_unit": self.resolution_unit,
                 "unit": self.imagej.get("unit") or self.ome.get("PhysicalSizeXUnit")
                 or self.shaped.get("unit"),
-                "photometric": self.photometric.name if self.photometric else None}
+                "photometric": _photometric_options(self).get("photometric")}
 
 
 def check_axes(axes: str, ndim: int) -> str:
@@ -586,6 +586,17 @@ def check_writable(image: TiffImage, factor: int | None = None) -> None:
                          f"and please report the file") from error
 
 
+def _photometric_options(image: TiffImage) -> dict[str, Any]:
+    """How ``image``'s samples are written: as the input's (MinIsWhite, palette, CMYK, ...)
+    while the pixels keep its layout, else RGB or MinIsBlack as the pixels suggest."""
+    if image.photometric is not None and image.photometric.fits(image.data, image.axes):
+        return image.photometric.options()
+    if image.axes.endswith("S") and image.data.shape[-1] in (3, 4) and \
+            image.data.dtype.kind == "u":
+        return {"photometric": "rgb"}
+    return {"photometric": "minisblack"} if "S" not in image.axes else {}
+
+
 def _write_options(image: TiffImage) -> dict[str, Any]:
     """tifffile's ``imwrite`` options that write ``image`` in its flavour with its metadata."""
     options: dict[str, Any] = {"compression": "zlib"} if image.compressed else {}
@@ -593,13 +604,7 @@ def _write_options(image: TiffImage) -> dict[str, Any]:
         options["resolution"] = image.resolution
         if image.resolution_unit is not None:
             options["resolutionunit"] = image.resolution_unit
-    if image.photometric is not None and image.photometric.fits(image.data, image.axes):
-        options.update(image.photometric.options())  # as the input: MinIsWhite, palette, CMYK...
-    elif image.axes.endswith("S") and image.data.shape[-1] in (3, 4) and \
-            image.data.dtype.kind == "u":
-        options["photometric"] = "rgb"
-    elif "S" not in image.axes:
-        options["photometric"] = "minisblack"
+    options.update(_photometric_options(image))
     if image.flavour == "imagej":
         options.update(imagej=True, metadata={"axes": image.axes,
                                               **_imagej_description_safe(image.imagej)})

@@ -110,7 +110,7 @@ class IntensityScaling:
     def spread_from_unit(self, unit_std: np.ndarray) -> np.ndarray:
         """A spread in [0, 1] units (a standard deviation) -> intensity units, float32 (the
         offset ``low`` does not apply)."""
-        return unit_std * (self.high - self.low)
+        return np.multiply(unit_std, np.float32(self.high - self.low), dtype=np.float32)
 
 
 def map_blocks(function, *arrays, dtype) -> np.ndarray:
