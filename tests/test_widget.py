@@ -650,3 +650,26 @@ def test_the_layer_metadata_repeats_the_run_from_python(dock, qtbot, noisy_stack
     np.testing.assert_array_equal(again, result.data)
     low, high = record["intensity_range"]
     assert low < high
+
+
+@qt
+def test_the_layer_metadata_repeats_the_run_on_the_command_line(dock, qtbot, noisy_stack,
+                                                                 tmp_path):
+    import json
+
+    import tifffile
+
+    from napari_dip.cli import main
+
+    _, widget = dock
+    _, noisy, layer = noisy_stack
+    configure(widget, max_iterations=12, report_every=4)
+    widget.set_scope(True, axis=0)
+    result = run_to_end(qtbot, widget)
+    (tmp_path / "run.json").write_text(json.dumps(result.metadata))  # the layer's, saved whole
+    tifffile.imwrite(tmp_path / "stack.tif", np.asarray(layer.data), photometric="minisblack",
+                     metadata={"axes": "ZYX"})
+    assert main(["denoise", str(tmp_path / "stack.tif"), "--out", str(tmp_path / "out"),
+                 "--config", str(tmp_path / "run.json"), "--quiet"]) == 0
+    again = tifffile.imread(tmp_path / "out" / "stack.tif")
+    np.testing.assert_array_equal(again, result.data)

@@ -219,7 +219,9 @@ def load_config_file(path: Path) -> dict:
     A napari-dip run record is accepted too: its ``config``, ``preset``, ``seed``, ``factor``,
     ``axes``, ``slices_per_task``, the device it asked for (unless "auto"), the CPU threads it
     ran with and the precision and memory layout that "auto" chose on its machine are used,
-    so that a run can be repeated exactly.
+    so that a run can be repeated exactly. So is a result layer's ``metadata`` from the napari
+    widget (saved as JSON, whole or its ``"napari_dip"`` entry): its task, settings, seed,
+    factor, device, threads, precision and memory layout.
     """
     from .config import describe_fields
 
@@ -241,21 +243,19 @@ def load_config_file(path: Path) -> dict:
                          f"{' '.join(str(error).split())}") from error
     if not isinstance(data, dict):
         raise ValueError(f"--config {path} must hold a mapping of option names to values")
+    if isinstance(data.get("napari_dip"), dict):  # a napari layer's metadata, saved whole
+        data = data["napari_dip"]
     if "napari_dip_record" in data:  # a run record: repeat its settings
         record = data
-        data = {**record.get("config", {}),
-                **{k: record[k] for k in ("task", "preset", "seed", "factor", "axes",
-                                          "slices_per_task") if record.get(k) is not None}}
-        for key in ("precision", "memory_format"):  # "auto" as it resolved on that machine
-            ran = {entry.get(key) for entry in record.get("slices") or ()
-                   if isinstance(entry, dict)}
-            if data.get(key) == "auto" and len(ran) == 1 and None not in ran:
-                data[key] = ran.pop()
-        if record.get("requested_device") not in (None, "auto"):  # results differ by device
-            data["device"] = record["requested_device"]
-        threads = record.get("threads") or record.get("threads_used")
-        if threads:  # the CPU threads it ran with: a CPU result depends on their number
-            data["threads"] = threads
+        data = _repeated(record, ("task", "preset", "seed", "factor", "axes", "slices_per_task"),
+                         ran=record.get("slices") or (), device=record.get("requested_device"),
+                         threads=record.get("threads") or record.get("threads_used"))
+    elif "source_layer" in data and isinstance(data.get("config"), dict):
+        layer = data  # the widget's metadata of a result layer: repeat its run on a file
+        data = _repeated(layer, ("task", "preset", "seed"), ran=(layer,),
+                         device=layer.get("device_choice"), threads=layer.get("threads"))
+        if isinstance(layer.get("factor"), int) and layer["factor"] > 1:
+            data["factor"] = layer["factor"]
     options = {str(key).replace("-", "_"): value for key, value in data.items()}
     known = _CONFIG_FILE_KEYS | {f["name"] for f in describe_fields()}
     unknown = sorted(set(options) - known)
@@ -263,6 +263,22 @@ def load_config_file(path: Path) -> dict:
         raise ValueError(f"--config {path}: unknown option(s) {unknown}; known options are "
                          f"{sorted(known)}")
     return options
+
+
+def _repeated(run: dict, keys: tuple[str, ...], *, ran, device, threads) -> dict:
+    """The options that repeat ``run`` (a record or a layer's metadata): its settings and
+    ``keys``; the precision and memory layout that "auto" chose where every fit in ``ran``
+    (dicts) agrees; the device it asked for unless "auto"; the CPU threads it ran with."""
+    data = {**run.get("config", {}), **{k: run[k] for k in keys if run.get(k) is not None}}
+    for key in ("precision", "memory_format"):  # "auto" as it resolved on that machine
+        chosen = {entry.get(key) for entry in ran if isinstance(entry, dict)}
+        if data.get(key) == "auto" and len(chosen) == 1 and None not in chosen:
+            data[key] = chosen.pop()
+    if device not in (None, "auto"):  # results differ by device
+        data["device"] = device
+    if threads:  # a CPU result depends on the number of threads
+        data["threads"] = threads
+    return data
 
 
 def request_from_args(args: argparse.Namespace):
