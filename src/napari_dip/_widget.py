@@ -181,17 +181,13 @@ def cpu_threads_leaving_one_for_the_gui(device: str):
     CPU): a CPU result depends on it."""
     import torch
 
-    from .device import select_device
+    from .device import select_device, torch_threads
 
     if select_device(device).type != "cpu":
         yield None
         return
-    previous = torch.get_num_threads()
-    torch.set_num_threads(max(1, min(previous, (os.cpu_count() or 2) - 1)))
-    try:
-        yield torch.get_num_threads()
-    finally:
-        torch.set_num_threads(previous)
+    with torch_threads(max(1, min(torch.get_num_threads(), (os.cpu_count() or 2) - 1))) as n:
+        yield n
 
 
 def _restoration_steps(napari_dip, request: RunRequest, state: RunState):

@@ -321,11 +321,11 @@ def _restore_tiles(hwc: np.ndarray, tiles: list[Tile], *, missing: np.ndarray | 
                    warm: dict[int, list[FitStep]] | None) -> Iterator[tuple[Snapshot, FitStep]]:
     """Fit every tile of ``hwc`` (``missing``: its checked inpainting mask, or None) with the
     same config and seed and the whole image's intensity scaling, and blend the tiles'
-    estimates (see :mod:`.tiling`)."""
+    estimates (see :mod:`.tiling`). Every tile holds known pixels: the entry points checked
+    that before any fit (:func:`_check_plane`, :func:`_check_stack`)."""
     factor = run.factor or 1
     scaling = scaling or IntensityScaling.from_image(hwc, missing)
     if missing is not None:
-        _refuse_tiles_without_pixels(missing, tiles)
         missing = missing[..., 0] if missing.shape[2] == 1 else missing  # a mask as given
     shape = (hwc.shape[0] * factor, hwc.shape[1] * factor)
     if guide is not None:
@@ -524,8 +524,7 @@ def _check_stack(layout: SliceLayout, run: _Run) -> None:
     mask or guide of its own (the message names the slice), else the first, which stands for
     them all; and settings that ``slice_batch`` cannot run."""
     config = run.config
-    own = any(stored is not None and stored[1] for stored in (layout._mask, layout._guide))
-    for index in layout.indices if own else layout.indices[:1]:
+    for index in layout.indices if layout.slices_differ else layout.indices[:1]:
         try:
             _check_plane(layout.slice(index), mask=layout.mask_slice(index),
                          guide=layout.guide_slice(index), channel_axis=-1, run=run,
@@ -541,7 +540,7 @@ def _check_stack(layout: SliceLayout, run: _Run) -> None:
                              f"{plane[0]}x{plane[1]} pixels, which tile_size={config.tile_size}"
                              f" (tile_above={config.tile_above}) cuts into tiles; set "
                              f"tile_size=0 to fit each slice whole, or set slice_batch=1")
-        if layout._guide is not None and not layout._guide[1]:
+        if layout.one_guide:
             _refuse_one_guide_for_a_batch(config)
 
 

@@ -18,8 +18,7 @@ import os
 import platform
 import sys
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -314,6 +313,8 @@ def run_job(job: Job, on_snapshot: SnapshotCallback | None = None) -> Outcome:
     """
     start = time.perf_counter()
     started = _now()
+    from .device import torch_threads
+
     undo_tiny_malloc_trim()
     try:
         clear_previous(job)
@@ -351,21 +352,6 @@ def undo_tiny_malloc_trim() -> None:
         libc.mallopt(-1, 64 * 2 ** 20)  # M_TRIM_THRESHOLD
     except (OSError, AttributeError):  # not glibc: nothing to undo
         pass
-
-
-@contextmanager
-def torch_threads(threads: int | None) -> Iterator[int]:
-    """Run the block with ``threads`` CPU threads in torch (None: as they are), then restore
-    the count; yields the count the block runs with, for the run record."""
-    import torch
-
-    before = torch.get_num_threads()
-    if threads is not None:
-        torch.set_num_threads(threads)
-    try:
-        yield torch.get_num_threads()
-    finally:
-        torch.set_num_threads(before)
 
 
 def _reason(error: BaseException) -> str:
@@ -736,6 +722,8 @@ def _restore_part(job: Job, start: int, stop: int, prepared,
                   ) -> tuple[np.ndarray, np.ndarray | None, list, int]:
     """Restore slices ``start:stop`` with the whole stack's intensity scaling; also return
     the CPU threads it ran with."""
+    from .device import torch_threads
+
     undo_tiny_malloc_trim()
     part, mask, stack_shape = _load_part(job, start, stop)
     with torch_threads(job.request.threads) as threads:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import torch
 
 from .config import MEMORY_FORMATS, PRECISIONS
@@ -123,3 +126,16 @@ def use_channels_last(memory_format: str, device: torch.device) -> bool:
     if memory_format != "auto":
         return memory_format == "channels_last"
     return device.type == "cuda" or (device.type == "cpu" and cpu_has_native_bfloat16())
+
+
+@contextmanager
+def torch_threads(threads: int | None) -> Iterator[int]:
+    """Run the block with ``threads`` CPU threads in torch (None: as they are), then restore
+    the count; yields the count the block runs with (a CPU result depends on it)."""
+    before = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        yield torch.get_num_threads()
+    finally:
+        torch.set_num_threads(before)

@@ -403,6 +403,7 @@ def _read_series(path: str | os.PathLike, pixels: bool = True) -> TiffImage:
             data = series.asarray() if pixels else \
                 np.broadcast_to(np.zeros((), series.dtype), series.shape)
             page = tif.pages.first if hasattr(tif.pages, "first") else tif.pages[0]
+            photometric = Photometric.of_page(page)
             image = TiffImage(data=data, axes=series.axes,
                               flavour="imagej" if tif.is_imagej else "ome" if tif.is_ome
                               else "tiff",
@@ -412,7 +413,7 @@ def _read_series(path: str | os.PathLike, pixels: bool = True) -> TiffImage:
                               shaped=_shaped_settings(tif) if not (tif.is_imagej or tif.is_ome)
                               else {},
                               compressed=int(page.compression) != 1,
-                              alpha=_has_alpha(page), photometric=Photometric.of_page(page))
+                              alpha=photometric.alpha, photometric=photometric)
     except _Unusable:
         raise
     except (tifffile.TiffFileError, OSError, KeyError, IndexError, TypeError, ValueError,
@@ -444,11 +445,6 @@ def _why_unreadable(error: BaseException) -> str:
 def _first_line(error: BaseException) -> str:
     text = str(error).strip()
     return text.splitlines()[0] if text else type(error).__name__
-
-
-def _has_alpha(page) -> bool:
-    """A greyscale or RGB page whose last extra sample is alpha (associated or not)."""
-    return Photometric.of_page(page).alpha
 
 
 def split_alpha(data: np.ndarray, channel_axis: int) -> tuple[np.ndarray, np.ndarray]:

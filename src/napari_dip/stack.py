@@ -428,6 +428,16 @@ class SliceLayout:
         value, per_slice = stored
         return value[index] if per_slice else value
 
+    @property
+    def slices_differ(self) -> bool:
+        """Whether some slice has a mask or guide of its own (else every slice shares them)."""
+        return any(stored is not None and stored[1] for stored in (self._mask, self._guide))
+
+    @property
+    def one_guide(self) -> bool:
+        """Whether a single guide image serves every slice."""
+        return self._guide is not None and not self._guide[1]
+
     def slice(self, index: tuple[int, ...]) -> np.ndarray:
         """The ``(M, N, C)`` slice at ``index`` (a view: never write to it)."""
         return self._hwc[index]
