@@ -1,7 +1,7 @@
 """Time one large file restored in-process and on a one-worker local Dask cluster.
 
 Dask's nanny starts worker processes with ``MALLOC_TRIM_THRESHOLD_=65536``; napari-dip's tasks
-raise glibc's thresholds again (``batch.undo_tiny_malloc_trim``). This writes a uint16 image of
+raise glibc's thresholds again (``batch.run.undo_tiny_malloc_trim``). This writes a uint16 image of
 uniform random values from 100 to 4000 (``--side`` pixels square, ImageJ TIFF) to a temporary
 folder and runs ``napari-dip denoise`` on it as a separate process in each mode, with preset auto
 (which tiles it) and ``--max-iterations`` steps per tile, printing the wall time of each.

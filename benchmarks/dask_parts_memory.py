@@ -2,7 +2,7 @@
 
 Writes a ZYX uint16 ImageJ stack (``--slices`` planes of ``--side`` pixels square, uniform random
 values from 100 to 4000) to a temporary folder, then runs each kind of task of
-``batch.submit_in_parts`` on it, each in a fresh Python process (torch imported first), and
+``batch.dask.submit_in_parts`` on it, each in a fresh Python process (torch imported first), and
 prints how long the task took and how far its resident memory rose above what the process held
 before it (Linux's peak resident set, VmHWM, reset just before the task):
 
@@ -99,18 +99,20 @@ def _run_task(task: str, folder: Path, args) -> dict:
     import numpy as np
     import torch  # noqa: F401 - imported before the measurement, as on a warm worker
 
-    from napari_dip import batch
+    from napari_dip.batch import dask as batch_dask
+    from napari_dip.batch.jobs import Job, Request
+    from napari_dip.batch.run import _now
 
-    request = batch.Request(task="denoise", settings={"max_iterations": args.iterations},
-                            threads=1, slices_per_task=args.slices_per_task)
-    job = batch.Job(input=folder / "big.tif", output=folder / task.replace(" ", "_") / "big.tif",
-                    mask=None, request=request)
+    request = Request(task="denoise", settings={"max_iterations": args.iterations},
+                      threads=1, slices_per_task=args.slices_per_task)
+    job = Job(input=folder / "big.tif", output=folder / task.replace(" ", "_") / "big.tif",
+              mask=None, request=request)
     job.output.parent.mkdir()
-    prepared = {"intensity_range": (100.0, 3999.0), "started": batch._now(),
+    prepared = {"intensity_range": (100.0, 3999.0), "started": _now(),
                 "clock": time.time()}
     stop = min(args.slices_per_task, args.slices)
     if task == "part read":  # the task without its fit: what it spends on its input
-        batch.restore_array = lambda part, *_, **__: (part, None, [], None)
+        batch_dask.restore_array = lambda part, *_, **__: (part, None, [], None)
     if task == "save":
         parts = [(np.zeros((min(s + args.slices_per_task, args.slices) - s, args.side,
                             args.side, 1), np.uint16), None, [{"index": [i]}], 1)
@@ -119,12 +121,12 @@ def _run_task(task: str, folder: Path, args) -> dict:
     Path("/proc/self/clear_refs").write_text("5")  # reset the peak resident set (VmHWM)
     start = time.perf_counter()
     if task == "prepare":
-        batch._prepare_parts(job)
+        batch_dask._prepare_parts(job)
     elif task == "save":
-        outcome = batch._save_parts(job, prepared, *parts)
+        outcome = batch_dask._save_parts(job, prepared, *parts)
         assert outcome.status == "written", outcome.reason
     else:
-        batch._restore_part(job, 0, stop, prepared)
+        batch_dask._restore_part(job, 0, stop, prepared)
     seconds = time.perf_counter() - start
     return {"seconds": seconds, "before_mib": before, "peak_mib": _memory("VmHWM") - before}
 

@@ -8,10 +8,13 @@ import numpy as np
 import pytest
 import tifffile
 
-from napari_dip import batch, get_config
+from napari_dip import get_config
+from napari_dip.batch import dask as batch_dask
+from napari_dip.batch import jobs as batch_jobs
+from napari_dip.batch import run as batch_run
 from napari_dip.cli import build_parser, main
 from napari_dip.config import describe_fields
-from napari_dip.io import read_tiff
+from napari_dip.io.tiff import read_tiff
 
 
 @pytest.fixture(autouse=True)
@@ -167,7 +170,7 @@ def test_resume_after_an_interrupted_batch_processes_only_what_is_missing(tmp_pa
     for i, name in enumerate("abc"):
         _write_stack(folder / f"{name}.tif", seed=i, shape=(1, 16, 16))
 
-    real_run_job = batch.run_job
+    real_run_job = batch_run.run_job
 
     def killed_during_b(job, on_snapshot=None):
         if job.input.name == "b.tif":
@@ -178,13 +181,13 @@ def test_resume_after_an_interrupted_batch_processes_only_what_is_missing(tmp_pa
             raise KeyboardInterrupt
         return real_run_job(job, on_snapshot)
 
-    monkeypatch.setattr(batch, "run_job", killed_during_b)
+    monkeypatch.setattr(batch_run, "run_job", killed_during_b)
     assert main(["denoise", str(folder), "--out", str(out), *FAST]) == 130
     assert (out / "a.tif.json").is_file() and not (out / "c.tif").exists()
     finished_a = (out / "a.tif.json").read_bytes()
 
     ran = []
-    monkeypatch.setattr(batch, "run_job",
+    monkeypatch.setattr(batch_run, "run_job",
                         lambda job, on_snapshot=None: ran.append(job.input.name)
                         or real_run_job(job, on_snapshot))
     assert main(["denoise", str(folder), "--out", str(out), "--resume", *FAST]) == 0
@@ -345,7 +348,7 @@ def test_a_redo_that_fails_keeps_the_previous_output(tmp_path, monkeypatch):
     def broken(*args, **kwargs):
         raise RuntimeError("out of memory")
 
-    monkeypatch.setattr(batch, "restore_array", broken)
+    monkeypatch.setattr(batch_run, "restore_array", broken)
     assert main(["denoise", str(source), "--out", str(out), "--overwrite", *FAST]) == 1
     assert _digest(out / "stack.tif") == before  # the earlier result is still there
     assert _record(out / "stack.tif")["status"] == "failed"  # ... but no longer counts as done
@@ -356,7 +359,7 @@ def test_problems_found_only_when_writing_are_refused_before_any_fit(tmp_path, c
     source = tmp_path / "stack.tif"
     _write_stack(source, shape=(2, 16, 16))
     fitted = []
-    monkeypatch.setattr(batch, "restore_array", lambda *a, **k: fitted.append(1))
+    monkeypatch.setattr(batch_run, "restore_array", lambda *a, **k: fitted.append(1))
 
     blocker = tmp_path / "a_file"
     blocker.write_text("not a folder")
@@ -745,12 +748,12 @@ def test_planning_a_thousand_files_is_quick_and_still_finds_a_hard_link(tmp_path
     for path in inputs:
         path.touch()
     start = time.perf_counter()
-    jobs, failed = batch.plan_jobs(inputs, out, batch.Request(task="denoise"))
+    jobs, failed = batch_jobs.plan_jobs(inputs, out, batch_jobs.Request(task="denoise"))
     assert len(jobs) == 1000 and not failed
     assert time.perf_counter() - start < 10  # it took 136 s when every pair was compared
     os.link(inputs[7], out / "t0007.tif")  # the output's name is the input itself
-    with pytest.raises(batch.BatchError, match="would overwrite the input .*t0007.tif"):
-        batch.plan_jobs(inputs, out, batch.Request(task="denoise"))
+    with pytest.raises(batch_jobs.BatchError, match="would overwrite the input .*t0007.tif"):
+        batch_jobs.plan_jobs(inputs, out, batch_jobs.Request(task="denoise"))
 
 
 @pytest.mark.parametrize("setting, raised", [("65536", True), (None, False),
@@ -765,22 +768,22 @@ def test_a_dask_worker_s_tiny_malloc_trim_threshold_is_raised(monkeypatch, setti
         def mallopt(self, option, value):
             calls.append((option, value))
 
-    monkeypatch.setattr(batch.sys, "platform", "linux")
-    monkeypatch.setattr(batch.ctypes, "CDLL", lambda name: FakeLibc())
+    monkeypatch.setattr(batch_run.sys, "platform", "linux")
+    monkeypatch.setattr(batch_run.ctypes, "CDLL", lambda name: FakeLibc())
     if setting is None:
         monkeypatch.delenv("MALLOC_TRIM_THRESHOLD_", raising=False)
     else:
         monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", setting)
-    batch.undo_tiny_malloc_trim()
+    batch_run.undo_tiny_malloc_trim()
     assert calls == ([(-3, 32 * 2 ** 20), (-1, 64 * 2 ** 20)] if raised else [])
 
 
 def _part_from_the_whole_file(job, start, stop):
     """How a part task read its slices before it read only them: the whole image and mask."""
-    _, layout, data, mask = batch.load_job(job)
-    mask = batch._flat_mask(mask)
+    _, layout, data, mask = batch_run.load_job(job)
+    mask = batch_dask._flat_mask(mask)
     stack_shape = tuple(n for i, n in enumerate(data.shape) if i != layout.channel_axis)[:-2]
-    return (batch._flat_slices(data, layout.channel_axis)[start:stop],
+    return (batch_dask._flat_slices(data, layout.channel_axis)[start:stop],
             mask if mask is None or mask.ndim == 2 else mask[start:stop], stack_shape)
 
 
@@ -817,7 +820,7 @@ def test_a_part_that_reads_only_its_slices_restores_what_the_whole_file_gave(tmp
     with _cluster(distributed) as cluster:  # workers in this process see the monkeypatch
         assert main([*run, "--out", str(tmp_path / "slices"), "--dask",
                      cluster.scheduler_address]) == 0
-        monkeypatch.setattr(batch, "_load_part", _part_from_the_whole_file)
+        monkeypatch.setattr(batch_dask, "_load_part", _part_from_the_whole_file)
         assert main([*run, "--out", str(tmp_path / "whole"), "--dask",
                      cluster.scheduler_address]) == 0
     slices, whole = (read_tiff(tmp_path / d / "stack.tif", axes=axes) for d in ("slices", "whole"))
@@ -912,18 +915,18 @@ def test_an_imagej_unit_with_a_micro_sign_is_written_back(tmp_path):
 
 def test_a_result_that_could_not_be_written_is_refused_before_the_fit(tmp_path, monkeypatch,
                                                                      capsys):
-    from napari_dip import io
+    from napari_dip.io import metadata
 
     source = tmp_path / "in.tif"
     tifffile.imwrite(source, _plane(), imagej=True, metadata={"unit": "xxm"})
     source.write_bytes(source.read_bytes().replace(b"unit=xxm", "unit=µm".encode()[:8]))
     # as if the unit were written unescaped: tifffile refuses non-ASCII ImageJ text
-    monkeypatch.setattr(io, "_imagej_description_safe", lambda settings: settings)
+    monkeypatch.setattr(metadata, "_imagej_description_safe", lambda settings: settings)
 
     def no_fit(*args, **kwargs):
         raise AssertionError("the fit ran")
 
-    monkeypatch.setattr(batch, "restore_array", no_fit)
+    monkeypatch.setattr(batch_run, "restore_array", no_fit)
     assert main(["denoise", str(source), "--out", str(tmp_path / "out"), *FAST]) == 1
     error = capsys.readouterr().err
     assert "in.tif: its result could not be written back with the file's metadata" in error

@@ -27,7 +27,7 @@ from ._run_plan import (Geometry, ImageAxes, RunPlan, mask_for_plan, output_geom
                         stack_scopes)
 from .config import (DEFAULT_PRESET, PRESETS, SUPPORTED_FACTORS, TASKS, describe_fields,
                      get_config, warm_start_config)
-from .io import split_alpha, with_alpha
+from .io.tiff import split_alpha, with_alpha
 
 PREVIEW_INTERVAL_S = 0.5
 """Least time between two preview-layer updates, so a fast GPU run cannot flood the GUI."""

@@ -20,7 +20,7 @@ def _demo(args: argparse.Namespace) -> int:
 
     from . import iter_restore
     from ._sample_data import make_noisy_cell
-    from .io import atomic_write
+    from .io.records import atomic_write
     from .operators import psnr
 
     clean, noisy = make_noisy_cell(args.size, seed=args.seed)
@@ -282,9 +282,9 @@ def _repeated(run: dict, keys: tuple[str, ...], *, ran, device, threads) -> dict
 
 
 def request_from_args(args: argparse.Namespace):
-    """The :class:`~napari_dip.batch.Request` of a batch command: command line, then
+    """The :class:`~napari_dip.batch.jobs.Request` of a batch command: command line, then
     ``--config``, then the preset. Raises ValueError for invalid settings."""
-    from .batch import Request
+    from .batch.jobs import Request
     from .config import DEFAULT_PRESET, check_seed
 
     given = {name: value for name, value in vars(args).items() if value is not None}
@@ -328,8 +328,9 @@ def _batch(args: argparse.Namespace) -> int:
 
 
 def _run_batch(args: argparse.Namespace) -> int:
-    from .batch import (Progress, check_output_folder, find_inputs, plan_jobs, run_batch,
-                        select_jobs)
+    from .batch.jobs import check_output_folder, find_inputs, plan_jobs, select_jobs
+    from .batch.progress import Progress
+    from .batch.run import run_batch
 
     start = time.perf_counter()
     request = request_from_args(args)

@@ -1,215 +1,26 @@
-"""Files in and out: TIFF with its metadata, masks, JSON run records, all written atomically.
-
-:func:`read_tiff` returns a :class:`TiffImage`: the pixels, their axes (tifffile's letters,
-e.g. ``"ZYX"``, ``"TZCYX"``, ``"YXS"``) and the metadata worth keeping (pixel size, ImageJ
-hyperstack settings, OME physical sizes and channel names). :func:`write_tiff` writes a restored
-image back in the same flavour (ImageJ, OME-TIFF or plain). :class:`EngineLayout` maps a file's
-axes onto the engine's convention (last two non-channel axes are the image plane).
-"""
+"""TIFF in and out: the first image series with its axes and metadata, read whole, as a
+header, or slice by slice; a restored image written back in the file's own flavour."""
 
 from __future__ import annotations
 
 import dataclasses
 import io
-import json
 import os
-import platform
 import re
 import struct
-import tempfile
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from importlib import metadata as importlib_metadata
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-CHANNEL_AXES = "CS"
-"""Axis letters that hold channels: tifffile's C (channel) and S (sample, e.g. RGB)."""
-
-# ImageJ description keys that tifffile recomputes from the data's shape on writing
-_IMAGEJ_STRUCTURE = {"ImageJ", "images", "channels", "slices", "frames", "hyperstack"}
-# ImageJ selections and overlays, stored in pixel coordinates
-_IMAGEJ_PIXEL_SHAPES = ("ROI", "Overlays")
-# ImageJ entries that tifffile stores in the IJMetadata tag (any text), not the description
-_IMAGEJ_TAGGED = {"Info", "Labels", "Ranges", "LUTs", "Plot", "ROI", "Overlays", "Properties"}
-# ImageJ display settings of the image, which do not suit a map computed from it
-_IMAGEJ_DISPLAY = {"min", "max", "Ranges", "LUTs", "mode"}
-# OME Pixels attributes carried over to the output (physical sizes are scaled for super-resolution)
-_OME_KEPT = ("PhysicalSizeX", "PhysicalSizeXUnit", "PhysicalSizeY", "PhysicalSizeYUnit",
-             "PhysicalSizeZ", "PhysicalSizeZUnit", "TimeIncrement", "TimeIncrementUnit")
-# OME Channel attributes carried over, channel by channel (those tifffile writes back)
-_OME_CHANNEL_KEPT = ("Name", "Color", "Fluor", "EmissionWavelength", "EmissionWavelengthUnit",
-                     "ExcitationWavelength", "ExcitationWavelengthUnit", "AcquisitionMode",
-                     "ContrastMethod", "IlluminationType", "NDFilter", "PinholeSize",
-                     "PinholeSizeUnit", "PockelCellSetting")
-# OME Plane attributes carried over, plane by plane (those tifffile writes back)
-_OME_PLANE_KEPT = ("DeltaT", "DeltaTUnit", "ExposureTime", "ExposureTimeUnit", "PositionX",
-                   "PositionXUnit", "PositionY", "PositionYUnit", "PositionZ", "PositionZUnit")
-# keys of a plain TIFF's JSON description (tifffile's "shaped" files) that tifffile writes itself
-_SHAPED_STRUCTURE = {"shape", "axes"}
-
-
-def _current_umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-_UMASK = _current_umask()
-
-
-def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> Path:
-    """Call ``write(tmp_path)`` on a temporary file beside ``path``, then rename it into place.
-
-    A crash or an exception leaves either the old file or no file, never a truncated one.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".part{path.suffix}",
-                                   dir=path.parent)
-    os.close(handle)
-    tmp_path = Path(tmp)
-    try:
-        write(tmp_path)
-        os.chmod(tmp_path, 0o666 & ~_UMASK)  # mkstemp makes owner-only files; use the usual mode
-        os.replace(tmp_path, path)
-    except BaseException:
-        tmp_path.unlink(missing_ok=True)
-        raise
-    return path
-
-
-def leftover_temporaries(path: str | os.PathLike) -> list[Path]:
-    """Temporary files that :func:`atomic_write` left beside ``path`` when a process was killed."""
-    path = Path(path)
-    if not path.parent.is_dir():
-        return []
-    return sorted(path.parent.glob(f".{path.stem}.*.part{path.suffix}"))
-
-
-def write_json(path: str | os.PathLike, record: dict[str, Any]) -> Path:
-    """Write ``record`` as indented JSON, atomically. Values that JSON has no number for (NaN,
-    infinities, e.g. a stopping rule's value before its first reading) are written as null,
-    so that every JSON reader accepts the file."""
-    text = json.dumps(_json_safe(record), indent=2, default=_json_default,
-                      allow_nan=False) + "\n"
-    return atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
-
-
-def _json_safe(value: Any) -> Any:
-    """``value`` with non-finite floats (NaN, inf) replaced by None, in nested dicts and lists."""
-    if isinstance(value, dict):
-        return {key: _json_safe(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_safe(item) for item in value]
-    if isinstance(value, (float, np.floating)) and not np.isfinite(value):
-        return None
-    return value
-
-
-def read_json(path: str | os.PathLike) -> dict[str, Any] | None:
-    """The JSON object in ``path``, or None when it is missing or unreadable."""
-    try:
-        value = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return value if isinstance(value, dict) else None
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, Path):
-        return str(value)
-    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
-
-
-def package_versions(*extra: str) -> dict[str, str | None]:
-    """Versions of Python and the packages a result depends on (None: not installed)."""
-    versions: dict[str, str | None] = {"python": platform.python_version()}
-    for name in ("napari-dip", "torch", "numpy", "tifffile", *extra):
-        try:
-            versions[name] = importlib_metadata.version(name)
-        except importlib_metadata.PackageNotFoundError:
-            versions[name] = None
-    return versions
-
-
-# ----------------------------------------------------------------------------- TIFF
-
-# photometric interpretations whose last extra sample, when it is alpha, is kept as it is
-_ALPHA_PHOTOMETRIC = {"minisblack", "miniswhite", "rgb"}
-
-
-@dataclass(frozen=True, eq=False)
-class Photometric:
-    """How a TIFF file's samples are to be seen, written back with a result of the same layout.
-
-    Attributes
-    ----------
-    name : str
-        The photometric interpretation, as tifffile names it: ``"minisblack"``,
-        ``"miniswhite"`` (0 is white), ``"rgb"``, ``"palette"`` (values shown through
-        ``colormap``), ``"separated"`` (e.g. CMYK), ...
-    samples : int
-        Samples per pixel, extra samples included (the length of axis S; 1 without one).
-    planar : bool
-        Whether the samples are stored as separate planes (axes ``...SYX``) rather than
-        interleaved (``...YXS``).
-    extrasamples : tuple of int
-        TIFF ExtraSamples: what the samples after the colours are (0: unspecified,
-        1: associated alpha, 2: unassociated alpha).
-    colormap : ndarray or None
-        A palette image's colour map, ``(3, 2**bits)`` uint16.
-    """
-
-    name: str
-    samples: int = 1
-    planar: bool = False
-    extrasamples: tuple[int, ...] = ()
-    colormap: np.ndarray | None = None
-
-    @classmethod
-    def of_page(cls, page) -> Photometric:
-        colormap = getattr(page, "colormap", None)
-        return cls(name=page.photometric.name.lower() if hasattr(page.photometric, "name")
-                   else str(page.photometric).lower(),
-                   samples=int(page.samplesperpixel),
-                   planar=int(page.samplesperpixel) > 1 and int(page.planarconfig) == 2,
-                   extrasamples=tuple(int(x) for x in getattr(page, "extrasamples", ()) or ()),
-                   colormap=None if colormap is None else np.asarray(colormap))
-
-    @property
-    def alpha(self) -> bool:
-        """Whether the last sample is alpha, kept as it is rather than restored (greyscale or
-        RGB with an alpha as last extra sample)."""
-        return self.name in _ALPHA_PHOTOMETRIC and bool(self.extrasamples) and \
-            self.extrasamples[-1] in (1, 2)
-
-    def fits(self, data: np.ndarray, axes: str) -> bool:
-        """Whether pixels ``data`` with ``axes`` still have this layout (samples, their place,
-        a colour map's dtype), so that this interpretation can be written with them."""
-        samples = data.shape[axes.index("S")] if "S" in axes else 1
-        if samples != self.samples:
-            return False
-        if samples > 1 and not axes.endswith("SYX" if self.planar else "YXS"):
-            return False
-        return self.colormap is None or (data.dtype.kind == "u" and
-                                         self.colormap.shape[-1] == 2 ** (8 * data.itemsize))
-
-    def options(self) -> dict[str, Any]:
-        """tifffile's ``imwrite`` options that write this interpretation."""
-        options: dict[str, Any] = {"photometric": self.name}
-        if self.samples > 1:
-            options["planarconfig"] = "separate" if self.planar else "contig"
-        if self.extrasamples:
-            options["extrasamples"] = self.extrasamples
-        if self.colormap is not None:
-            options["colormap"] = self.colormap
-        return options
+from .layout import CHANNEL_AXES, EngineLayout
+from .metadata import (_IMAGEJ_DISPLAY, _IMAGEJ_PIXEL_SHAPES, Photometric, _imagej_settings,
+                       _ome_settings, _photometric_options, _resolution, _resolution_unit,
+                       _shaped_settings, _write_options)
+from .records import atomic_write
 
 
 @dataclass
@@ -466,96 +277,6 @@ def with_alpha(colours: np.ndarray, alpha: np.ndarray, channel_axis: int,
     return np.concatenate([colours, alpha.astype(colours.dtype)], axis=channel_axis)
 
 
-def _resolution(page) -> tuple[float, float] | None:
-    if "XResolution" not in page.tags or "YResolution" not in page.tags:
-        return None
-    x, y = page.get_resolution()
-    return float(x), float(y)
-
-
-def _resolution_unit(page) -> int | None:
-    tag = page.tags.get("ResolutionUnit")
-    return None if tag is None else int(tag.value)
-
-
-def _imagej_settings(meta: dict[str, Any] | None) -> dict[str, Any]:
-    settings = {k: v for k, v in (meta or {}).items() if k not in _IMAGEJ_STRUCTURE}
-    if isinstance(settings.get("Labels"), str):  # tifffile returns a single label as a string
-        settings["Labels"] = [settings["Labels"]]
-    return settings
-
-
-def _ome_settings(xml: str | None) -> dict[str, Any]:
-    import tifffile
-
-    if not xml:
-        return {}
-    images = tifffile.xml2dict(xml).get("OME", {}).get("Image", {})
-    image = images[0] if isinstance(images, list) else images
-    pixels = image.get("Pixels", {})
-    settings = {key: pixels[key] for key in _OME_KEPT if key in pixels}
-    channels = pixels.get("Channel", [])
-    channels = channels if isinstance(channels, list) else [channels]
-    kept = [{key: c[key] for key in _OME_CHANNEL_KEPT if key in c} if isinstance(c, dict) else {}
-            for c in channels]
-    if any(kept):
-        settings["channels"] = kept
-    planes = pixels.get("Plane", [])
-    planes = {(int(p.get("TheC", 0)), int(p.get("TheZ", 0)), int(p.get("TheT", 0))):
-              {key: p[key] for key in _OME_PLANE_KEPT if key in p}
-              for p in (planes if isinstance(planes, list) else [planes]) if isinstance(p, dict)}
-    if any(planes.values()):
-        settings["planes"] = planes
-    if isinstance(image.get("Name"), str):
-        settings["image_name"] = image["Name"]
-    return settings
-
-
-def _imagej_description_safe(settings: dict[str, Any]) -> dict[str, Any]:
-    """ImageJ ``settings`` whose text values can go into the ASCII image description: other
-    characters escaped as ImageJ writes them (``µm`` -> ``\\u00B5m``). The entries stored in
-    the IJMetadata tag (Info, Labels, Properties, ...) hold any text and are left as they are."""
-    def ascii_only(text: str) -> str:
-        return "".join(c if ord(c) < 128 else f"\\u{ord(c):04X}" for c in text)
-
-    return {key: ascii_only(value) if isinstance(value, str) and key not in _IMAGEJ_TAGGED
-            else value for key, value in settings.items()}
-
-
-def _shaped_settings(tif) -> dict[str, Any]:
-    """The keys of a plain TIFF's JSON description other than those tifffile writes itself."""
-    described = tif.shaped_metadata if tif.is_shaped else None
-    if not described or not isinstance(described[0], dict):
-        return {}
-    return {k: v for k, v in described[0].items() if k not in _SHAPED_STRUCTURE}
-
-
-def _ome_channel_count(image: TiffImage) -> int:
-    """The number of OME Channel elements tifffile writes for ``image`` (samples, e.g. RGB,
-    share one)."""
-    return image.data.shape[image.axes.index("C")] if "C" in image.axes else 1
-
-
-def _ome_planes_in_order(axes: str, shape: tuple[int, ...],
-                         planes: dict[tuple[int, int, int], dict[str, Any]],
-                         ) -> list[dict[str, Any]] | None:
-    """The Plane attributes (by TheC, TheZ, TheT) in the order tifffile writes the planes: the
-    stored order of the axes before Y, the last fastest. None when those axes are not all T, Z
-    or C, or name a plane the file did not describe (the planes no longer match)."""
-    leading = axes[:axes.index("Y")].replace("S", "")
-    if any(a not in "TZC" for a in leading):
-        return None
-    sizes = [shape[axes.index(a)] for a in leading]
-    ordered = []
-    for flat in range(int(np.prod(sizes))):
-        at = dict(zip(leading, np.unravel_index(flat, sizes)))
-        key = (int(at.get("C", 0)), int(at.get("Z", 0)), int(at.get("T", 0)))
-        if key not in planes:
-            return None
-        ordered.append(planes[key])
-    return ordered
-
-
 def write_tiff(path: str | os.PathLike, image: TiffImage) -> Path:
     """Write ``image`` atomically, in its flavour (ImageJ hyperstack, OME-TIFF or plain TIFF)."""
     import tifffile
@@ -580,45 +301,6 @@ def check_writable(image: TiffImage, factor: int | None = None) -> None:
                          f"({type(error).__name__}: {_first_line(error)}); save the file as a "
                          f"plain TIFF (e.g. tifffile.imwrite(path, data)) and restore that, "
                          f"and please report the file") from error
-
-
-def _photometric_options(image: TiffImage) -> dict[str, Any]:
-    """How ``image``'s samples are written: as the input's (MinIsWhite, palette, CMYK, ...)
-    while the pixels keep its layout, else RGB or MinIsBlack as the pixels suggest."""
-    if image.photometric is not None and image.photometric.fits(image.data, image.axes):
-        return image.photometric.options()
-    if image.axes.endswith("S") and image.data.shape[-1] in (3, 4) and \
-            image.data.dtype.kind == "u":
-        return {"photometric": "rgb"}
-    return {"photometric": "minisblack"} if "S" not in image.axes else {}
-
-
-def _write_options(image: TiffImage) -> dict[str, Any]:
-    """tifffile's ``imwrite`` options that write ``image`` in its flavour with its metadata."""
-    options: dict[str, Any] = {"compression": "zlib"} if image.compressed else {}
-    if image.resolution is not None:
-        options["resolution"] = image.resolution
-        if image.resolution_unit is not None:
-            options["resolutionunit"] = image.resolution_unit
-    options.update(_photometric_options(image))
-    if image.flavour == "imagej":
-        options.update(imagej=True, metadata={"axes": image.axes,
-                                              **_imagej_description_safe(image.imagej)})
-    elif image.flavour == "ome":
-        ome = {k: v for k, v in image.ome.items() if k in _OME_KEPT}
-        if len(image.ome.get("channels", ())) == _ome_channel_count(image):
-            ome["Channel"] = image.ome["channels"]
-        if "planes" in image.ome:
-            planes = _ome_planes_in_order(image.axes, image.data.shape, image.ome["planes"])
-            if planes is not None:
-                ome["Plane"] = planes
-        if "image_name" in image.ome:
-            ome["Name"] = image.ome["image_name"]
-        options.update(ome=True, metadata={"axes": image.axes, **ome})
-    else:
-        options["metadata"] = {**image.shaped, "axes": image.axes}
-    return options
-
 
 def read_tiff_header(path: str | os.PathLike, axes: str | None = None) -> TiffImage:
     """:func:`read_tiff` without reading the pixels: the image's axes, shape, dtype and metadata.
@@ -711,66 +393,3 @@ def _series_pages(tif, series) -> tuple[int, Callable[[int], np.ndarray]]:
         return page.asarray()
 
     return paged, read_page
-
-
-# ----------------------------------------------------------------------------- engine layout
-
-@dataclass(frozen=True)
-class EngineLayout:
-    """How a file's axes map onto the stack runner's: channels anywhere, image plane last.
-
-    ``order`` permutes the file's axes so that Y and X are the last two non-channel axes (the
-    identity for usual files); ``channel_axis`` is the channel axis after that permutation.
-    """
-
-    axes: str
-    order: tuple[int, ...]
-    channel_axis: int | None
-
-    @classmethod
-    def for_axes(cls, axes: str) -> EngineLayout:
-        channel = [i for i, letter in enumerate(axes) if letter in CHANNEL_AXES]
-        others = [i for i, letter in enumerate(axes) if letter not in CHANNEL_AXES]
-        plane = [axes.index("Y"), axes.index("X")]
-        if sorted(others[-2:]) == sorted(plane):
-            order = tuple(range(len(axes)))
-        else:
-            order = tuple([i for i in others if i not in plane] + channel + plane)
-        channel_axis = order.index(channel[0]) if channel else None
-        return cls(axes, order, channel_axis)
-
-    @property
-    def stack_axes(self) -> str:
-        """The looped-over axes (everything but channels and the image plane), e.g. ``"TZ"``."""
-        permuted = "".join(self.axes[i] for i in self.order)
-        return "".join(a for a in permuted if a not in CHANNEL_AXES)[:-2]
-
-    def to_engine(self, data: np.ndarray) -> np.ndarray:
-        return np.transpose(data, self.order)
-
-    def from_engine(self, data: np.ndarray) -> np.ndarray:
-        return np.transpose(data, np.argsort(self.order))
-
-    def mask_to_engine(self, mask: np.ndarray, image_shape: tuple[int, ...]) -> np.ndarray:
-        """A mask file's array as the stack runner wants it: ``(M, N)`` or one plane per slice.
-
-        Accepts the image plane alone (Y, X), the image's shape without its channel axis, or
-        the image's full shape (a pixel is missing when it is missing in any channel).
-        Non-zero means missing.
-        """
-        mask = np.asarray(mask)
-        plane = tuple(image_shape[self.axes.index(a)] for a in "YX")
-        non_channel = [i for i, letter in enumerate(self.axes) if letter not in CHANNEL_AXES]
-        if np.squeeze(mask).shape == plane:
-            missing = np.squeeze(mask) != 0
-            engine_plane = [self.axes[i] for i in self.order if i in non_channel][-2:]
-            return missing.T if engine_plane == ["X", "Y"] else missing
-        if mask.shape == tuple(image_shape):
-            missing = self.to_engine(mask != 0)
-            return missing if self.channel_axis is None else missing.any(axis=self.channel_axis)
-        if mask.shape == tuple(image_shape[i] for i in non_channel):
-            engine_order = [non_channel.index(i) for i in self.order if i in non_channel]
-            return np.transpose(mask != 0, engine_order)
-        raise ValueError(f"mask has shape {mask.shape}; for an image of shape {tuple(image_shape)} "
-                         f"(axes {self.axes}) it must be the image plane {plane}, the image's "
-                         f"shape, or the image's shape without channels")

@@ -1,15 +1,12 @@
-"""TIFF in and out with metadata, the engine layout of a file's axes, atomic writes."""
-
-import os
-import stat
+"""TIFF in and out with metadata: whole images, headers and slices read alone."""
 
 import numpy as np
 import pytest
 import tifffile
 
-from napari_dip.io import (EngineLayout, TiffImage, atomic_write, check_axes,
-                           leftover_temporaries, read_tiff, read_tiff_header, read_tiff_slices,
-                           write_tiff)
+from napari_dip.io.layout import EngineLayout
+from napari_dip.io.tiff import (TiffImage, check_axes, read_tiff, read_tiff_header,
+                                read_tiff_slices, write_tiff)
 
 
 def _stack(shape, dtype=np.uint16):
@@ -149,50 +146,6 @@ def test_axes_override_is_checked(tmp_path):
     for bad, message in [("ZZX", "distinct"), ("ZYQ", "Y and X"), ("CSYX", "both C and S")]:
         with pytest.raises(ValueError, match=message):
             check_axes(bad, len(bad))
-
-
-def test_engine_layout_moves_the_image_plane_last_and_back():
-    layout = EngineLayout.for_axes("YXZ")
-    data = np.arange(4 * 5 * 3).reshape(4, 5, 3)
-    engine = layout.to_engine(data)
-    assert engine.shape == (3, 4, 5) and layout.stack_axes == "Z"
-    np.testing.assert_array_equal(layout.from_engine(engine), data)
-
-    hyperstack = EngineLayout.for_axes("TZCYX")
-    assert hyperstack.order == (0, 1, 2, 3, 4) and hyperstack.channel_axis == 2
-    assert hyperstack.stack_axes == "TZ"
-
-
-def test_masks_of_every_accepted_shape_become_plane_or_per_slice_masks():
-    layout = EngineLayout.for_axes("ZCYX")
-    shape = (3, 2, 8, 8)
-    plane = np.zeros((8, 8), np.uint8)
-    plane[2, 3] = 255
-    assert layout.mask_to_engine(plane, shape).shape == (8, 8)
-    full = np.zeros(shape, bool)
-    full[1, 1, 4, 4] = True  # missing in one channel only -> missing for the pixel
-    per_slice = layout.mask_to_engine(full, shape)
-    assert per_slice.shape == (3, 8, 8) and per_slice[1, 4, 4] and per_slice.sum() == 1
-    assert layout.mask_to_engine(np.ones((3, 8, 8)), shape).shape == (3, 8, 8)
-    with pytest.raises(ValueError, match="mask has shape"):
-        layout.mask_to_engine(np.ones((5, 5)), shape)
-
-
-def test_atomic_write_keeps_the_old_file_on_failure_and_uses_normal_permissions(tmp_path):
-    target = tmp_path / "out.tif"
-    atomic_write(target, lambda tmp: tmp.write_bytes(b"first"))
-
-    def crash(tmp):
-        tmp.write_bytes(b"half")
-        raise RuntimeError("disk full")
-
-    with pytest.raises(RuntimeError):
-        atomic_write(target, crash)
-    assert target.read_bytes() == b"first"
-    assert leftover_temporaries(target) == []
-    umask = os.umask(0)
-    os.umask(umask)
-    assert stat.S_IMODE(target.stat().st_mode) == 0o666 & ~umask
 
 
 def test_an_imagej_origin_marks_the_same_point_after_super_resolution(tmp_path):
