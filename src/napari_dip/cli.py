@@ -38,12 +38,33 @@ def _demo(args: argparse.Namespace) -> int:
     print(f"PSNR result: {after:.2f} dB  ({after - before:+.2f} dB)")
     print(f"time       : {seconds:.1f} s for {last.iteration} iterations")
     print(f"device     : {last.device}, {last.precision}, {last.memory_format}")
-    gap = np.ones((args.size, 4), dtype=np.float32)
-    panel = np.concatenate([noisy, gap, last.estimate, gap, clean], axis=1)
-    png = (np.clip(panel, 0, 1) * 255).round().astype(np.uint8)
+    png = labelled_panels([noisy, last.estimate, clean],
+                          [("noisy", f"PSNR {before:.2f} dB"), ("restored", f"PSNR {after:.2f} dB"),
+                           ("clean", "reference")])
     atomic_write(args.out, lambda tmp: imsave(tmp, png, check_contrast=False))
     print(f"wrote {args.out} (noisy | restored | clean)")
     return 0
+
+
+def labelled_panels(images: Sequence[np.ndarray], labels: Sequence[Sequence[str]]) -> np.ndarray:
+    """Greyscale images in [0, 1], all of one height, side by side with a white gap of 4 pixels,
+    each under its lines of ``labels`` (black on white), as one uint8 image. A line wider
+    than its image is cut at the image's edge."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    font = ImageFont.load_default()
+    line_height = font.getbbox("Ag")[3] + 2
+    header = 4 + line_height * max(len(lines) for lines in labels)
+    panels = []
+    for image, lines in zip(images, labels):
+        strip = Image.new("L", (image.shape[1], header), 255)
+        draw = ImageDraw.Draw(strip)
+        for row, line in enumerate(lines):
+            draw.text((2, 2 + row * line_height), line, fill=0, font=font)
+        pixels = (np.clip(image, 0, 1) * 255).round().astype(np.uint8)
+        panels += [np.concatenate([np.asarray(strip), pixels]),
+                   np.full((header + image.shape[0], 4), 255, np.uint8)]
+    return np.concatenate(panels[:-1], axis=1)
 
 
 BATCH_COMMANDS = {
@@ -93,7 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_batch_command(commands, name: str, task: str, summary: str) -> None:
-    from .config import DEFAULT_PRESET, PRESETS, SUPPORTED_FACTORS, describe_fields
+    from .config import describe_fields
 
     fields = {f["name"]: f for f in describe_fields()}
     command = commands.add_parser(
@@ -103,15 +124,45 @@ def _add_batch_command(commands, name: str, task: str, summary: str) -> None:
             f"in --out (same name, dtype, axes and metadata) plus a JSON run record beside it "
             f"(NAME.tif.json), written last. Inputs are never modified.", 79),
         epilog="Settings are taken from, in order: the command line, --config FILE, the preset.\n"
+               "Expert settings (network, noise model, stopping, tiles, speed, ...): --help-all.\n"
                "Exit status: 0 when every input was restored or already complete, 1 when some "
                "failed\n(each with a one-line reason), 2 for a usage error.")
+    help_all = command.add_argument(
+        "--help-all", action=_HelpAll,
+        help="show this help with every expert setting of the configuration, in groups, and "
+             "exit")
     command.add_argument("inputs", nargs="+", metavar="INPUT",
                          help="TIFF files, folders (their *.tif/*.tiff) or glob patterns")
     command.add_argument("--out", type=Path, required=True, metavar="DIR",
                          help="folder for the results; must not be where an input would be "
                               "overwritten")
+    _add_restoration_options(command.add_argument_group("restoration"), task, fields)
+    _add_batch_options(command.add_argument_group("batch"))
+    help_all.expert_help = _add_expert_settings(command, fields)
+    command.set_defaults(run=_batch, task=task, setting_names=list(fields))
 
-    main = command.add_argument_group("restoration")
+
+class _HelpAll(argparse.Action):
+    """``--help-all``: the help with the expert settings shown, which ``--help`` leaves out
+    (each is accepted either way). ``expert_help`` maps their actions to their help text."""
+
+    def __init__(self, option_strings, dest=argparse.SUPPRESS, default=argparse.SUPPRESS,
+                 help=None):
+        super().__init__(option_strings, dest=dest, default=default, nargs=0, help=help)
+        self.expert_help: dict[argparse.Action, str] = {}
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        parser.usage = parser.format_usage().removeprefix("usage: ").rstrip()  # the short one
+        for action, text in self.expert_help.items():
+            action.help = text
+        parser.print_help()
+        parser.exit()
+
+
+def _add_restoration_options(main, task: str, fields: dict[str, dict]) -> None:
+    """The everyday options of a run: preset, length, seed, device, factor, mask, axes, file."""
+    from .config import DEFAULT_PRESET, PRESETS, SUPPORTED_FACTORS
+
     main.add_argument("--preset", choices=sorted(PRESETS), default=None,
                       help=f"settings preset (default: {DEFAULT_PRESET})")
     main.add_argument("--max-iterations", type=_setting_type(fields["max_iterations"]),
@@ -139,11 +190,14 @@ def _add_batch_command(commands, name: str, task: str, summary: str) -> None:
                       help="axes of every input, overriding what the files say, e.g. ZYX, "
                            "TZCYX or YXS (C/S: channels; Y, X: the image plane)")
     main.add_argument("--config", type=Path, metavar="FILE",
-                      help="YAML or JSON file with any of these options (underscores or "
-                           "dashes), e.g. 'preset: quick', 'learning_rate: 0.005'; a run record "
-                           "(.json) repeats that run's settings")
+                      help="YAML or JSON file with any of these options or those of "
+                           "--help-all (underscores or dashes), e.g. 'preset: quick', "
+                           "'learning_rate: 0.005'; a run record (.json) repeats that run's "
+                           "settings")
 
-    batch = command.add_argument_group("batch")
+
+def _add_batch_options(batch) -> None:
+    """How a batch treats finished outputs, where it runs and what it prints."""
     batch.add_argument("--resume", action="store_true",
                        help="skip inputs whose output has a complete run record with the same "
                             "settings; redo the rest")
@@ -161,17 +215,26 @@ def _add_batch_command(commands, name: str, task: str, summary: str) -> None:
     batch.add_argument("--quiet", action="store_true",
                        help="no progress bars; print only failures and the summary")
 
-    advanced = command.add_argument_group(
-        "advanced settings", "every other field of the configuration (napari_dip.DIPConfig); "
-                             "each defaults to the preset's value")
-    for field_name, field_info in fields.items():
-        if field_name in _NAMED_SETTINGS:
-            continue
-        advanced.add_argument(f"--{field_name.replace('_', '-')}", dest=field_name, default=None,
-                              type=_setting_type(field_info), choices=field_info["choices"],
-                              metavar=None if field_info["choices"] else field_info["type"].upper(),
-                              help=_setting_help(field_info))
-    command.set_defaults(run=_batch, task=task, setting_names=list(fields))
+
+def _add_expert_settings(command, fields: dict[str, dict]) -> dict[argparse.Action, str]:
+    """One option per other field of the configuration, in the sections of
+    :data:`~napari_dip.config.SETTING_GROUPS`, hidden from ``--help``; returns their actions
+    with the help that ``--help-all`` shows."""
+    from .config import grouped_fields
+
+    expert_help = {}
+    for title, group_fields in grouped_fields():
+        group = command.add_argument_group(f"expert settings: {title.lower()}")
+        for field_info in group_fields:
+            if field_info["name"] in _NAMED_SETTINGS:
+                continue
+            action = group.add_argument(
+                f"--{field_info['name'].replace('_', '-')}", dest=field_info["name"],
+                default=None, type=_setting_type(field_info), choices=field_info["choices"],
+                metavar=None if field_info["choices"] else field_info["type"].upper(),
+                help=argparse.SUPPRESS)
+            expert_help[action] = _setting_help(field_info)
+    return expert_help
 
 
 def _setting_help(field_info: dict) -> str:

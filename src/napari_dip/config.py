@@ -302,6 +302,36 @@ def describe_fields() -> list[dict[str, Any]]:
             for f in dataclasses.fields(DIPConfig)]
 
 
+SETTING_GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("Run length and stopping", ("max_iterations", "stopping", "patience", "variance_window",
+                                 "holdout_fraction", "report_every")),
+    ("Network", ("network", "scales", "channels_down", "channels_up", "channels_skip",
+                 "top_channels", "kernel_down", "kernel_up", "kernel_skip", "upsample")),
+    ("Input code", ("input_type", "input_channels", "input_scale", "reg_noise_std",
+                    "reg_noise_ramp", "reg_noise_ramp_scaling")),
+    ("Optimisation", ("learning_rate", "ema_weight", "ema_init", "result", "backtrack_drop_db",
+                      "backtrack_every")),
+    ("Noise model", ("data_term", "gain", "read_noise", "offset", "tv_weight")),
+    ("Bayesian and averaging", ("sgld_noise", "sgld_noise_scaling", "weight_decay", "burn_in",
+                                "sample_every", "n_runs")),
+    ("Stacks and tiles", ("warm_start_fraction", "stack_passes", "slice_batch", "tile_size",
+                          "tile_overlap", "tile_above")),
+    ("Speed and hardware", ("precision", "memory_format", "compile", "cuda_graph")),
+)
+"""The settings in sections, everyday ones first, for the widget's form and the command line's
+``--help-all``. A field that no section names lands in a last section, "Other"."""
+
+
+def grouped_fields() -> list[tuple[str, list[dict[str, Any]]]]:
+    """:func:`describe_fields` sorted into :data:`SETTING_GROUPS` (each field exactly once)."""
+    specs = {spec["name"]: spec for spec in describe_fields()}
+    groups = [(title, [specs.pop(name) for name in names if name in specs])
+              for title, names in SETTING_GROUPS]
+    if specs:
+        groups.append(("Other", list(specs.values())))
+    return [(title, fields) for title, fields in groups if fields]
+
+
 # ----------------------------------------------------------------------------- presets
 
 def _paper(task: str, factor: int | None) -> DIPConfig:
