@@ -1,9 +1,9 @@
 """The README's before/after picture: the demo's noisy cell crop, its restoration and the clean
 crop, each labelled with its PSNR.
 
-It restores what ``napari-dip demo`` restores (the 128x128 cell crop with Gaussian noise of sigma
-25/255, preset "quick", seed 0) and writes docs/images/before-after.png. Needs matplotlib
-(``pip install ".[bench]"``).
+It restores the image ``napari-dip demo`` restores (the 128x128 cell crop with Gaussian noise of
+sigma 25/255, seed 0), with preset "fast" (``napari-dip demo --preset fast`` gives the same), and
+writes docs/images/before-after.png. Needs matplotlib (``pip install ".[bench]"``).
 
     OMP_NUM_THREADS=1 python benchmarks/readme_figure.py
 """
@@ -25,7 +25,7 @@ OUT = Path(__file__).resolve().parents[1] / "docs" / "images" / "before-after.pn
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--preset", default="quick")
+    parser.add_argument("--preset", default="fast")
     parser.add_argument("--size", type=int, default=128)
     parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args(argv)
