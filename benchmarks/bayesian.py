@@ -6,9 +6,9 @@ return there (the moving average before the burn-in ends, then the running poste
 the sampled outputs) and of the network's current output. The result is the estimate at the
 end of the run, what ``restore(..., preset="bayesian")`` returns with this seed.
 
-Writes benchmarks/results/bayesian_*.json and a table in docs/benchmarks.md; the "Bayesian mean
-PSNR" column of the automatic-stopping table (benchmarks/stopping.py) reads the runs of the
-preset as shipped from here.
+Writes benchmarks/results/bayesian_*.json and a table in docs/benchmarks/bayesian.md; the
+"Bayesian mean PSNR" column of the automatic-stopping table (benchmarks/stopping.py) reads the
+runs of the preset as shipped from here.
 
     python benchmarks/bayesian.py --sets cbm3d9 --crop 64 --limit 9
 """
@@ -28,7 +28,7 @@ import napari_dip
 from napari_dip.config import get_config
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from reproduce_paper import (RESULTS, command_line, cpu_description, file_safe,  # noqa: E402
+from reproduce_paper import (PAGES, RESULTS, command_line, cpu_description, file_safe,  # noqa: E402
                              labelled, missing_data, parse_setting, write_table)
 from stopping import cases, input_psnr  # noqa: E402
 
@@ -100,7 +100,8 @@ def write_doc() -> None:
                 ["image", "size", "preset", "weight noise (x learning rate)",
                  "iterations (burn-in)", "posterior mean PSNR (returned)",
                  "best estimate along the run (iteration)", "last output PSNR",
-                 "mean posterior std", "input PSNR", "CPU s", "command"], row, summary)
+                 "mean posterior std", "input PSNR", "CPU s", "command"], row, summary,
+                page=PAGES / "bayesian.md")
 
 
 def main(argv=None) -> int:

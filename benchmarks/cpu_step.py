@@ -11,7 +11,7 @@ One Adam step (the fit's own optimiser) on the squared error of the generator's 
 a random image, the input code perturbed as in a fit. After a few warm-up steps (and the
 compilation), timed apart, the modes take turns: ``--rounds`` rounds of ``--steps`` steps
 each, so that a change in the machine's load falls on every mode alike; the median round
-gives the CPU time per step. Nothing is written: the numbers are quoted in docs/benchmarks.md.
+gives the CPU time per step. Nothing is written: the numbers are quoted in docs/benchmarks/speed.md.
 
     OMP_NUM_THREADS=1 python benchmarks/cpu_step.py --preset fast --side 256
     OMP_NUM_THREADS=1 python benchmarks/cpu_step.py --preset fast --side 256 --modes eager --profile

@@ -11,7 +11,7 @@ The clean image is used only to measure.
     python benchmarks/gpu.py quality --image Lena512   # PSNR against seconds, paper vs ours
     python benchmarks/gpu.py batch                     # slices per batch on a 10-slice stack
     python benchmarks/gpu.py profile                   # where one step of auto's generator goes
-    python benchmarks/gpu.py --report                  # tables into docs/benchmarks.md
+    python benchmarks/gpu.py --report                  # tables into docs/benchmarks/gpu.md
 
 Results: benchmarks/results/gpu_<section>[_<image>].json. ``--tiny`` runs every section on a
 small crop for a few iterations (on any device): a check of the script, not a measurement.
@@ -32,7 +32,7 @@ import napari_dip
 from napari_dip.operators import psnr
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from reproduce_paper import (DATA, RESULTS, center_crop, command_line, load,  # noqa: E402
+from reproduce_paper import (DATA, PAGES, RESULTS, center_crop, command_line, load,  # noqa: E402
                              with_gaussian_noise, write_section)
 from speed import TOLERANCE_DB, first_time_within  # noqa: E402
 
@@ -310,7 +310,7 @@ def report() -> None:
                          f"{r['ms_per_slice_step']:.2f} | {speedup} | {r['mean_psnr']:.2f} dB | "
                          f"{gib(r['peak_memory_gib'])} |")
         lines += ["", f"Command: `{b['command']}`", ""]
-    write_section(START, END, "GPU", lines)
+    write_section(START, END, "GPU", lines, page=PAGES / "gpu.md")
 
 
 def main(argv=None) -> int:

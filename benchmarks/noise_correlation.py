@@ -4,8 +4,8 @@ Pixel-wise hold-out validation assumes that a held-out pixel's noise cannot be p
 its neighbours. For each FMD confocal image this measures the correlation coefficient of the
 residual (one raw noisy frame minus the 50-frame average, the ground truth) with itself shifted
 by one pixel along a row and along a column, on the whole 512x512 image, and writes a table to
-docs/benchmarks.md. The residual also holds whatever differs between the average and the frame
-besides noise, so the figures are an upper bound on the noise's own correlation.
+docs/benchmarks/stopping.md. The residual also holds whatever differs between the average and
+the frame besides noise, so the figures are an upper bound on the noise's own correlation.
 
 Three more columns ask whether the average is the frame's noise-free value at all, which the
 PSNR against it assumes: the residual's mean (a frame brighter than the average of 50, as
@@ -27,7 +27,7 @@ import numpy as np
 import tifffile
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from reproduce_paper import DATA, command_line, missing_data, write_section  # noqa: E402
+from reproduce_paper import DATA, PAGES, command_line, missing_data, write_section  # noqa: E402
 
 START, END = "<!-- noise_correlation:start -->", "<!-- noise_correlation:end -->"
 
@@ -69,7 +69,8 @@ def main() -> int:
                      f"{low_frequency_excess(residual):.1f} |")
         print(lines[-1])
     lines += ["", f"`{command_line('noise_correlation.py')}`"]
-    write_section(START, END, "Noise correlation of the FMD images", lines)
+    write_section(START, END, "Noise correlation of the FMD images", lines,
+                  page=PAGES / "stopping.md")
     return 0
 
 

@@ -10,7 +10,7 @@ Protocols (../shared/data/SOURCES.md):
 The clean image is used only to measure. Every run records the PSNR of the estimate at every
 snapshot, so the table shows the PSNR at the paper's iteration count and the best PSNR on the way.
 
-Usage (results go to benchmarks/results/*.json and a table in docs/benchmarks.md):
+Usage (results go to benchmarks/results/*.json and a table in docs/benchmarks/paper.md):
 
     python benchmarks/reproduce_paper.py                      # the CPU set below
     python benchmarks/reproduce_paper.py --runs f16 --crop 0  # full-size F16 (GPU)
@@ -37,7 +37,8 @@ ROOT = Path(__file__).resolve().parents[1]
 # NAPARI_DIP_DATA points elsewhere, e.g. at a copy of the data taken to another machine
 DATA = Path(os.environ.get("NAPARI_DIP_DATA", ROOT.parent / "shared" / "data"))
 RESULTS = ROOT / "benchmarks" / "results"
-DOC = ROOT / "docs" / "benchmarks.md"
+DOCS = ROOT / "docs"
+PAGES = DOCS / "benchmarks"  # one page per subject; each script writes its tables to one
 START, END = "<!-- reproduce_paper:start -->", "<!-- reproduce_paper:end -->"
 SIGMA = 25 / 255
 
@@ -197,7 +198,7 @@ def measure(spec: dict, args) -> dict:
 
 
 def write_doc() -> None:
-    """Rewrite the table in docs/benchmarks.md from every stored result."""
+    """Rewrite the table in docs/benchmarks/paper.md from every stored result."""
     def row(r):
         return [r["name"], "x".join(str(s) for s in r["shape"][:2]),
                 f"{r['iterations']} ({r['paper_iterations']})",
@@ -207,31 +208,32 @@ def write_doc() -> None:
 
     write_table(START, END, "Reproducing the paper", "paper_*.json",
                 ["run", "size", "iterations (paper's)", "input PSNR", "PSNR at end",
-                 "best PSNR (iteration)", "time", "machine", "paper", "command"], row)
+                 "best PSNR (iteration)", "time", "machine", "paper", "command"], row,
+                page=PAGES / "paper.md")
 
 
 def write_table(start: str, end: str, heading: str, pattern: str, columns: list[str],
-                row, summary=None) -> None:
+                row, summary=None, *, page: Path) -> None:
     """A Markdown table with a ``row(result)`` per stored result matching ``pattern``, after
     the lines ``summary(results)`` gives (if any)."""
     results = [json.loads(p.read_text()) for p in sorted(RESULTS.glob(pattern))]
     lines = [] if summary is None else summary(results)
     lines += ["", "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     lines += ["| " + " | ".join(row(r)) + " |" for r in results]
-    write_section(start, end, heading, lines)
+    write_section(start, end, heading, lines, page=page)
 
 
-def write_section(start: str, end: str, heading: str, lines: list[str]) -> None:
-    """Replace the block between ``start`` and ``end`` in docs/benchmarks.md (or append it
-    under ``heading``), leaving the rest of the page as it is."""
+def write_section(start: str, end: str, heading: str, lines: list[str], *, page: Path) -> None:
+    """Replace the block between ``start`` and ``end`` in the docs ``page`` (or append it under
+    ``heading``), leaving the rest of the page as it is."""
     block = "\n".join([start, *lines, "", end])
-    text = DOC.read_text() if DOC.exists() else "# Benchmarks\n"
+    text = page.read_text() if page.exists() else f"# {heading}\n"
     if start in text:
         head, rest = text.split(start, 1)
         text = head + block + rest.split(end, 1)[1]
     else:
         text = text.rstrip() + f"\n\n## {heading}\n\n" + block + "\n"
-    DOC.write_text(text)
+    page.write_text(text)
 
 
 def main(argv=None) -> int:

@@ -42,12 +42,12 @@ import napari_dip
 from napari_dip.operators import psnr
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from reproduce_paper import (DATA, DOC, RESULTS, center_crop, command_line,  # noqa: E402
+from reproduce_paper import (DATA, DOCS, PAGES, RESULTS, center_crop, command_line,  # noqa: E402
                              cpu_description, labelled, load, missing_data, parse_setting,
                              with_gaussian_noise, write_section)
 
 START, END = "<!-- speed:start -->", "<!-- speed:end -->"
-PLOT = DOC.parent / "images" / "speed_curves.png"
+PLOT = DOCS / "images" / "speed_curves.png"
 NAMES = {"01": "Cameraman", "02": "House", "03": "Peppers", "04": "Starfish", "05": "Monarch",
          "06": "Airplane", "07": "Parrot"}
 TOLERANCE_DB = 0.3
@@ -322,11 +322,12 @@ def report() -> None:
         lines += [methods[name]["command"] for name in sorted(methods)] + ["```", ""]
         if peers:
             lines += ["Against auto-denoise's DIP (PSNR of the returned result):", "", *peers, ""]
-    lines += [f"![PSNR against seconds](images/{PLOT.name})", "",
+    lines += [f"![PSNR against seconds](../images/{PLOT.name})", "",
               "The presets as they are and the references; the variants (`+...`) are in the "
               "tables only. Wall-clock seconds, one thread per process. The tables and the "
               "plot are drawn from the stored runs by `python benchmarks/speed.py --report`."]
-    write_section(START, END, "Speed: time to reach the paper's quality", lines)
+    write_section(START, END, "Speed: time to reach the paper's quality", lines,
+                  page=PAGES / "speed.md")
     plot(records)
 
 

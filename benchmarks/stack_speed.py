@@ -49,7 +49,7 @@ import napari_dip
 from napari_dip.operators import psnr
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from reproduce_paper import (DATA, RESULTS, center_crop, command_line,  # noqa: E402
+from reproduce_paper import (DATA, PAGES, RESULTS, center_crop, command_line,  # noqa: E402
                              labelled, missing_data, parse_setting, with_gaussian_noise,
                              write_section)
 
@@ -164,7 +164,8 @@ def main() -> None:
     parser.add_argument("--alone-workers", type=int, default=1,
                         help="processes that fit the single slices at the same time")
     parser.add_argument("--report", action="store_true",
-                        help="only rewrite the table in docs/benchmarks.md from the kept results")
+                        help="only rewrite the table in docs/benchmarks/stacks.md from the kept "
+                             "results")
     args = parser.parse_args()
     if args.report:
         report()
@@ -252,7 +253,7 @@ def report() -> None:
             f" -> {c['stack_psnr']:.2f} dB{part} | {c['worst']:+.2f} dB{part} |")
         commands.append(r["command"])
     lines += ["", "```", *commands, "```"]
-    write_section(START, END, "Stacks: warm start", lines)
+    write_section(START, END, "Stacks: warm start", lines, page=PAGES / "stacks.md")
 
 
 if __name__ == "__main__":

@@ -8,9 +8,9 @@ it would have returned; beside it, the peak PSNR of the run and its iteration. T
 "Bayesian mean PSNR" column reads the run of preset "bayesian" on the same image from
 benchmarks/bayesian.py, which measures it.
 
-Writes benchmarks/results/stopping_*.json and a table in docs/benchmarks.md; ``--plot`` redraws
-the figure docs/images/stopping_curves.png from the stored runs it names (a long run does not
-replace the figure the docs describe).
+Writes benchmarks/results/stopping_*.json and tables in docs/benchmarks/stopping.md and
+tiling.md; ``--plot`` redraws the figure docs/images/stopping_curves.png from the stored runs it
+names (a long run does not replace the figure the docs describe).
 
     python benchmarks/stopping.py --sets cbm3d9,inpaint11,set5,fmd --crop 128 --limit 2
 """
@@ -32,13 +32,13 @@ from napari_dip.operators import psnr
 from napari_dip.tiling import plan_tiles
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from reproduce_paper import (DATA, DOC, RESULTS, center_crop, command_line,  # noqa: E402
+from reproduce_paper import (DATA, DOCS, PAGES, RESULTS, center_crop, command_line,  # noqa: E402
                              cpu_description, file_safe, labelled, load, missing_data,
                              parse_setting, psnr_y, resized, with_gaussian_noise, write_table)
 
 START, END = "<!-- stopping:start -->", "<!-- stopping:end -->"
 TILED_START, TILED_END = "<!-- stopping-tiled:start -->", "<!-- stopping-tiled:end -->"
-PLOT = DOC.parent / "images" / "stopping_curves.png"
+PLOT = DOCS / "images" / "stopping_curves.png"
 ESTIMATES = RESULTS / "estimates"
 """The estimate each run returned (not kept in git: megabytes per full-size image)."""
 
@@ -137,19 +137,22 @@ def write_doc() -> None:
                 command]
 
     def summary(results):
-        groups: dict[tuple, list[float]] = {}
+        groups: dict[tuple, list[dict]] = {}
         for r in results:
-            key = (r["set"], r["size"], r["preset"], r["rule"])
-            groups.setdefault(key, []).append(r["peak_psnr"] - r["stop_psnr"])
-        lines = ["", "| set | size | preset (rule) | images | within 0.5 dB of the peak | "
-                 "mean gap | largest gap |", "|---|---|---|---|---|---|---|"]
+            groups.setdefault((r["set"], r["size"], r["preset"], r["rule"]), []).append(r)
+        lines = ["", "| set | size | preset (rule) | images | mean input PSNR | mean PSNR "
+                 "returned | within 0.5 dB of the peak | mean gap | largest gap |",
+                 "|---|---|---|---|---|---|---|---|---|"]
 
         def order(item):  # by set, then smaller crops first
             group, size, preset, rule = item[0]
             return group, int(size.split("x")[0]), preset, rule
 
-        for (group, size, preset, rule), gaps in sorted(groups.items(), key=order):
-            lines.append(f"| {group} | {size} | {preset} ({rule}) | {len(gaps)} | "
+        for (group, size, preset, rule), runs in sorted(groups.items(), key=order):
+            gaps = [r["peak_psnr"] - r["stop_psnr"] for r in runs]
+            lines.append(f"| {group} | {size} | {preset} ({rule}) | {len(runs)} | "
+                         f"{np.mean([r['input_psnr'] for r in runs]):.2f} | "
+                         f"{np.mean([r['stop_psnr'] for r in runs]):.2f} | "
                          f"{sum(g <= 0.5 for g in gaps)} | {np.mean(gaps):.2f} | "
                          f"{max(gaps):.2f} |")
         return lines
@@ -158,7 +161,7 @@ def write_doc() -> None:
                 ["image", "size", "preset (rule)", "stop iteration", "PSNR at stop",
                  "peak PSNR (iteration)", "gap", "two runs averaged", "Bayesian mean PSNR",
                  "input PSNR", "command"],
-                row, summary)
+                row, summary, page=PAGES / "stopping.md")
 
 
 def plot(results: list[dict]) -> None:
@@ -357,7 +360,7 @@ def write_tiled_doc() -> None:
                 "tiled*_stopping_*.json",
                 ["image", "size", "preset", "input PSNR", "whole image in one fit (the long run)",
                  "in tiles, each stopped by the rule", "two runs averaged (n_runs=2)", "command"],
-                row, summary)
+                row, summary, page=PAGES / "tiling.md")
 
 
 def main(argv=None) -> int:

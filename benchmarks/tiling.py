@@ -23,7 +23,7 @@ grids are offset by half a step, so most pixels on a seam band of one crop lie i
 the other. Pixels within ``overlap`` of either crop's outer border are left out.
 
 Writes benchmarks/results/tiling_<size>.json (or tiling_seam_check_<side>.json) and a section
-of docs/benchmarks.md from every such result:
+of docs/benchmarks/tiling.md from every such result:
 
     OMP_NUM_THREADS=1 python benchmarks/tiling.py --untiled-probe 2
     OMP_NUM_THREADS=1 python benchmarks/tiling.py --seam-check 704
@@ -49,7 +49,7 @@ from napari_dip.operators import psnr
 from napari_dip.tiling import plan_tiles, seam_band, tile_interiors
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from reproduce_paper import (RESULTS, command_line,  # noqa: E402
+from reproduce_paper import (PAGES, RESULTS, command_line,  # noqa: E402
                              with_gaussian_noise, write_section)
 
 START, END = "<!-- tiling:start -->", "<!-- tiling:end -->"
@@ -206,7 +206,7 @@ def measure_untiled(args) -> dict:
 
 
 def write_doc() -> None:
-    """Rewrite the section of docs/benchmarks.md from every stored tiling result."""
+    """Rewrite the section of docs/benchmarks/tiling.md from every stored tiling result."""
     lines = []
     for path in sorted(RESULTS.glob("tiling_*.json")):
         r = json.loads(path.read_text())
@@ -256,7 +256,7 @@ def write_doc() -> None:
             lines.append(f"| the same settings untiled, in a child process | failed after "
                          f"{probe['peak_memory_gib']:.2f} GiB: {' '.join(probe['failed'])} |")
         lines += ["", f"Machine: {r['machine']}. Command: `{r['command']}`"]
-    write_section(START, END, "Large images: tiling", lines)
+    write_section(START, END, "Large images: tiling", lines, page=PAGES / "tiling.md")
 
 
 def main(argv=None) -> int:

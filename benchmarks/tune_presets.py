@@ -22,7 +22,7 @@ from napari_dip.config import get_config
 from napari_dip.operators import psnr
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from reproduce_paper import RESULTS, write_section  # noqa: E402
+from reproduce_paper import DOCS, RESULTS, write_section  # noqa: E402
 from speed import noisy_pair  # noqa: E402
 
 START, END = "<!-- tune:start -->", "<!-- tune:end -->"
@@ -80,7 +80,7 @@ def main() -> None:
 
 
 def report() -> None:
-    """The tuning table in docs/benchmarks.md, from benchmarks/results/tune_presets.jsonl."""
+    """The tuning table in docs/log.md, from benchmarks/results/tune_presets.jsonl."""
     rows = [json.loads(line) for line in (RESULTS / "tune_presets.jsonl").read_text().splitlines()]
     lines = ["", "| candidate | on top of | settings | output average | image | s / iteration | "
              "PSNR at 300 / 500 / 700 it. | best (iteration) |",
@@ -104,7 +104,7 @@ def report() -> None:
               "OMP_NUM_THREADS=1 python benchmarks/tune_presets.py --base fast --images 06,03 "
               "--cap 800 --candidates fast_nearest_lr03,fast_nearest_s4,fast_nearest_skip16",
               "```"]
-    write_section(START, END, "How preset fast was chosen", lines)
+    write_section(START, END, "How preset fast was chosen", lines, page=DOCS / "log.md")
 
 
 if __name__ == "__main__":

@@ -4,7 +4,7 @@ slice's estimate along its schedule, on the MRI stack of benchmarks/stack_speed.
 With ``--fresh-optimiser`` each warm-started slice starts a new Adam optimiser, as the stack
 did before it carried the previous slice's optimiser state on (the weights still carry on);
 the two traces show what that changed. Nothing is written: the numbers are quoted in
-docs/benchmarks.md ("Stacks").
+docs/log.md ("Stacks").
 
     OMP_NUM_THREADS=1 python benchmarks/warm_start_trace.py --crop 128 --slices 3
     OMP_NUM_THREADS=1 python benchmarks/warm_start_trace.py --crop 128 --slices 3 --fresh-optimiser

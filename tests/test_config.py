@@ -67,17 +67,17 @@ def test_auto_denoises_with_the_small_network_and_keeps_the_papers_for_other_tas
         for channels in (config.channels_down, config.channels_up):
             widths = [level_width(channels, level, config) for level in range(config.scales)]
             assert widths == [8, 16, 32, 64, 128]
-    # and feeds it an 8-channel input code (more on the microscopy crops: docs/benchmarks.md)
+    # and feeds it an 8-channel input code (more on the microscopy crops: docs/log.md)
     assert fast.input_channels == auto.input_channels == 8
     # fast's inpainting and super-resolution keep the uniform 32 channels and the 32-channel
-    # code (narrowed, inpainting returned less: docs/benchmarks.md)
+    # code (narrowed, inpainting returned less: docs/log.md)
     inpaint = get_config("fast", "inpaint")
     assert (inpaint.top_channels, inpaint.input_channels) == (0, 32)
     assert auto.stopping == "holdout" and auto.patience > fast.patience
-    # super-resolution climbs slowly: fast keeps a long patience there (docs/benchmarks.md)
+    # super-resolution climbs slowly: fast keeps a long patience there (docs/log.md)
     assert get_config("fast", "super_resolve", 4).patience == 1000
     # auto's inpainting waits longer for a new variance minimum: 300 stopped barbara 1.05 dB
-    # short; 500 was checked on six crops it was not chosen on (docs/benchmarks.md)
+    # short; 500 was checked on six crops it was not chosen on (docs/log.md)
     assert get_config("auto", "inpaint").patience == 500
     assert get_config("auto", "super_resolve", 4).patience == auto.patience == 300
     for task, factor in (("inpaint", None), ("super_resolve", 4)):

@@ -103,7 +103,7 @@ def test_noise_estimate_reads_the_noise_of_a_smooth_image_with_or_without_a_mask
 def test_bayesian_preset_injects_less_weight_noise_on_less_noisy_data():
     """Preset "bayesian" scales its weight noise to the data's noise: the paper's sigma=25 gets
     2 x the learning rate; a dim fluorescence-like image with a tenth of that noise gets the
-    floor (a quarter), instead of weight noise that swamps the fit (docs/benchmarks.md)."""
+    floor (a quarter), instead of weight noise that swamps the fit (docs/log.md)."""
     rng = np.random.default_rng(1)
     clean = np.tile(np.linspace(0.1, 0.9, 32, dtype=np.float32), (32, 1))  # spans most of [0, 1]
     noise = {}
@@ -126,7 +126,7 @@ def test_uncertainty_map_is_nonnegative_image_shaped_and_larger_where_masked():
     mask = np.zeros(clean.shape, dtype=bool)
     mask[6:26, 6:26] = True
     # a tenth of the preset's weight noise: with the preset's, the samples' own jitter, the
-    # same everywhere, dominates this small a run (docs/benchmarks.md, "Bayesian DIP")
+    # same everywhere, dominates this small a run (docs/log.md, "Bayesian DIP")
     result, uncertainty = restore(clean, task="inpaint", mask=mask, preset="bayesian",
                                   sgld_noise=0.2, sgld_noise_scaling="none",
                                   max_iterations=500, burn_in=250, sample_every=5,
@@ -192,7 +192,7 @@ def test_auto_preset_stops_by_itself_before_its_cap_and_raises_psnr(noisy_cell):
 
 def test_fast_preset_raises_psnr_within_a_tight_step_budget(noisy_cell):
     """Preset "fast" on a 64x64 noisy crop gains clearly within 150 steps (the measured
-    comparison with the paper's recipe, at 128x128, is in docs/benchmarks.md)."""
+    comparison with the paper's recipe, at 128x128, is in docs/log.md)."""
     clean, noisy = noisy_cell
     last = list(iter_restore(noisy, preset="fast", max_iterations=150))[-1]
     assert last.iteration <= 150

@@ -371,7 +371,7 @@ SMALL_DENOISER = dict(channels_down=128, channels_up=128, top_channels=8, input_
 """The denoising generator of presets auto and fast: the paper's hourglass with narrow fine
 levels that widen towards the coarse ones, 8, 16, 32, 64, then 128 channels from full
 resolution down, fed an 8-channel input code instead of 32, at :data:`SMALL_NETWORK`'s
-learning rate. Measured (docs/benchmarks.md, "How preset fast was chosen"):
+learning rate. Measured (docs/log.md, "How preset fast was chosen"):
 
 - narrow fine levels (8, 16, then 32 channels) against 32 channels everywhere: more PSNR
   returned on all 14 CBM3D9 and FMD crops at 64x64 (mean +0.33 dB on CBM3D9), and a step
@@ -394,7 +394,7 @@ DENOISING_RAMP = dict(reg_noise_ramp=500, reg_noise_ramp_scaling="pixels")
 """The input-code perturbation of presets auto and fast when denoising grows from zero over
 their first 500 iterations on images of 256x256 pixels or more, and over a share of them as
 large as the image's share of 256x256 pixels below that (125 at 128x128, 31 at 64x64).
-Measured (docs/benchmarks.md, "Speed"): on House at 256x256 the paper recipe's best less
+Measured (docs/benchmarks/speed.md): on House at 256x256 the paper recipe's best less
 0.3 dB came after 1250 and 1300 iterations instead of 1450 and 1500 (two seeds), and
 0.08 and 0.13 dB more was returned; on the nine CBM3D9 images in 256x256 crops, with fast's
 cap of 3000 iterations (where most were still climbing), 0.11 dB more on average, more on
@@ -409,7 +409,7 @@ DENOISING_TILES = dict(tile_size=288, tile_above=432)
 """Presets auto and fast denoise an image with a side longer than 432 pixels in overlapping
 tiles of 288 (a side up to 432 stays whole: two tiles of 288 along it would fit most of its
 pixels twice). :data:`SMALL_DENOISER` fits a large image's detail slowly. Measured
-(docs/benchmarks.md, "Whole 512x512 images"), one run each, each fit stopped by the hold-out
+(docs/benchmarks/tiling.md), one run each, each fit stopped by the hold-out
 rule: auto in tiles of 288 against one fit of the whole image returned more on all eight
 CBM3D9 photographs of 512x512 and 512x768 (+0.25 to +1.32 dB, mean +0.60, above the whole
 run's peak on every one) and on a 512x512 confocal image with real noise (FMD mice, +0.14 dB), for
@@ -426,14 +426,14 @@ def _auto(task: str, factor: int | None) -> DIPConfig:
 
     Denoising holds out 10 % of the pixels and keeps the moving-average estimate where its error
     on them is lowest; inpainting and super-resolution stop where the running variance of the
-    outputs is lowest (measured in docs/benchmarks.md: on a textured image the variance minimum
+    outputs is lowest (measured in docs/log.md: on a textured image the variance minimum
     came 2 dB before the best denoising estimate, the hold-out minimum within 0.2 dB).
 
     Denoising uses :data:`SMALL_DENOISER`, its input perturbation ramped up over the first
     iterations (:data:`DENOISING_RAMP`), and restores an image with a side longer than 432
     pixels in tiles (:data:`DENOISING_TILES`). Measured (with its coarse levels at 32 channels, as
     they were then) against the same preset with the paper's 128-channel network
-    (docs/benchmarks.md): on average 0.29 dB more on the CBM3D9 crops and more on every FMD
+    (docs/log.md): on average 0.29 dB more on the CBM3D9 crops and more on every FMD
     microscopy crop, at a fraction of the arithmetic per step.
     Inpainting and super-resolution keep the paper's networks (not compared).
 
@@ -441,7 +441,7 @@ def _auto(task: str, factor: int | None) -> DIPConfig:
     five 64x64 inpainting crops run long (barbara) the variance made no new minimum for 300
     iterations while the PSNR went on rising, and 300 stopped it 1.05 dB short; 500, chosen on
     those five, returned an estimate within 0.5 dB of the run's peak on all of them, and then
-    on the other six crops of the set too (docs/benchmarks.md).
+    on the other six crops of the set too (docs/benchmarks/stopping.md).
     """
     base = _paper(task, factor)
     config = base.replace(stopping="holdout" if task == "denoise" else "variance",
@@ -458,7 +458,7 @@ def _fast(task: str, factor: int | None) -> DIPConfig:
     every task: :data:`SMALL_DENOISER` for denoising (with auto's tiles for large images),
     :data:`SMALL_NETWORK` otherwise (inpainting with 32-channel skips).
 
-    Chosen by measurement on Set12 Peppers and Airplane (docs/benchmarks.md): at 32 channels a
+    Chosen by measurement on Set12 Peppers and Airplane (docs/log.md): at 32 channels a
     learning rate of 0.02 reached the peak in fewer steps than 0.01 without losing height;
     removing the input-code noise (and a higher rate) peaked sooner but 2 dB lower; 16 channels
     everywhere gained less per second. Narrowing the fine levels of the 32-channel network
@@ -484,7 +484,7 @@ def _bayesian(task: str, factor: int | None) -> DIPConfig:
 
     The weight noise (2 x the learning rate, as in the SGLD code that followed the paper, at
     the paper's sigma=25) and the burn-in (the first two thirds of the paper's iterations) were
-    chosen on two 64x64 CBM3D9 crops (docs/benchmarks.md, "Bayesian DIP"): with a tenth of that
+    chosen on two 64x64 CBM3D9 crops (docs/log.md, "Bayesian DIP"): with a tenth of that
     noise the sampled networks fitted the noise and the posterior mean ended 3.85 dB lower on
     Baboon, 5.61 dB on F16. The noise is scaled to the data's estimated noise level
     (``sgld_noise_scaling="noise"``, at least a quarter): unscaled, it kept the network from
@@ -497,7 +497,7 @@ def _bayesian(task: str, factor: int | None) -> DIPConfig:
     from the slice before on a quarter of the schedule returned 1.27 and 1.66 dB less than
     fitted alone (27.45 and 26.30 dB against 28.72 and 27.96), and on the full schedule 4.56
     and 5.71 dB less (the samples went on to fit the noise); a stack then costs a fit per
-    slice (docs/benchmarks.md, "Bayesian DIP")."""
+    slice (docs/log.md, "Bayesian DIP")."""
     base = _paper(task, factor)
     return base.replace(sgld_noise=2.0, sgld_noise_scaling="noise", weight_decay=5e-8,
                         burn_in=2 * base.max_iterations // 3, sample_every=10,

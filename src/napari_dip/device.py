@@ -71,7 +71,7 @@ def describe_device(device: torch.device) -> str:
 CPU_BFLOAT16_MIN_PIXELS = 256 * 256
 """Pixels per step (batch x height x width of the generator's output) from which ``"auto"``
 precision runs a CPU fit under bfloat16, on processors that compute it natively. Measured on
-such a CPU (docs/benchmarks.md), CPU time of a step of the slim denoising generator against
+such a CPU (docs/log.md), CPU time of a step of the slim denoising generator against
 float32: 23 % more at 64x64, 16 % less at 128x128 (level with the earlier 32-channel coarse
 levels, hence the threshold), 21 % less at 256x256, 28 % less at 512x512."""
 
@@ -113,7 +113,7 @@ def use_channels_last(memory_format: str, device: torch.device) -> bool:
     """Whether the generator runs in channels-last memory format (NHWC) on ``device``.
 
     ``"auto"`` does on CUDA (faster convolutions on tensor cores) and on CPUs with native
-    bfloat16: on such a CPU (an AMD EPYC with AVX512-BF16, one thread; docs/benchmarks.md,
+    bfloat16: on such a CPU (an AMD EPYC with AVX512-BF16, one thread; docs/log.md,
     "Reduced precision on the CPU") a step of the slim denoising generator cost 14 to 36 %
     less from 64x64 to 512x512 in float32 and 15 to 30 % less from 128x128 to 512x512 in
     bfloat16, and the paper's generator 10 % less at 256x256. On the earlier CPU without

@@ -182,7 +182,7 @@ def sgld_weight_noise(config: DIPConfig, noise_std: float | None) -> float:
     :data:`SGLD_REFERENCE_NOISE`, clipped to :data:`SGLD_SCALE_LIMITS` (factor 1 when
     ``noise_std`` is None). Langevin dynamics on a squared error samples the posterior of
     Gaussian noise of one level; the same weight noise on data with a tenth of that noise
-    swamps the fit (docs/benchmarks.md, "Bayesian DIP").
+    swamps the fit (docs/log.md, "Bayesian DIP").
     """
     std = config.sgld_noise * config.learning_rate
     if config.sgld_noise_scaling == "none" or noise_std is None:
@@ -198,7 +198,7 @@ def input_noise_ramp(config: DIPConfig, size: tuple[int, int]) -> int:
 
     Without the perturbation the generator climbs faster at first; on 256x256 images that
     brought the best result sooner, while on 64x64 crops, which peak within a few hundred
-    iterations, a 500-iteration ramp returned less (docs/benchmarks.md, "Speed")."""
+    iterations, a 500-iteration ramp returned less (docs/log.md, "Speed")."""
     if config.reg_noise_ramp_scaling == "none":
         return config.reg_noise_ramp
     share = min(1.0, size[0] * size[1] / RAMP_REFERENCE_SIDE ** 2)
@@ -232,7 +232,7 @@ class GraphedStep:
     and replayed for every later step.
 
     A step of the slim generators launches about a thousand small kernels; launched one by one
-    from Python they keep a large GPU idle most of the time (docs/benchmarks.md, "GPU"). A replay
+    from Python they keep a large GPU idle most of the time (docs/benchmarks/gpu.md). A replay
     is one launch. The input code is copied into the recorded input before each replay, and the
     gradients land in the same buffers every time (they are overwritten, not accumulated). The
     optimiser's update stays outside the graph, so a non-finite loss is still caught before it
@@ -283,7 +283,7 @@ def make_optimizer(network: nn.Module, config: DIPConfig) -> torch.optim.Adam:
     """Adam over the generator's weights, as one fused kernel where this PyTorch and device
     have it (CPU from PyTorch 2.4, CUDA): the same update as the per-tensor loop, without the
     loop over the generator's hundred-odd weight tensors, which took 4.2 ms of a 0.1 s step of
-    preset auto at 256x256 on one CPU thread, against 0.64 ms fused (docs/benchmarks.md)."""
+    preset auto at 256x256 on one CPU thread, against 0.64 ms fused (docs/log.md)."""
     options = dict(lr=config.learning_rate, weight_decay=config.weight_decay)
     try:
         return torch.optim.Adam(network.parameters(), fused=True, **options)
@@ -318,7 +318,7 @@ def fit(observation: Observation, config: DIPConfig, *, seed: int = 0,
     seeded initialisation; ``optimizer_state`` (that fit's ``optimizer.state_dict()``) carries
     on its Adam moment estimates too. A fresh Adam moves every weight by about the learning
     rate in each of its first steps, which knocks a fitted network far off before it settles
-    (measured in docs/benchmarks.md, "Stacks").
+    (measured in docs/benchmarks/stacks.md).
     """
     device = torch.device(device)
     if network is None or code is None:
