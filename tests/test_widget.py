@@ -5,8 +5,6 @@ Images are tiny and runs short ("quick" preset, tens of iterations) so the file 
 """
 
 import re
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -644,3 +642,88 @@ def test_the_layer_metadata_repeats_the_run_on_the_command_line(dock, qtbot, noi
                  "--config", str(tmp_path / "run.json"), "--quiet"]) == 0
     again = tifffile.imread(tmp_path / "out" / "stack.tif")
     np.testing.assert_array_equal(again, result.data)
+
+
+# ----------------------------------------------------------------------------- as a user meets it
+
+@qt
+def test_the_progress_of_an_automatic_stop_counts_toward_the_stop_not_the_cap(dock, qtbot):
+    viewer, widget = dock
+    _, noisy = make_noisy_nuclei((32, 32))
+    viewer.add_image(noisy, name="noisy")
+    configure(widget, max_iterations=100_000, report_every=5, stopping="variance",
+              variance_window=10, patience=200)
+    widget.run()
+    qtbot.waitUntil(lambda: "best at iteration" in widget.progress_view.status_label.text(),
+                    timeout=RUN_TIMEOUT_MS)
+    text = widget.progress_bar.format()
+    iteration, expected = map(int, re.search(r"iteration (\d+)/~(\d+)", text).groups())
+    assert iteration < expected <= iteration + 200 + 10, text
+    assert widget.progress_bar.value() > 0.02 * widget.progress_bar.maximum()
+    assert "stops after 200 without a better one" in widget.progress_view.status_label.text()
+    widget.stop()
+    qtbot.waitUntil(lambda: not widget.running, timeout=RUN_TIMEOUT_MS)
+
+
+@qt
+def test_a_whole_stack_preview_shows_the_input_until_a_slice_is_fitted(dock, qtbot,
+                                                                      noisy_stack):
+    viewer, widget = dock
+    _, noisy, _ = noisy_stack
+    configure(widget, max_iterations=20, report_every=5)
+    widget.set_scope(True, axis=0)
+    widget.run()
+    preview = widget.preview_layer
+    assert not preview.visible  # nothing to show before the worker sends the input
+    seen = []
+    widget.worker.yielded.connect(lambda progress: seen.append(
+        (progress.slice_number, preview.visible, np.array_equal(preview.data[2], noisy[2]))))
+    qtbot.waitUntil(lambda: not widget.running, timeout=RUN_TIMEOUT_MS)
+    assert seen[0] == (0, True, True)  # slice 3 shows the input while slice 1 is fitted
+    assert not np.array_equal(widget.result_layer.data[2], noisy[2])
+
+
+@qt
+def test_the_samples_and_a_run_on_them_raise_no_unit_warning(dock, qtbot, notifications):
+    viewer, widget = dock
+    for key in ("noisy_cell", "noisy_nuclei_stack", "damaged_cell"):
+        viewer.open_sample("napari-dip", key)
+    widget.image_combo.setCurrentText("noisy nuclei stack")
+    configure(widget, max_iterations=3)
+    widget.set_scope(False)
+    assert run_to_end(qtbot, widget) is not None
+    assert not any("units" in m.lower() for m in notifications), notifications
+
+
+@qt
+def test_a_refused_run_shows_its_whole_message_and_clears_the_last_outcome(dock, qtbot,
+                                                                           notifications):
+    viewer, widget = dock
+    viewer.add_image(np.random.default_rng(0).random((32, 32), dtype=np.float32), name="image")
+    configure(widget, max_iterations=100_000, report_every=1)
+    widget.run()
+    qtbot.waitUntil(lambda: widget.state.last is not None, timeout=RUN_TIMEOUT_MS)
+    widget.stop()
+    qtbot.waitUntil(lambda: not widget.running, timeout=RUN_TIMEOUT_MS)
+    assert "stopped" in widget.progress_bar.format()
+    configure(widget, task="inpaint")  # no Labels layer: refused
+    widget.run()
+    assert not widget.running and "stopped" not in widget.progress_bar.format()
+    shown = widget.progress_view.status_label.text()
+    assert "needs a Labels layer" in shown and "choose it as the mask" in shown
+    title = notifications[-1].splitlines()[0]
+    assert len(title) < 80 and "choose it as the mask" in notifications[-1]
+
+
+@qt
+def test_run_and_progress_stay_in_view_with_every_setting_open(dock):
+    viewer, widget = dock
+    widget.advanced.expand(animate=False)
+    for section in widget.settings_panel.sections.values():
+        section.expand(animate=False)
+    assert list(widget.settings_panel.sections)[0] == "Run length and stopping"
+    scroll = widget.scroll_area
+    assert scroll.widget().isAncestorOf(widget.settings_panel)
+    for part in (widget.run_button, widget.progress_bar, widget.loss_plot):
+        assert not scroll.isAncestorOf(part)
+    assert widget.minimumSizeHint().height() < 600  # the settings scroll, not the window
