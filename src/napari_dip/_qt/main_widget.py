@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from qtpy.QtCore import QEvent, Qt
+from qtpy.QtCore import QEvent, QSize, Qt
 from qtpy.QtWidgets import (QComboBox, QFormLayout, QPushButton, QScrollArea, QSpinBox,
                             QVBoxLayout, QWidget)
 from superqt import QCollapsible
@@ -41,6 +41,28 @@ def notify_error(what: str, message: str) -> None:
     from napari.utils.notifications import show_error
 
     show_error(f"{NOTIFICATION_TITLE.format(what=what)}\n{message}")
+
+
+class VerticalScrollArea(QScrollArea):
+    """Scrolls its content up and down, never sideways: it is always as wide as the content
+    needs (a section opened wider widens it), however short."""
+
+    def __init__(self, content: QWidget) -> None:
+        super().__init__(widgetResizable=True)
+        self.setWidget(content)
+        self.setFrameShape(QScrollArea.Shape.NoFrame)
+        self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        content.installEventFilter(self)
+
+    def minimumSizeHint(self) -> QSize:  # noqa: N802 (Qt's name)
+        width = self.widget().minimumSizeHint().width() + \
+            self.verticalScrollBar().sizeHint().width() + 2 * self.frameWidth()
+        return QSize(width, super().minimumSizeHint().height())
+
+    def eventFilter(self, watched, event) -> bool:  # noqa: N802 (Qt's name)
+        if watched is self.widget() and event.type() == QEvent.Type.LayoutRequest:
+            self.updateGeometry()
+        return super().eventFilter(watched, event)
 
 
 class RestoreWidget(QWidget):
@@ -105,11 +127,7 @@ class RestoreWidget(QWidget):
         column.addLayout(form)
         column.addWidget(self.advanced)
         column.addStretch(1)
-        scroll = QScrollArea(widgetResizable=True)
-        scroll.setWidget(choices)
-        scroll.setFrameShape(QScrollArea.Shape.NoFrame)
-        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
-        self.scroll_area = scroll
+        self.scroll_area = scroll = VerticalScrollArea(choices)
         layout = QVBoxLayout(self)
         layout.addWidget(scroll, 1)
         layout.addWidget(self.run_button)

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from magicgui.widgets import ComboBox, Container, FloatSpinBox, SpinBox
-from qtpy.QtWidgets import QVBoxLayout, QWidget
+from magicgui.widgets import ComboBox, FloatSpinBox, SpinBox
+from qtpy.QtWidgets import QFormLayout, QVBoxLayout, QWidget
 from superqt import QCollapsible
 
 from ..config import describe_fields
@@ -48,6 +48,7 @@ def grouped_fields() -> list[tuple[str, list[dict[str, Any]]]]:
 def make_control(spec: dict[str, Any]):
     """A magicgui control for one config field: a choice, or a number within its bounds."""
     common = dict(name=spec["name"], label=spec["name"].replace("_", " "), tooltip=spec["doc"])
+    # (the label is shown by the section's form, not by magicgui)
     if spec.get("choices"):
         return ComboBox(choices=[str(c) for c in spec["choices"]], **common)
     low, high = spec.get("low"), spec.get("high")
@@ -73,11 +74,14 @@ class SettingsPanel(QWidget):
         self.sections: dict[str, QCollapsible] = {}
         self.preset_values: dict[str, Any] = {}
         for number, (title, fields) in enumerate(grouped_fields()):
-            form = Container(widgets=[make_control(spec) for spec in fields], labels=True)
-            form.native.layout().setContentsMargins(8, 0, 0, 4)
-            self.controls.update({control.name: control for control in form})
+            form = QWidget()
+            rows = QFormLayout(form)  # one label column per section, aligned
+            rows.setContentsMargins(8, 0, 0, 4)
+            for spec in fields:
+                control = self.controls[spec["name"]] = make_control(spec)
+                rows.addRow(control.label, control.native)
             section = QCollapsible(title)
-            section.addWidget(form.native)
+            section.addWidget(form)
             if number == 0:
                 section.expand(animate=False)
             self.sections[title] = section
