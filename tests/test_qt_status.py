@@ -3,7 +3,8 @@
 from types import SimpleNamespace
 
 from napari_dip._qt.status import (Progress, RunStatus, StepCounter, expected_fit_length,
-                                   progress_text, readable_device, stopping_text)
+                                   progress_text, readable_device, stopped_early_text,
+                                   stopping_text)
 from napari_dip.config import get_config
 
 
@@ -74,3 +75,11 @@ def test_the_device_reads_as_words():
     assert readable_device("cpu (4 threads)", "float32") == "CPU, 4 threads, float32"
     assert readable_device("cuda:0 (NVIDIA H100)", "bfloat16") == \
         "CUDA:0, NVIDIA H100, bfloat16"
+
+
+def test_a_fit_ended_by_its_stopping_rule_says_where_its_result_comes_from():
+    config = get_config("quick", "denoise", None, stopping="variance")
+    assert stopped_early_text(snapshot(config, 900, best=400, done=True)) == ""
+    assert stopped_early_text(snapshot(config, 900, best=400, done=True, stopped=True)) == (
+        "The automatic stop ended the last fit at iteration 900; its result is the estimate "
+        "at its best point, iteration 400.")

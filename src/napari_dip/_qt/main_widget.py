@@ -29,7 +29,8 @@ from .output_layers import (PREVIEW_KEY, add_uncertainty, output_style, result_m
 from .progress_view import ProgressView
 from .settings_file import load_settings, save_settings
 from .settings_form import SettingsPanel
-from .status import Progress, RunStatus, format_duration, slice_position, task_label
+from .status import (Progress, RunStatus, format_duration, slice_position, stopped_early_text,
+                     task_label)
 from .worker import RunRequest, RunState, restoration_steps
 
 NOTIFICATION_TITLE = "Deep Image Prior: {what} (the widget shows the whole message)"
@@ -390,7 +391,8 @@ class RestoreWidget(QWidget):
 
         if last.done:
             self.status.finished(f"done: {last.n_slices} slice(s), "
-                                 f"{format_duration(last.snapshot.elapsed)} on last")
+                                 f"{format_duration(last.snapshot.elapsed)} on last",
+                                 stopped_early_text(last.snapshot))
             return
         position = slice_position(last.slice_number, last.n_slices, last.pass_number == 1)
         self.status.stopped(f"stopped {'in the backward pass ' * last.pass_number}at slice "

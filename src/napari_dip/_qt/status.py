@@ -218,6 +218,14 @@ def stopping_text(progress: Progress) -> str:
             f"most).")
 
 
+def stopped_early_text(snapshot) -> str:
+    """Where the automatic stopping rule ended the last fit ("" when it ran to its cap)."""
+    if not snapshot.stopped:
+        return ""
+    return (f"The automatic stop ended the last fit at iteration {snapshot.iteration}; its "
+            f"result is the estimate at its best point, iteration {snapshot.best_iteration}.")
+
+
 @evented
 @dataclass
 class RunStatus:
