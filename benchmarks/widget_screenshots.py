@@ -51,7 +51,7 @@ def open_scene(sample: str):
 
 
 def configure(widget, task: str, iterations: int, image: str) -> None:
-    from napari_dip._widget import task_label
+    from napari_dip._qt.status import task_label
 
     widget.task_combo.setCurrentText(task_label(task))
     widget.image_combo.setCurrentText(image)

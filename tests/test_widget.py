@@ -5,8 +5,6 @@ Images are tiny and runs short ("quick" preset, tens of iterations) so the file 
 """
 
 import re
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -27,35 +25,6 @@ def test_the_manifest_is_valid_and_names_the_widget_and_samples():
     assert [w.display_name for w in manifest.contributions.widgets] == ["Deep Image Prior"]
     assert {s.key for s in manifest.contributions.sample_data} >= {
         "noisy_nuclei", "noisy_nuclei_stack", "damaged_cell"}
-
-
-def test_importing_the_widget_module_does_not_import_torch():
-    code = "import sys, napari_dip._widget; print('torch' in sys.modules)"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "False"
-
-
-def test_the_worker_progress_only_moves_forward_and_names_runs_and_tiles(noisy_cell):
-    """With two runs per tile and two tiles, the progress (steps done of a total) climbs
-    steadily to the end and the reports say which tile and run is working."""
-    from napari_dip._run_plan import ImageAxes, plan_run
-    from napari_dip._widget import RunRequest, RunState, restoration_steps
-
-    _, noisy = noisy_cell
-    image = noisy[:40]  # one tile high, two wide
-    plan = plan_run(ImageAxes.of(2), image.shape, (0, 0), stack_axes=None)
-    request = RunRequest(data=image, plan=plan, task="denoise", mask=None, preset="quick",
-                         seed=0, device="cpu", overrides=dict(
-                             max_iterations=6, report_every=2, n_runs=2, scales=3,
-                             tile_size=40, tile_above=0, tile_overlap=8))
-    state = RunState()
-    reports = list(restoration_steps(request, state))
-    assert state.error is None and state.last.done
-    done = [r.steps_done for r in reports]
-    assert done == sorted(done) and done[-1] == reports[-1].steps_total == 2 * 2 * 6
-    assert all(r.steps_total == reports[0].steps_total for r in reports)
-    assert {(r.tile, r.run) for r in reports} == {(0, 0), (0, 1), (1, 0), (1, 1)}
-    assert all(r.n_runs == 2 and r.n_tiles == 2 for r in reports)
 
 
 # ----------------------------------------------------------------------------- in a viewer
@@ -96,7 +65,7 @@ def dock(make_napari_viewer, qtbot):
 
 def configure(widget, *, task="denoise", max_iterations=40, **knobs):
     """Pick the task and the 'quick' preset, then change single knobs under Advanced."""
-    from napari_dip._widget import task_label
+    from napari_dip._qt.status import task_label
 
     widget.task_combo.setCurrentText(task_label(task))
     widget.preset_combo.setCurrentText("quick")
@@ -127,7 +96,7 @@ qt = pytest.mark.qt
 
 @qt
 def test_the_widget_opens_from_the_manifest(dock):
-    from napari_dip._widget import RestoreWidget
+    from napari_dip._qt.main_widget import RestoreWidget
     from napari_dip.config import describe_fields
 
     viewer, widget = dock
@@ -212,7 +181,7 @@ def test_a_current_slice_run_restores_the_slice_on_screen_only(dock, qtbot, nois
     assert tuple(result.axis_labels) == ("z", "y", "x")
     assert psnr(result.data[0], clean[2]) > psnr(noisy[2], clean[2]) + 2.0
     # where it ran and in which arithmetic (a 32x32 slice stays in float32 on any CPU)
-    assert re.fullmatch(r"runs on: cpu \(\d+ threads?\), float32", widget.device_label.text())
+    assert re.fullmatch(r"runs on: CPU, \d+ threads?, float32", widget.device_label.text())
 
 
 @qt
@@ -233,9 +202,9 @@ def test_a_whole_stack_run_restores_every_slice(dock, qtbot, noisy_stack):
 def test_a_stack_run_with_slices_in_one_batch(dock, qtbot, noisy_stack, monkeypatch):
     """slice_batch=2 on 3 slices: slices 1-2 fitted together, then slice 3; the progress names
     the group, the preview shows both slices of it, and every slice counts as done."""
-    import napari_dip._widget as widget_module
+    import napari_dip._qt.worker as worker_module
 
-    monkeypatch.setattr(widget_module, "PREVIEW_INTERVAL_S", 0.0)
+    monkeypatch.setattr(worker_module, "PREVIEW_INTERVAL_S", 0.0)
     viewer, widget = dock
     clean, noisy, _ = noisy_stack
     configure(widget, max_iterations=100, warm_start_fraction=0.5, slice_batch=2)
@@ -256,9 +225,9 @@ def test_a_stack_run_with_slices_in_one_batch(dock, qtbot, noisy_stack, monkeypa
 
 @qt
 def test_the_preview_layer_updates_during_a_run(dock, qtbot, monkeypatch):
-    import napari_dip._widget as widget_module
+    import napari_dip._qt.worker as worker_module
 
-    monkeypatch.setattr(widget_module, "PREVIEW_INTERVAL_S", 0.0)
+    monkeypatch.setattr(worker_module, "PREVIEW_INTERVAL_S", 0.0)
     viewer, widget = dock
     _, noisy = make_noisy_nuclei((32, 32))
     viewer.add_image(noisy, name="noisy")
@@ -328,7 +297,7 @@ def test_an_error_in_the_worker_is_notified_and_the_widget_is_ready_again(dock, 
 
 @qt
 def test_settings_persist_to_the_next_widget(dock, make_napari_viewer, private_settings):
-    from napari_dip._widget import RestoreWidget
+    from napari_dip._qt.main_widget import RestoreWidget
 
     _, widget = dock
     configure(widget, task="super_resolve", max_iterations=123)
@@ -552,7 +521,7 @@ def test_a_current_slice_run_is_refused_where_the_layer_shows_no_slice(dock, qtb
                                   '{"seed": 4294967296}', '{"seed": true, "whole_stack": 1}'])
 def test_a_hand_edited_settings_file_falls_back_to_the_defaults(make_napari_viewer,
                                                                  private_settings, text):
-    from napari_dip._widget import RestoreWidget
+    from napari_dip._qt.main_widget import RestoreWidget
 
     private_settings.write_text(text)
     widget = RestoreWidget(make_napari_viewer())
@@ -564,7 +533,7 @@ def test_a_saved_whole_stack_scope_comes_back_when_a_stack_is_opened_later(
         make_napari_viewer, private_settings):
     import json
 
-    from napari_dip._widget import RestoreWidget
+    from napari_dip._qt.main_widget import RestoreWidget
 
     private_settings.write_text(json.dumps({"whole_stack": True}))
     viewer = make_napari_viewer()
@@ -673,3 +642,88 @@ def test_the_layer_metadata_repeats_the_run_on_the_command_line(dock, qtbot, noi
                  "--config", str(tmp_path / "run.json"), "--quiet"]) == 0
     again = tifffile.imread(tmp_path / "out" / "stack.tif")
     np.testing.assert_array_equal(again, result.data)
+
+
+# ----------------------------------------------------------------------------- as a user meets it
+
+@qt
+def test_the_progress_of_an_automatic_stop_counts_toward_the_stop_not_the_cap(dock, qtbot):
+    viewer, widget = dock
+    _, noisy = make_noisy_nuclei((32, 32))
+    viewer.add_image(noisy, name="noisy")
+    configure(widget, max_iterations=100_000, report_every=5, stopping="variance",
+              variance_window=10, patience=200)
+    widget.run()
+    qtbot.waitUntil(lambda: "best at iteration" in widget.progress_view.status_label.text(),
+                    timeout=RUN_TIMEOUT_MS)
+    text = widget.progress_bar.format()
+    iteration, expected = map(int, re.search(r"iteration (\d+)/~(\d+)", text).groups())
+    assert iteration < expected <= iteration + 200 + 10, text
+    assert widget.progress_bar.value() > 0.02 * widget.progress_bar.maximum()
+    assert "stops after 200 without a better one" in widget.progress_view.status_label.text()
+    widget.stop()
+    qtbot.waitUntil(lambda: not widget.running, timeout=RUN_TIMEOUT_MS)
+
+
+@qt
+def test_a_whole_stack_preview_shows_the_input_until_a_slice_is_fitted(dock, qtbot,
+                                                                      noisy_stack):
+    viewer, widget = dock
+    _, noisy, _ = noisy_stack
+    configure(widget, max_iterations=20, report_every=5)
+    widget.set_scope(True, axis=0)
+    widget.run()
+    preview = widget.preview_layer
+    assert not preview.visible  # nothing to show before the worker sends the input
+    seen = []
+    widget.worker.yielded.connect(lambda progress: seen.append(
+        (progress.slice_number, preview.visible, np.array_equal(preview.data[2], noisy[2]))))
+    qtbot.waitUntil(lambda: not widget.running, timeout=RUN_TIMEOUT_MS)
+    assert seen[0] == (0, True, True)  # slice 3 shows the input while slice 1 is fitted
+    assert not np.array_equal(widget.result_layer.data[2], noisy[2])
+
+
+@qt
+def test_the_samples_and_a_run_on_them_raise_no_unit_warning(dock, qtbot, notifications):
+    viewer, widget = dock
+    for key in ("noisy_cell", "noisy_nuclei_stack", "damaged_cell"):
+        viewer.open_sample("napari-dip", key)
+    widget.image_combo.setCurrentText("noisy nuclei stack")
+    configure(widget, max_iterations=3)
+    widget.set_scope(False)
+    assert run_to_end(qtbot, widget) is not None
+    assert not any("units" in m.lower() for m in notifications), notifications
+
+
+@qt
+def test_a_refused_run_shows_its_whole_message_and_clears_the_last_outcome(dock, qtbot,
+                                                                           notifications):
+    viewer, widget = dock
+    viewer.add_image(np.random.default_rng(0).random((32, 32), dtype=np.float32), name="image")
+    configure(widget, max_iterations=100_000, report_every=1)
+    widget.run()
+    qtbot.waitUntil(lambda: widget.state.last is not None, timeout=RUN_TIMEOUT_MS)
+    widget.stop()
+    qtbot.waitUntil(lambda: not widget.running, timeout=RUN_TIMEOUT_MS)
+    assert "stopped" in widget.progress_bar.format()
+    configure(widget, task="inpaint")  # no Labels layer: refused
+    widget.run()
+    assert not widget.running and "stopped" not in widget.progress_bar.format()
+    shown = widget.progress_view.status_label.text()
+    assert "needs a Labels layer" in shown and "choose it as the mask" in shown
+    title = notifications[-1].splitlines()[0]
+    assert len(title) < 80 and "choose it as the mask" in notifications[-1]
+
+
+@qt
+def test_run_and_progress_stay_in_view_with_every_setting_open(dock):
+    viewer, widget = dock
+    widget.advanced.expand(animate=False)
+    for section in widget.settings_panel.sections.values():
+        section.expand(animate=False)
+    assert list(widget.settings_panel.sections)[0] == "Run length and stopping"
+    scroll = widget.scroll_area
+    assert scroll.widget().isAncestorOf(widget.settings_panel)
+    for part in (widget.run_button, widget.progress_bar, widget.loss_plot):
+        assert not scroll.isAncestorOf(part)
+    assert widget.minimumSizeHint().height() < 600  # the settings scroll, not the window

@@ -100,8 +100,10 @@ def make_damaged_cell(size: int = 256):
 
 # ----------------------------------------------------------------------------- napari samples
 
-_STACK_GEOMETRY = {"scale": (2.0, 0.5, 0.5), "axis_labels": ("z", "y", "x"),
-                   "units": ("µm", "µm", "µm")}
+_STACK_GEOMETRY = {"scale": (4.0, 1.0, 1.0), "axis_labels": ("z", "y", "x")}
+"""Z steps four times the pixel size, in pixel units like every other sample: a physical unit
+on one sample only would make napari warn "Inconsistent units across layers" whenever it is
+opened beside another sample, and again on every layer a run adds."""
 
 
 def sample_noisy_nuclei():
@@ -111,7 +113,7 @@ def sample_noisy_nuclei():
 
 
 def sample_noisy_nuclei_stack():
-    """napari sample: a noisy fluorescence-like Z stack (16x128x128, 2 µm steps, 0.5 µm pixels)."""
+    """napari sample: a noisy fluorescence-like Z stack (16x128x128, Z steps 4 pixels)."""
     _, noisy = make_noisy_nuclei((16, 128, 128))
     return [(noisy, {"name": "noisy nuclei stack", "colormap": "green", **_STACK_GEOMETRY},
              "image")]

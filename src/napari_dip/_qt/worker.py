@@ -1,0 +1,152 @@
+"""The widget's run, off the GUI thread, without Qt or napari.
+
+:func:`restoration_steps` is a plain generator: the widget hands it to napari's
+``create_worker`` (a thread worker whose ``yielded`` signal carries each :class:`Progress` to
+the GUI thread), and tests iterate it directly. Torch is imported here, on the worker thread,
+when a run starts.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from .._run_plan import RunPlan
+from ..config import get_config
+from .status import Progress, StepCounter, readable_device, seconds_left
+
+PREVIEW_INTERVAL_S = 0.5
+"""Least time between two preview-layer updates, so a fast GPU run cannot flood the GUI."""
+
+
+@dataclass
+class RunRequest:
+    """Everything a run needs, gathered on the GUI thread before the worker starts."""
+
+    data: Any  # the region to restore, as the layer holds it (a lazy array is read here)
+    plan: RunPlan
+    task: str
+    mask: np.ndarray | None
+    preset: str
+    seed: int
+    device: str
+    overrides: dict[str, Any]
+    alpha: Any = None  # an RGBA layer's alpha channel: kept as it is, not restored
+
+
+@dataclass
+class RunState:
+    """The run's outcome so far, written by the worker and read by the GUI once it finished.
+
+    ``last`` is the latest :class:`~napari_dip.StackSnapshot`; its ``result`` holds every
+    finished slice and the current slice's latest estimate, which is what Stop keeps.
+    ``config`` is the run's settings (a stack's later slices run a shorter schedule);
+    ``threads`` the CPU threads torch ran with (None on a GPU).
+    """
+
+    last: Any = None
+    error: str | None = None
+    config: dict[str, Any] | None = None
+    threads: int | None = None
+
+
+def explain_error(error: BaseException) -> str:
+    """The full text for an error raised during a run: what happened and what to do."""
+    text = str(error) or type(error).__name__
+    if "out of memory" in text.lower() or type(error).__name__ == "OutOfMemoryError":
+        return ("Deep Image Prior ran out of memory. Try the 'quick' preset, fewer channels or "
+                "scales under Advanced, the current slice instead of the whole stack, a smaller "
+                f"crop, or another device. ({text.splitlines()[0]})")
+    if isinstance(error, ValueError):
+        return f"Deep Image Prior cannot run: {text}"
+    return (f"Deep Image Prior failed: {type(error).__name__}: {text}. The widget is ready for "
+            f"another run; if this repeats, please report it with the settings you used.")
+
+
+def restoration_steps(request: RunRequest, state: RunState):
+    """Run the restoration; yield a :class:`Progress` per snapshot (with a preview at most every
+    PREVIEW_INTERVAL_S seconds and at the end of each slice); record the outcome in ``state``.
+
+    Errors are caught and stored in ``state.error`` rather than raised: napari's generator
+    worker treats a raised ``RuntimeError`` (which is what torch raises) as a deleted worker and
+    drops it, so the GUI would never hear of it.
+    """
+    try:
+        import napari_dip  # the first torch import happens here, on the worker thread
+
+        with cpu_threads_leaving_one_for_the_gui(request.device) as threads:
+            state.threads = threads
+            yield from _progress_of(napari_dip, request, state)
+    except Exception as error:  # noqa: BLE001 (every failure becomes a notification)
+        state.error = explain_error(error)
+    return state
+
+
+@contextmanager
+def cpu_threads_leaving_one_for_the_gui(device: str):
+    """On the CPU, fit with one thread fewer than the machine has, so the GUI thread keeps a
+    core: with every core busy, torch's worker threads and napari's event loop contend and
+    both slow down. The previous thread count is restored afterwards. Yields the count (None
+    off the CPU): a CPU result depends on it."""
+    import torch
+
+    from ..device import select_device, torch_threads
+
+    if select_device(device).type != "cpu":
+        yield None
+        return
+    with torch_threads(max(1, min(torch.get_num_threads(), (os.cpu_count() or 2) - 1))) as n:
+        yield n
+
+
+def input_as_output(data: np.ndarray, plan: RunPlan) -> np.ndarray:
+    """A copy of the input region shaped like the output (enlarged by pixel repetition when
+    super-resolving): what the preview shows where no slice has been fitted yet."""
+    shown = np.array(data, copy=True)
+    for axis in plan.axes.plane if plan.factor > 1 else ():
+        shown = np.repeat(shown, plan.factor, axis=axis)
+    return shown
+
+
+def _progress_of(napari_dip, request: RunRequest, state: RunState):
+    """The body of :func:`restoration_steps`: snapshots in, :class:`Progress` out."""
+    config = get_config(request.preset, request.task, request.plan.factor or None,
+                        **request.overrides)
+    state.config = config.to_dict()
+    data = np.asarray(request.data)
+    background = input_as_output(data, request.plan)
+    steps = napari_dip.iter_restore_stack(
+        data, task=request.task, mask=request.mask,
+        factor=request.plan.factor if request.plan.factor > 1 else None,
+        preset=config, channel_axis=request.plan.axes.channel, seed=request.seed,
+        device=request.device)
+    counter = StepCounter(config)
+    start, last_preview = time.perf_counter(), -np.inf
+    for stack_step in steps:
+        state.last = stack_step
+        snapshot = stack_step.snapshot
+        done, total, expected = counter.count(stack_step)
+        progress = Progress(
+            slice_number=stack_step.slice_number, n_slices=stack_step.n_slices,
+            iteration=snapshot.iteration, max_iterations=snapshot.max_iterations,
+            tile=snapshot.tile, n_tiles=snapshot.n_tiles, backward=stack_step.pass_number == 1,
+            steps_done=done, steps_total=total, loss=snapshot.loss,
+            criterion=snapshot.criterion,
+            seconds_left=seconds_left(time.perf_counter() - start, done, total),
+            device=readable_device(snapshot.device, snapshot.precision),
+            group_size=len(stack_step.group), run=snapshot.run, n_runs=config.n_runs,
+            stopping=snapshot.config.stopping, best_iteration=snapshot.best_iteration,
+            patience=snapshot.config.patience, expected_iterations=expected,
+            background=background)
+        background = None  # sent once, with the first report
+        now = time.perf_counter()
+        if snapshot.done or now - last_preview >= PREVIEW_INTERVAL_S:
+            progress.previews = tuple((index, member.estimate) for index, member in
+                                      zip(stack_step.group, stack_step.group_snapshots))
+            last_preview = now
+        yield progress
