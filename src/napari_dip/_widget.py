@@ -25,9 +25,9 @@ from superqt import QCollapsible
 from ._qt_plot import LossPlot
 from ._run_plan import (Geometry, ImageAxes, RunPlan, mask_for_plan, output_geometry, plan_run,
                         stack_scopes)
-from .config import (DEFAULT_PRESET, PRESETS, SUPPORTED_FACTORS, TASKS, describe_fields,
-                     get_config, warm_start_config)
+from .config import SUPPORTED_FACTORS, TASKS, describe_fields, warm_start_config
 from .io import split_alpha, with_alpha
+from .presets import DEFAULT_PRESET, PRESETS, get_config
 
 PREVIEW_INTERVAL_S = 0.5
 """Least time between two preview-layer updates, so a fast GPU run cannot flood the GUI."""
@@ -181,7 +181,7 @@ def cpu_threads_leaving_one_for_the_gui(device: str):
     CPU): a CPU result depends on it."""
     import torch
 
-    from .device import select_device, torch_threads
+    from .engine.device import select_device, torch_threads
 
     if select_device(device).type != "cpu":
         yield None
@@ -258,7 +258,7 @@ class DeviceCombo(QComboBox):
         """Add every device this machine has (imports torch)."""
         if self.detected:
             return
-        from .device import available_devices
+        from .engine.device import available_devices
 
         for name in available_devices():
             if self.findText(name) < 0:

@@ -26,10 +26,10 @@ from typing import Any
 
 import numpy as np
 
-from .config import DEFAULT_PRESET
 from .io import (CHANNEL_AXES, EngineLayout, TiffImage, check_writable,
                  leftover_temporaries, package_versions, read_json, read_mask, read_tiff,
                  read_tiff_header, read_tiff_slices, write_json, write_tiff)
+from .presets import DEFAULT_PRESET
 
 TIFF_SUFFIXES = (".tif", ".tiff")
 UNCERTAINTY_FOLDER = "uncertainty"
@@ -65,7 +65,7 @@ class Request:
     slices_per_task: int | None = None
 
     def config(self):
-        from .config import get_config
+        from .presets import get_config
 
         return get_config(self.preset, self.task, self.factor, **self.settings)
 
@@ -313,7 +313,7 @@ def run_job(job: Job, on_snapshot: SnapshotCallback | None = None) -> Outcome:
     """
     start = time.perf_counter()
     started = _now()
-    from .device import torch_threads
+    from .engine.device import torch_threads
 
     undo_tiny_malloc_trim()
     try:
@@ -722,7 +722,7 @@ def _restore_part(job: Job, start: int, stop: int, prepared,
                   ) -> tuple[np.ndarray, np.ndarray | None, list, int]:
     """Restore slices ``start:stop`` with the whole stack's intensity scaling; also return
     the CPU threads it ran with."""
-    from .device import torch_threads
+    from .engine.device import torch_threads
 
     undo_tiny_malloc_trim()
     part, mask, stack_shape = _load_part(job, start, stop)
