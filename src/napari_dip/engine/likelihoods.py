@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from ..config import DIPConfig
+from .operators import fits
 
 
 def _measured_mean(values: torch.Tensor, measured: torch.Tensor | None) -> torch.Tensor:
@@ -76,8 +77,7 @@ class Likelihood(nn.Module):
             raise ValueError(f"prediction {tuple(prediction.shape)} and observation "
                              f"{tuple(observed.shape)} differ in shape; pass the prediction "
                              f"through the degradation operator first")
-        if measured is not None and \
-                torch.broadcast_shapes(measured.shape, prediction.shape) != prediction.shape:
+        if measured is not None and not fits(measured.shape, prediction.shape):
             raise ValueError(f"measured has shape {tuple(measured.shape)}, which does not fit "
                              f"the observation's {tuple(observed.shape)}; give it the "
                              f"observation's height and width")

@@ -75,6 +75,13 @@ class Identity(Operator):
         return after
 
 
+def fits(shape: tuple[int, ...], image_shape: tuple[int, ...]) -> bool:
+    """Whether a tensor of ``shape`` broadcasts onto an image of ``image_shape`` without
+    changing it (each side 1 or the image's)."""
+    return len(shape) == len(image_shape) and all(
+        side in (1, image_side) for side, image_side in zip(shape, image_shape))
+
+
 def _check_known(known: torch.Tensor) -> None:
     if not isinstance(known, torch.Tensor) or known.dim() != 4:
         shape = tuple(known.shape) if isinstance(known, torch.Tensor) else type(known).__name__
@@ -91,7 +98,7 @@ def mask(image: torch.Tensor, known: torch.Tensor) -> torch.Tensor:
     ``known`` is ``(N or 1, C or 1, H, W)``, broadcast over the image's batch and channels.
     """
     _check_image(image)
-    if torch.broadcast_shapes(known.shape, image.shape) != image.shape:
+    if not fits(known.shape, image.shape):
         raise ValueError(f"the mask of known pixels has shape {tuple(known.shape)}, which does "
                          f"not fit an image of shape {tuple(image.shape)}; give it the image's "
                          f"height and width, and 1 or the image's size on the other axes")
@@ -146,7 +153,11 @@ def lanczos_kernel(factor: int, support: int = 2) -> np.ndarray:
 
 
 def _lanczos_taps(factor: int, support: int) -> torch.Tensor:
-    return torch.from_numpy(lanczos_kernel(factor, support)).float()
+    taps = torch.from_numpy(lanczos_kernel(factor, support)).float()
+    if factor % 2:  # the half-pixel phase puts odd factors off the coarse grid
+        raise ValueError(f"the Lanczos downsampler takes an even factor (2, 4, 8, ...), got "
+                         f"{factor}; without downsampling use Identity")
+    return taps
 
 
 def _filter_and_stride(image: torch.Tensor, taps: torch.Tensor, factor: int) -> torch.Tensor:
@@ -165,7 +176,7 @@ def _filter_and_stride(image: torch.Tensor, taps: torch.Tensor, factor: int) -> 
 
 
 def lanczos_downsample(image: torch.Tensor, factor: int, support: int = 2) -> torch.Tensor:
-    """The super-resolution operator: downsample ``(N, C, H, W)`` by ``factor`` with the
+    """The super-resolution operator: downsample ``(N, C, H, W)`` by an even ``factor`` with the
     Lanczos kernel (:func:`lanczos_kernel`), each channel on its own.
 
     H and W must be multiples of ``factor``. Borders are replicated, so the output is exactly
