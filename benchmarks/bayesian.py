@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 import napari_dip
-from napari_dip.config import get_config
+from napari_dip.presets import get_config
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from reproduce_paper import (PAGES, RESULTS, command_line, cpu_description, file_safe,  # noqa: E402

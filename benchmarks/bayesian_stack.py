@@ -17,7 +17,7 @@ import time
 
 import napari_dip
 from napari_dip._sample_data import make_noisy_nuclei
-from napari_dip.operators import psnr
+from napari_dip.engine.measures import psnr
 
 
 def main() -> None:

@@ -32,9 +32,9 @@ from pathlib import Path
 
 import torch
 
-from napari_dip.config import get_config
-from napari_dip.fit import make_optimizer
-from napari_dip.networks import ReflectionPad, _HourglassLevel, build_generator
+from napari_dip.presets import get_config
+from napari_dip.engine.stepper import make_optimizer
+from napari_dip.engine.networks import ReflectionPad, _HourglassLevel, build_generator
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from reproduce_paper import cpu_description  # noqa: E402

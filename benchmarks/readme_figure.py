@@ -18,7 +18,7 @@ import numpy as np
 
 import napari_dip
 from napari_dip._sample_data import make_noisy_cell
-from napari_dip.operators import psnr
+from napari_dip.engine.measures import psnr
 
 OUT = Path(__file__).resolve().parents[1] / "docs" / "images" / "before-after.png"
 

@@ -31,7 +31,7 @@ import torch
 from PIL import Image
 
 import napari_dip
-from napari_dip.operators import psnr
+from napari_dip.engine.measures import psnr
 
 ROOT = Path(__file__).resolve().parents[1]
 # NAPARI_DIP_DATA points elsewhere, e.g. at a copy of the data taken to another machine
@@ -53,7 +53,7 @@ def cpu_description() -> str:
     """The processor's model name and whether it computes bfloat16 natively (as the package's
     ``precision="auto"`` decides it): the presets' relative speeds differ between processors, so
     a timing is only compared with one from the same CPU."""
-    from napari_dip.device import cpu_has_native_bfloat16
+    from napari_dip.engine.device import cpu_has_native_bfloat16
 
     model = platform.processor() or platform.machine()
     try:

@@ -37,10 +37,10 @@ CASES = {
 
 
 def stand_in_fit(observation, config, *, seed=0, **_):
-    """Yields what :func:`napari_dip.fit.fit` yields, with random images and no network."""
+    """Yields what :func:`napari_dip.engine.fit.fit` yields, with random images and no network."""
     import torch
 
-    from napari_dip.fit import FitStep
+    from napari_dip.engine.fit import FitStep
 
     rng = torch.Generator().manual_seed(seed)
     shape = (observation.target.shape[0], observation.target.shape[1], *observation.size)

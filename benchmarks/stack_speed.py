@@ -46,7 +46,7 @@ import tifffile
 import torch
 
 import napari_dip
-from napari_dip.operators import psnr
+from napari_dip.engine.measures import psnr
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from reproduce_paper import (DATA, PAGES, RESULTS, center_crop, command_line,  # noqa: E402

@@ -27,8 +27,8 @@ import numpy as np
 import torch
 
 import napari_dip
-from napari_dip.config import get_config
-from napari_dip.operators import psnr
+from napari_dip.presets import get_config
+from napari_dip.engine.measures import psnr
 from napari_dip.tiling import plan_tiles
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))

@@ -45,7 +45,7 @@ import numpy as np
 import torch
 
 import napari_dip
-from napari_dip.operators import psnr
+from napari_dip.engine.measures import psnr
 from napari_dip.tiling import plan_tiles, seam_band, tile_interiors
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))

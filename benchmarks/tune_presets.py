@@ -18,8 +18,8 @@ import sys
 from pathlib import Path
 
 import napari_dip
-from napari_dip.config import get_config
-from napari_dip.operators import psnr
+from napari_dip.presets import get_config
+from napari_dip.engine.measures import psnr
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from reproduce_paper import DOCS, RESULTS, write_section  # noqa: E402

@@ -16,7 +16,7 @@ import argparse
 
 import napari_dip
 import napari_dip.api
-from napari_dip.operators import psnr
+from napari_dip.engine.measures import psnr
 from reproduce_paper import missing_data, parse_setting
 from stack_speed import noisy_stack
 

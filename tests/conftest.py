@@ -18,10 +18,10 @@ def noisy_cell():
 
 def fit_parts(config):
     """(observation, network, code) of a fit of ``config`` to a random 32x32 image on the CPU,
-    for tests that drive :func:`napari_dip.fit.fit` directly."""
+    for tests that drive :func:`napari_dip.engine.fit.fit` directly."""
     import torch
 
-    from napari_dip.fit import build_fit
+    from napari_dip.engine.fit import build_fit
     from napari_dip.stack import prepare_observation
 
     observation, _ = prepare_observation(np.random.rand(32, 32).astype(np.float32), mask=None,

@@ -5,7 +5,7 @@ from types import SimpleNamespace
 from napari_dip._qt.status import (Progress, RunStatus, StepCounter, expected_fit_length,
                                    progress_text, readable_device, stopped_early_text,
                                    stopping_text)
-from napari_dip.config import get_config
+from napari_dip.presets import get_config
 
 
 def snapshot(config, iteration, *, best=None, done=False, stopped=False, tile=0, n_tiles=1,

@@ -5,10 +5,10 @@ import torch
 import napari_dip
 from napari_dip import iter_restore, restore
 from napari_dip import stack
-from napari_dip.operators import psnr
+from napari_dip.engine.measures import psnr
 from napari_dip.stack import IntensityScaling
 
-from .conftest import fit_parts, tiny
+from .conftest import tiny
 
 
 def test_forty_iterations_raise_the_psnr_of_a_noisy_image(noisy_cell):
@@ -174,7 +174,7 @@ def test_inpainting_fills_the_hole_and_keeps_known_pixels(noisy_cell):
 def test_super_resolution_beats_nearest_neighbour_upsampling():
     from skimage import data
 
-    from napari_dip.operators import lanczos_downsample
+    from napari_dip.engine.operators import lanczos_downsample
 
     clean = data.camera()[200:264, 200:264].astype(np.float32) / 255
     low = lanczos_downsample(torch.from_numpy(clean)[None, None], 2)[0, 0].numpy()
@@ -191,34 +191,6 @@ def test_guide_image_replaces_the_random_code(noisy_cell):
     assert psnr(result, clean) > psnr(noisy, clean)
     with pytest.raises(ValueError, match="guide has shape"):
         restore(noisy, guide=guide[:10], **tiny())
-
-
-def test_breaking_out_stops_the_fit_between_steps(noisy_cell):
-    _, noisy = noisy_cell
-    seen = []
-    for snapshot in iter_restore(noisy, **tiny(max_iterations=1000, report_every=1)):
-        seen.append(snapshot.iteration)
-        if snapshot.iteration == 3:
-            break
-    assert seen == [1, 2, 3]
-
-
-def test_divergence_guard_restores_good_weights(noisy_cell, monkeypatch):
-    """A loss spike at a check makes the fit restore the last good weights."""
-    import napari_dip.fit as fit_module
-
-    calls = {"n": 0}
-    real_loss = fit_module.DataTerm.__call__
-
-    def spiking_loss(self, *args):
-        calls["n"] += 1
-        loss = real_loss(self, *args)
-        return loss * 1000 if calls["n"] == 10 else loss
-
-    monkeypatch.setattr(fit_module.DataTerm, "__call__", spiking_loss)
-    _, noisy = noisy_cell
-    last = list(iter_restore(noisy, **tiny(max_iterations=12, backtrack_every=5)))[-1]
-    assert last.backtracks == 1
 
 
 def test_snapshot_reports_device_and_progress(noisy_cell):
@@ -274,251 +246,6 @@ def test_cuda_run_raises_psnr(noisy_cell):
     last = list(iter_restore(noisy, preset="quick", max_iterations=60, device="cuda"))[-1]
     assert last.device.startswith("cuda")
     assert psnr(last.estimate, clean) > psnr(noisy, clean) + 5.0
-
-
-def test_bfloat16_autocast_restores_like_float32(noisy_cell):
-    """Reduced precision (here bfloat16 on the CPU) converges like float32 on a small image."""
-    clean, noisy = noisy_cell
-    results = {p: restore(noisy, preset="quick", max_iterations=60, precision=p, device="cpu")
-               for p in ("float32", "bfloat16")}
-    gains = {p: psnr(r, clean) - psnr(noisy, clean) for p, r in results.items()}
-    assert gains["bfloat16"] > 3.0
-    assert gains["bfloat16"] > gains["float32"] - 1.0  # not worse than float32
-
-
-def test_auto_precision_on_the_cpu_is_bfloat16_only_for_large_images_on_capable_cpus(
-        monkeypatch):
-    from napari_dip import device
-    from napari_dip.device import CPU_BFLOAT16_MIN_PIXELS, autocast_dtype
-
-    cpu = torch.device("cpu")
-    monkeypatch.setattr(device, "cpu_has_native_bfloat16", lambda: True)
-    assert autocast_dtype("auto", cpu, pixels=CPU_BFLOAT16_MIN_PIXELS) == torch.bfloat16
-    assert autocast_dtype("auto", cpu, pixels=128 * 128) is None  # conversions outweigh the gain
-    assert autocast_dtype("float32", cpu, pixels=CPU_BFLOAT16_MIN_PIXELS) is None
-    monkeypatch.setattr(device, "cpu_has_native_bfloat16", lambda: False)  # emulated: slow
-    assert autocast_dtype("auto", cpu, pixels=CPU_BFLOAT16_MIN_PIXELS) is None
-    assert autocast_dtype("bfloat16", cpu) == torch.bfloat16  # asked for: given
-    with pytest.raises(ValueError, match="precision='double'.*float32"):
-        autocast_dtype("double", cpu)
-
-
-def test_snapshots_report_the_arithmetic_the_fit_ran_in(noisy_cell, monkeypatch):
-    """A user can tell (and record) whether a run used reduced precision: on a CPU with native
-    bfloat16, "auto" switches to it for a large enough image, and says so."""
-    from napari_dip import device
-
-    _, noisy = noisy_cell
-    plain = list(iter_restore(noisy, preset="quick", max_iterations=2, device="cpu"))[-1]
-    monkeypatch.setattr(device, "cpu_has_native_bfloat16", lambda: True)
-    monkeypatch.setattr(device, "CPU_BFLOAT16_MIN_PIXELS", noisy.size)
-    reduced = list(iter_restore(noisy, preset="quick", max_iterations=2, device="cpu"))[-1]
-    assert plain.precision == "float32" and reduced.precision == "bfloat16"
-    assert napari_dip.run_record(reduced)["precision"] == "bfloat16"
-    assert not np.array_equal(plain.estimate, reduced.estimate)
-
-
-def test_auto_memory_format_is_channels_last_on_cuda_and_on_cpus_with_native_bfloat16(
-        monkeypatch):
-    from napari_dip import device
-    from napari_dip.device import use_channels_last
-
-    cpu = torch.device("cpu")
-    assert use_channels_last("auto", torch.device("cuda"))
-    monkeypatch.setattr(device, "cpu_has_native_bfloat16", lambda: True)
-    assert use_channels_last("auto", cpu)
-    assert not use_channels_last("contiguous", cpu)
-    monkeypatch.setattr(device, "cpu_has_native_bfloat16", lambda: False)  # measured slower
-    assert not use_channels_last("auto", cpu)
-    assert use_channels_last("channels_last", cpu)  # asked for: given
-    with pytest.raises(ValueError, match="memory_format='nhwc'.*channels_last"):
-        use_channels_last("nhwc", cpu)
-
-
-def test_a_channels_last_fit_restores_like_a_contiguous_one_and_says_which_it_ran(noisy_cell):
-    """The layout only changes the order of the rounding: both fits raise the PSNR alike, each
-    repeats itself bit for bit, and the snapshot and run record name the layout (a run is
-    repeated exactly only in the same one)."""
-    clean, noisy = noisy_cell
-    last = {}
-    for layout in ("channels_last", "contiguous", "channels_last"):
-        runs = list(iter_restore(noisy, preset="quick", max_iterations=30, seed=0, device="cpu",
-                                 memory_format=layout))
-        assert runs[-1].memory_format == layout
-        assert napari_dip.run_record(runs[-1])["memory_format"] == layout
-        if layout in last:
-            np.testing.assert_array_equal(runs[-1].estimate, last[layout].estimate)
-        last[layout] = runs[-1]
-    gains = {layout: psnr(run.estimate, clean) - psnr(noisy, clean) for layout, run in last.items()}
-    assert gains["channels_last"] > 3.0
-    assert abs(gains["channels_last"] - gains["contiguous"]) < 0.5
-    assert not np.array_equal(last["channels_last"].estimate, last["contiguous"].estimate)
-
-
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
-@pytest.mark.parametrize("precision", ["bfloat16", "float16"])
-def test_mixed_precision_on_cuda_matches_float32(noisy_cell, precision):
-    clean, noisy = noisy_cell
-    reference = restore(noisy, preset="quick", max_iterations=150, device="cuda",
-                        precision="float32")
-    mixed = restore(noisy, preset="quick", max_iterations=150, device="cuda", precision=precision)
-    assert psnr(mixed, clean) > psnr(reference, clean) - 0.5
-
-
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
-def test_compiled_generator_on_cuda_raises_psnr(noisy_cell):
-    clean, noisy = noisy_cell
-    result = restore(noisy, preset="quick", max_iterations=100, device="cuda", compile="default")
-    assert psnr(result, clean) > psnr(noisy, clean) + 3.0
-
-
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
-@pytest.mark.parametrize("precision", ["float32", "bfloat16"])
-def test_cuda_graph_replays_follow_the_eager_fit(noisy_cell, monkeypatch, precision):
-    """Steps replayed from a recorded CUDA graph take the fit where launching every kernel takes
-    it (gradients overwritten, not accumulated, between replays), and are really used."""
-    from napari_dip import fit as fit_module
-
-    clean, noisy = noisy_cell
-    replays = []
-    original = fit_module.GraphedStep.__call__
-    monkeypatch.setattr(fit_module.GraphedStep, "__call__",
-                        lambda self, x: replays.append(1) or original(self, x))
-    settings = dict(preset="quick", max_iterations=150, device="cuda", precision=precision, seed=3)
-    graphed = restore(noisy, **settings)
-    assert len(replays) == 150 - fit_module.GRAPH_WARMUP
-    eager = restore(noisy, **settings, cuda_graph="off")
-    assert len(replays) == 150 - fit_module.GRAPH_WARMUP  # "off" records nothing
-    gains = {name: psnr(result, clean) - psnr(noisy, clean)
-             for name, result in (("graphed", graphed), ("eager", eager))}
-    assert gains["graphed"] > 3.0
-    # GPU fits are not bit-for-bit repeatable (atomic additions in the backward pass): two
-    # eager runs differ by some tenths of a dB here too
-    assert gains["graphed"] > gains["eager"] - 1.0
-
-
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
-def test_a_replayed_step_overwrites_the_gradients_it_computes():
-    from napari_dip.fit import GraphedStep
-
-    torch.manual_seed(0)
-    network = torch.nn.Sequential(torch.nn.Conv2d(2, 4, 3, padding=1), torch.nn.ReLU(),
-                                  torch.nn.Conv2d(4, 1, 3, padding=1)).cuda()
-    target = torch.rand(1, 1, 16, 16, device="cuda")
-    net_input = torch.rand(1, 2, 16, 16, device="cuda")
-
-    def step_loss(x, recording=False):
-        output = network(x)
-        return output, ((output - target) ** 2).mean()
-
-    network.zero_grad(set_to_none=True)
-    step_loss(net_input)[1].backward()
-    eager = [p.grad.clone() for p in network.parameters()]
-    step = GraphedStep(step_loss, network, net_input)
-    for _ in range(2):  # replayed twice at the same weights: the same gradients, not their sum
-        step(net_input)
-        for parameter, expected in zip(network.parameters(), eager):
-            torch.testing.assert_close(parameter.grad, expected, rtol=1e-2, atol=1e-6)
-
-
-def test_a_step_that_cannot_be_recorded_falls_back_to_launching_kernels():
-    """Where recording the step as a CUDA graph fails (without CUDA, or an operation that cannot
-    be recorded), the fit is told why and goes on without it, no recorded gradients left."""
-    from napari_dip.fit import record_step
-
-    def unrecordable(net_input, recording):
-        raise RuntimeError("operation not permitted when stream is capturing")
-
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    network = torch.nn.Conv2d(1, 1, 3).to(device)
-    network.weight.grad = torch.ones_like(network.weight)
-    with pytest.warns(RuntimeWarning, match="CUDA graph.*cuda_graph='off'"):
-        assert record_step(unrecordable, network, torch.zeros(1, 1, 4, 4, device=device)) is None
-    assert network.weight.grad is None
-
-
-def _adam_step(optimizer_for, network, gradients):
-    optimizer = optimizer_for(network)
-    for parameter, gradient in zip(network.parameters(), gradients):
-        parameter.grad = gradient.clone()
-    optimizer.step()
-    return optimizer, [p.detach().clone() for p in network.parameters()]
-
-
-def test_the_fits_optimiser_takes_the_same_step_as_plain_adam():
-    from napari_dip.config import get_config
-    from napari_dip.fit import make_optimizer
-    from napari_dip.networks import build_generator
-
-    config = get_config("fast", "denoise", learning_rate=0.05, weight_decay=0.01)
-    torch.manual_seed(0)
-    start = build_generator(config, 1).state_dict()
-    gradients = [torch.randn_like(p) for p in build_generator(config, 1).parameters()]
-    networks = [build_generator(config, 1) for _ in range(2)]
-    for network in networks:
-        network.load_state_dict(start)
-    before = [p.detach().clone() for p in networks[1].parameters()]
-    ours, stepped = _adam_step(lambda n: make_optimizer(n, config), networks[0], gradients)
-    _, reference = _adam_step(lambda n: torch.optim.Adam(n.parameters(), lr=0.05,
-                                                         weight_decay=0.01), networks[1], gradients)
-    moved = max((a - b).abs().max().item() for a, b in zip(reference, before))
-    assert moved > 0.01  # the step moved the weights by about the learning rate
-    for a, b in zip(stepped, reference):
-        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
-    version = tuple(int(part) for part in torch.__version__.split("+")[0].split(".")[:2])
-    assert ours.defaults["fused"] == (version >= (2, 4))  # fused on the CPU from 2.4
-
-
-def test_without_fused_adam_the_fit_falls_back_to_the_plain_loop(noisy_cell, monkeypatch):
-    clean, noisy = noisy_cell
-    plain_adam = torch.optim.Adam
-
-    def adam_without_fused(params, fused=None, **options):
-        if fused:
-            raise RuntimeError("`fused=True` requires all the params to be floating point "
-                               "Tensors of supported devices")
-        return plain_adam(params, **options)
-
-    monkeypatch.setattr(torch.optim, "Adam", adam_without_fused)
-    result = restore(noisy, preset="quick", max_iterations=40, seed=0)
-    assert psnr(result, clean) > psnr(noisy, clean) + 5.0
-
-
-@pytest.mark.parametrize("ramp", [0, 4])
-def test_the_input_perturbation_grows_linearly_over_its_ramp(ramp):
-    """With ``reg_noise_ramp=R`` step t perturbs the input code by t/R of ``reg_noise_std``
-    (then all of it); without a ramp by all of it from the first step."""
-    from napari_dip import fit as fit_module
-    from napari_dip.config import get_config
-
-    config = get_config("quick", max_iterations=8, reg_noise_std=0.05, reg_noise_ramp=ramp)
-    observation, network, code = fit_parts(config)
-    seen = []
-    network.register_forward_pre_hook(
-        lambda module, args: seen.append(float((args[0] - code).std())))
-    list(fit_module.fit(observation, config, network=network, code=code))
-    expected = [0.05 * (min(1.0, t / ramp) if ramp else 1.0) for t in range(1, 9)]
-    assert seen == pytest.approx(expected, rel=0.1)
-
-
-def test_a_pixel_scaled_ramp_is_shorter_on_smaller_images():
-    """``reg_noise_ramp_scaling="pixels"``: a 256x256 image (or larger) gets the whole ramp, a
-    64x64 one a sixteenth of it; the perturbation the generator sees follows that length."""
-    from napari_dip import fit as fit_module
-    from napari_dip.config import get_config
-    from napari_dip.fit import input_noise_ramp
-
-    config = get_config("quick", max_iterations=8, reg_noise_std=0.05, reg_noise_ramp=64,
-                        reg_noise_ramp_scaling="pixels")
-    assert [input_noise_ramp(config, (side, side)) for side in (32, 64, 256, 512)] == \
-        [1, 4, 64, 64]
-    assert input_noise_ramp(config.replace(reg_noise_ramp_scaling="none"), (32, 32)) == 64
-    observation, network, code = fit_parts(config)  # a 32x32 image: a ramp of 1 iteration
-    seen = []
-    network.register_forward_pre_hook(
-        lambda module, args: seen.append(float((args[0] - code).std())))
-    list(fit_module.fit(observation, config, network=network, code=code))
-    assert seen == pytest.approx([0.05] * 8, rel=0.1)
 
 
 def test_a_dim_image_is_stretched_like_any_other_not_fitted_in_a_corner_of_the_range(
@@ -658,3 +385,11 @@ def test_an_uncertainty_in_intensity_units_stays_float32():
     scaling = IntensityScaling(np.float64(10.0), np.float64(3000.5), np.dtype(np.uint16))
     spread = scaling.spread_from_unit(np.full((4, 4, 1), 0.01, np.float32))
     assert spread.dtype == np.float32 and np.allclose(spread, 29.905)
+
+
+def test_averaging_several_seeds_is_the_mean_of_the_single_runs(noisy_cell):
+    _, noisy = noisy_cell
+    settings = dict(preset="quick", max_iterations=6)
+    single = [restore(noisy, seed=s, **settings) for s in (5, 6)]
+    averaged = restore(noisy, seed=5, n_runs=2, **settings)
+    np.testing.assert_allclose(averaged, (single[0] + single[1]) / 2, atol=1e-5)

@@ -4,7 +4,7 @@ import torch
 
 from napari_dip import iter_restore_stack, restore_stack, stack
 from napari_dip.api import _pool, _two_passes
-from napari_dip.operators import psnr
+from napari_dip.engine.measures import psnr
 
 from .conftest import tiny
 

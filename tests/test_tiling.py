@@ -3,7 +3,7 @@ import pytest
 
 import napari_dip.api
 from napari_dip import get_config, iter_restore, iter_restore_stack, restore
-from napari_dip.operators import psnr
+from napari_dip.engine.measures import psnr
 from napari_dip.stack import IntensityScaling
 from napari_dip.tiling import TileBlender, plan_tiles, seam_band, tile_interiors
 

@@ -11,7 +11,7 @@ import pytest
 from qtpy.QtCore import Qt
 
 from napari_dip._sample_data import make_damaged_cell, make_noisy_nuclei
-from napari_dip.operators import psnr
+from napari_dip.engine.measures import psnr
 
 RUN_TIMEOUT_MS = 60_000
 

@@ -7,7 +7,8 @@ its napari widget does not pay for importing torch.
 
 from importlib import import_module
 
-from .config import PRESETS, TASKS, DIPConfig, get_config, warm_start_config
+from .config import TASKS, DIPConfig, warm_start_config
+from .presets import PRESETS, get_config
 
 __version__ = "0.1.0"
 

@@ -11,11 +11,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from .config import (DIPConfig, check_factor, check_seed, check_task, get_config,
-                     warm_start_config)
-from .device import describe_device, select_device
-from .fit import FitStep, fit
-from .networks import size_multiple
+from .config import DIPConfig, check_factor, check_seed, check_task, warm_start_config
+from .engine.device import describe_device, select_device
+from .engine.fit import FitStep, fit
+from .engine.networks import size_multiple
+from .presets import get_config
 from .stack import (IntensityScaling, Observation, SliceLayout, channels_to_layout, checked_image,
                     from_tensor, guide_to_unit, map_blocks, prepare_observation)
 from .tiling import Tile, TileBlender, plan_tiles

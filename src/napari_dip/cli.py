@@ -20,8 +20,8 @@ def _demo(args: argparse.Namespace) -> int:
 
     from . import iter_restore
     from ._sample_data import make_noisy_cell
+    from .engine.measures import psnr
     from .io.records import atomic_write
-    from .operators import psnr
 
     clean, noisy = make_noisy_cell(args.size, seed=args.seed)
     print(f"napari-dip demo: denoising a {args.size}x{args.size} crop of scikit-image's cell "
@@ -82,8 +82,8 @@ _CONFIG_FILE_KEYS = {"task", "preset", "seed", "device", "factor", "axes", "thre
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .config import PRESETS
-    from .device import DEVICE_CHOICES
+    from .engine.device import DEVICE_CHOICES
+    from .presets import PRESETS
 
     parser = argparse.ArgumentParser(
         prog="napari-dip",
@@ -161,7 +161,8 @@ class _HelpAll(argparse.Action):
 
 def _add_restoration_options(main, task: str, fields: dict[str, dict]) -> None:
     """The everyday options of a run: preset, length, seed, device, factor, mask, axes, file."""
-    from .config import DEFAULT_PRESET, PRESETS, SUPPORTED_FACTORS
+    from .config import SUPPORTED_FACTORS
+    from .presets import DEFAULT_PRESET, PRESETS
 
     main.add_argument("--preset", choices=sorted(PRESETS), default=None,
                       help=f"settings preset (default: {DEFAULT_PRESET})")
@@ -348,7 +349,8 @@ def request_from_args(args: argparse.Namespace):
     """The :class:`~napari_dip.batch.jobs.Request` of a batch command: command line, then
     ``--config``, then the preset. Raises ValueError for invalid settings."""
     from .batch.jobs import Request
-    from .config import DEFAULT_PRESET, check_seed
+    from .config import check_seed
+    from .presets import DEFAULT_PRESET
 
     given = {name: value for name, value in vars(args).items() if value is not None}
     from_file = load_config_file(args.config) if args.config else {}
@@ -403,7 +405,7 @@ def _run_batch(args: argparse.Namespace) -> int:
         where = "" if args.slices_per_task else f" (from --config {args.config})"
         raise ValueError(f"--slices-per-task{where} splits stacks into Dask tasks; it needs "
                          f"--dask ADDRESS (local:N for workers on this machine)")
-    from .device import check_device_name, select_device
+    from .engine.device import check_device_name, select_device
 
     if args.dask is None and request.device not in (None, "auto"):
         try:  # an unknown or absent device is a usage error

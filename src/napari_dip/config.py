@@ -1,8 +1,9 @@
-"""One configuration object for every knob of a Deep Image Prior fit, and named presets.
+"""One configuration object for every knob of a Deep Image Prior fit.
 
 The napari widget, the command line and the run records written beside outputs are all built
 from :class:`DIPConfig`, so they cannot drift apart. Each field carries its bounds and a
-one-line description in its metadata (see :func:`describe_fields`).
+one-line description in its metadata (see :func:`describe_fields`). The named presets, short
+factories of it, are in :mod:`napari_dip.presets`.
 """
 
 from __future__ import annotations
@@ -332,191 +333,6 @@ def grouped_fields() -> list[tuple[str, list[dict[str, Any]]]]:
     return [(title, fields) for title, fields in groups if fields]
 
 
-# ----------------------------------------------------------------------------- presets
-
-def _paper(task: str, factor: int | None) -> DIPConfig:
-    """The recipes of the Deep Image Prior paper's own code, per task, in its arithmetic
-    (float32 throughout, as that code runs), so that this reference gives the same curve on
-    every processor."""
-    if task == "denoise":
-        # 128/128/4 skip net, bilinear, lr 0.01, reg noise 1/30, 3000 steps, output averaging
-        recipe = DIPConfig()
-    elif task == "inpaint":
-        # the paper's text-/Bernoulli-mask inpainting recipe: wide skips, nearest upsampling
-        recipe = DIPConfig(channels_skip=128, upsample="nearest", reg_noise_std=0.03,
-                           max_iterations=6000, result="last")
-    else:
-        # super-resolution: x4 2000 steps with reg noise 0.03, x8 4000 steps with 0.05;
-        # the paper ran no x2, which gets the x4 recipe
-        iterations, noise = (4000, 0.05) if factor == 8 else (2000, 0.03)
-        recipe = DIPConfig(reg_noise_std=noise, max_iterations=iterations, result="last")
-    return recipe.replace(precision="float32")
-
-
-def _quick(task: str, factor: int | None) -> DIPConfig:
-    """Small and short: for the demo, tests and a first look (about 15 s for 128x128 on 2 cores)."""
-    base = _paper(task, factor)
-    return base.replace(scales=4, channels_down=32, channels_up=32,
-                        channels_skip=16 if task == "inpaint" else 4, input_channels=16,
-                        max_iterations=200, ema_weight=0.9, ema_init="recent", result="ema",
-                        report_every=25, backtrack_every=25, precision="auto")
-
-
-SMALL_NETWORK = dict(channels_down=32, channels_up=32, learning_rate=0.02)
-"""The generator of preset fast: the paper's hourglass at 32 channels per level (about a sixth
-of the arithmetic per step) with a doubled learning rate."""
-
-SMALL_DENOISER = dict(channels_down=128, channels_up=128, top_channels=8, input_channels=8,
-                      learning_rate=SMALL_NETWORK["learning_rate"])
-"""The denoising generator of presets auto and fast: the paper's hourglass with narrow fine
-levels that widen towards the coarse ones, 8, 16, 32, 64, then 128 channels from full
-resolution down, fed an 8-channel input code instead of 32, at :data:`SMALL_NETWORK`'s
-learning rate. Measured (docs/log.md, "How preset fast was chosen"):
-
-- narrow fine levels (8, 16, then 32 channels) against 32 channels everywhere: more PSNR
-  returned on all 14 CBM3D9 and FMD crops at 64x64 (mean +0.33 dB on CBM3D9), and a step
-  about 2.5 times cheaper at 256x256;
-- the 8-channel code against 32 channels, over three seeds on those crops: +0.34 dB on the
-  FMD microscopy crops, the same on CBM3D9;
-- widening the two coarsest levels to 64 and 128 channels instead of 32 (they work on 32x32
-  and 16x16 pixels at 256x256, so the step costs about the same): on House at 256x256, over
-  two seeds, the paper recipe's best less 0.3 dB was reached in 14 and 23 % less CPU time,
-  and 0.12 and 0.15 dB more returned; on the CBM3D9 and FMD crops at 64x64, over two seeds,
-  the same within their spread (means +0.05 and -0.04 dB).
-
-On House at 256x256, measured side by side with preset paper on one processor, auto came
-within 0.3 dB of the paper recipe's best in 1/20.4 and 1/19.4 of its CPU time to that best
-(two seeds; before the input-noise ramp of :data:`DENOISING_RAMP`, with it in 1/22.4 and
-1/20.8), at 0.059 s of CPU per step (bfloat16, channels-last) against the paper network's
-1.76 s (float32, channels-last), measured taking turns on one core."""
-
-DENOISING_RAMP = dict(reg_noise_ramp=500, reg_noise_ramp_scaling="pixels")
-"""The input-code perturbation of presets auto and fast when denoising grows from zero over
-their first 500 iterations on images of 256x256 pixels or more, and over a share of them as
-large as the image's share of 256x256 pixels below that (125 at 128x128, 31 at 64x64).
-Measured (docs/benchmarks/speed.md): on House at 256x256 the paper recipe's best less
-0.3 dB came after 1250 and 1300 iterations instead of 1450 and 1500 (two seeds), and
-0.08 and 0.13 dB more was returned; on the nine CBM3D9 images in 256x256 crops, with fast's
-cap of 3000 iterations (where most were still climbing), 0.11 dB more on average, more on
-seven of them (up to 0.21 dB) and less on two (0.09 and 0.07 dB); on the fourteen CBM3D9 and
-FMD crops at 128x128 (+0.05 and +0.02 dB on average) and at 64x64 the returned PSNR was the
-same within the spread that a change of rounding alone gives. The unscaled ramp of 500
-iterations had returned 0.47 and 0.68 dB less on the five FMD crops at 64x64 (two seeds; up to
-1.8 dB on fish, which peaks within a few hundred iterations)."""
-
-
-DENOISING_TILES = dict(tile_size=288, tile_above=432)
-"""Presets auto and fast denoise an image with a side longer than 432 pixels in overlapping
-tiles of 288 (a side up to 432 stays whole: two tiles of 288 along it would fit most of its
-pixels twice). :data:`SMALL_DENOISER` fits a large image's detail slowly. Measured
-(docs/benchmarks/tiling.md), one run each, each fit stopped by the hold-out
-rule: auto in tiles of 288 against one fit of the whole image returned more on all eight
-CBM3D9 photographs of 512x512 and 512x768 (+0.25 to +1.32 dB, mean +0.60, above the whole
-run's peak on every one) and on a 512x512 confocal image with real noise (FMD mice, +0.14 dB), for
-0.85 to 1.22 times the work; fast on Lena +0.68 dB. At 384x384 (four CBM3D9 crops) tiles
-returned +0.19 to +0.71 dB (mean +0.43) but for 1.71 to 2.25 times the work, about the trade
-of ``n_runs=2``, so a side up to 432 stays whole (``tile_above=0`` tiles it); at 448x448 (F16)
-+0.55 dB for 1.21 times the work. Not measured: tiles on a GPU, where they run one after
-another and a step costs about the same at these sizes whatever the image's size."""
-
-
-def _auto(task: str, factor: int | None) -> DIPConfig:
-    """Stopped automatically; the iteration count becomes a ceiling (twice the paper's) rather
-    than a guess.
-
-    Denoising holds out 10 % of the pixels and keeps the moving-average estimate where its error
-    on them is lowest; inpainting and super-resolution stop where the running variance of the
-    outputs is lowest (measured in docs/log.md: on a textured image the variance minimum
-    came 2 dB before the best denoising estimate, the hold-out minimum within 0.2 dB).
-
-    Denoising uses :data:`SMALL_DENOISER`, its input perturbation ramped up over the first
-    iterations (:data:`DENOISING_RAMP`), and restores an image with a side longer than 432
-    pixels in tiles (:data:`DENOISING_TILES`). Measured (with its coarse levels at 32 channels, as
-    they were then) against the same preset with the paper's 128-channel network
-    (docs/log.md): on average 0.29 dB more on the CBM3D9 crops and more on every FMD
-    microscopy crop, at a fraction of the arithmetic per step.
-    Inpainting and super-resolution keep the paper's networks (not compared).
-
-    Inpainting waits 500 iterations for a new variance minimum, the other tasks 300: on one of
-    five 64x64 inpainting crops run long (barbara) the variance made no new minimum for 300
-    iterations while the PSNR went on rising, and 300 stopped it 1.05 dB short; 500, chosen on
-    those five, returned an estimate within 0.5 dB of the run's peak on all of them, and then
-    on the other six crops of the set too (docs/benchmarks/stopping.md).
-    """
-    base = _paper(task, factor)
-    config = base.replace(stopping="holdout" if task == "denoise" else "variance",
-                          variance_window=20, patience=500 if task == "inpaint" else 300,
-                          max_iterations=2 * base.max_iterations, result="ema",
-                          ema_weight=0.99, ema_init="recent", precision="auto")
-    if task != "denoise":
-        return config
-    return config.replace(**SMALL_DENOISER, **DENOISING_RAMP, **DENOISING_TILES)
-
-
-def _fast(task: str, factor: int | None) -> DIPConfig:
-    """CPU-friendly: auto's stopping with a shorter patience and cap, and small networks for
-    every task: :data:`SMALL_DENOISER` for denoising (with auto's tiles for large images),
-    :data:`SMALL_NETWORK` otherwise (inpainting with 32-channel skips).
-
-    Chosen by measurement on Set12 Peppers and Airplane (docs/log.md): at 32 channels a
-    learning rate of 0.02 reached the peak in fewer steps than 0.01 without losing height;
-    removing the input-code noise (and a higher rate) peaked sooner but 2 dB lower; 16 channels
-    everywhere gained less per second. Narrowing the fine levels of the 32-channel network
-    (``top_channels=8``) was chosen on House at 256x256 and checked on the stopping crops.
-
-    Super-resolution keeps a patience of 1000: on nine Set5 and Set14 crops its PSNR climbed to
-    the cap, while the running variance went up to 580 iterations without a new minimum
-    (coastguard: from 240 to 820); shorter patiences stopped there, up to 1.4 dB short.
-    """
-    base = _auto(task, factor)
-    network = SMALL_DENOISER if task == "denoise" else SMALL_NETWORK
-    return base.replace(**network, channels_skip=32 if task == "inpaint" else 4,
-                        patience=1000 if task == "super_resolve" else 200,
-                        max_iterations=min(base.max_iterations, 3000),
-                        report_every=25, backtrack_every=50)
-
-
-def _bayesian(task: str, factor: int | None) -> DIPConfig:
-    """Bayesian DIP (Cheng et al., CVPR 2019): Langevin dynamics on the weights; the result is
-    the posterior mean of the outputs after burn-in, with their standard deviation as an
-    uncertainty map. No early stopping needed. In float32, like "paper": reduced precision was
-    not measured with the injected weight noise.
-
-    The weight noise (2 x the learning rate, as in the SGLD code that followed the paper, at
-    the paper's sigma=25) and the burn-in (the first two thirds of the paper's iterations) were
-    chosen on two 64x64 CBM3D9 crops (docs/log.md, "Bayesian DIP"): with a tenth of that
-    noise the sampled networks fitted the noise and the posterior mean ended 3.85 dB lower on
-    Baboon, 5.61 dB on F16. The noise is scaled to the data's estimated noise level
-    (``sgld_noise_scaling="noise"``, at least a quarter): unscaled, it kept the network from
-    fitting a dim fluorescence crop (FMD BPAE_B: 33.32 dB, below the noisy input's 38.99);
-    scaled, 51.23 dB. Not every fluorescence image gains: on the FMD mice crop the smaller
-    noise let the samples fit the image's noise (33.86 dB against 36.60 unscaled).
-
-    In a stack every slice is fitted from scratch with the full schedule
-    (``warm_start_fraction=0``): on three slices of the bundled nuclei stack, slices continued
-    from the slice before on a quarter of the schedule returned 1.27 and 1.66 dB less than
-    fitted alone (27.45 and 26.30 dB against 28.72 and 27.96), and on the full schedule 4.56
-    and 5.71 dB less (the samples went on to fit the noise); a stack then costs a fit per
-    slice (docs/log.md, "Bayesian DIP")."""
-    base = _paper(task, factor)
-    return base.replace(sgld_noise=2.0, sgld_noise_scaling="noise", weight_decay=5e-8,
-                        burn_in=2 * base.max_iterations // 3, sample_every=10,
-                        backtrack_drop_db=0.0, warm_start_fraction=0.0)
-
-
-PRESETS = {
-    "auto": _auto,
-    "fast": _fast,
-    "paper": _paper,
-    "quick": _quick,
-    "bayesian": _bayesian,
-}
-"""Named presets: each maps (task, factor) to a :class:`DIPConfig`."""
-
-DEFAULT_PRESET = "auto"
-"""The preset of the API, the widget and the command line when none is chosen."""
-
-
 def check_task(task: str) -> str:
     if task not in TASKS:
         raise ValueError(f"unknown task {task!r}; choose one of {list(TASKS)}")
@@ -537,37 +353,7 @@ def check_factor(task: str, factor: int | None) -> int | None:
     return int(factor)
 
 
-def get_config(preset: str | DIPConfig = "auto", task: str = "denoise", factor: int | None = None,
-               **overrides: Any) -> DIPConfig:
-    """The configuration of a named preset for a task (and super-resolution factor).
-
-    Parameters
-    ----------
-    preset : str or DIPConfig
-        A name from :data:`PRESETS`, or a ready config (returned with ``overrides`` applied).
-    task : {"denoise", "inpaint", "super_resolve"}
-    factor : int, optional
-        Super-resolution factor (2, 4 or 8); required for ``task="super_resolve"``.
-    **overrides
-        Settings that replace the preset's, e.g. ``max_iterations=500``.
-    """
-    check_task(task)
-    factor = check_factor(task, factor)
-    if isinstance(preset, DIPConfig):
-        config = preset
-    elif isinstance(preset, str) and preset in PRESETS:
-        config = PRESETS[preset](task, factor)
-    else:
-        raise ValueError(f"unknown preset {preset!r}; choose one of {list(PRESETS)} or pass a "
-                         "DIPConfig")
-    overrides = {k: v for k, v in overrides.items() if v is not None}
-    if "max_iterations" in overrides and "burn_in" not in overrides and config.burn_in:
-        # a preset's burn-in is a share of its schedule: keep the share when the schedule changes
-        overrides["burn_in"] = _scaled_burn_in(config, overrides["max_iterations"])
-    return config.replace(**overrides) if overrides else config
-
-
-def _scaled_burn_in(config: DIPConfig, max_iterations: Any) -> Any:
+def scaled_burn_in(config: DIPConfig, max_iterations: Any) -> Any:
     """``config.burn_in`` as the same share of ``max_iterations`` (returned unchanged when that
     is not a number, for the config's own check to name)."""
     try:
@@ -593,4 +379,4 @@ def warm_start_config(config: DIPConfig, first_iterations: int) -> DIPConfig:
         ema_weight = min(ema_weight, max(0.0, 1.0 - 4.0 / iterations))
     patience = max(1, round(config.patience * config.warm_start_fraction))
     return config.replace(max_iterations=iterations, ema_weight=ema_weight, patience=patience,
-                          reg_noise_ramp=0, burn_in=_scaled_burn_in(config, iterations))
+                          reg_noise_ramp=0, burn_in=scaled_burn_in(config, iterations))

@@ -19,7 +19,7 @@ class DeviceCombo(QComboBox):
         """Add every device this machine has (imports torch)."""
         if self.detected:
             return
-        from ..device import available_devices
+        from ..engine.device import available_devices
 
         for name in available_devices():
             if self.findText(name) < 0:

@@ -19,7 +19,8 @@ from qtpy.QtWidgets import (QComboBox, QFormLayout, QPushButton, QScrollArea, QS
 from superqt import QCollapsible
 
 from .._run_plan import ImageAxes, mask_for_plan, plan_run
-from ..config import DEFAULT_PRESET, PRESETS, SUPPORTED_FACTORS, TASKS, get_config
+from ..config import SUPPORTED_FACTORS, TASKS
+from ..presets import DEFAULT_PRESET, PRESETS, get_config
 from ..io.tiff import split_alpha, with_alpha
 from .device_combo import DeviceCombo
 from .layer_choices import LayerChoices, axis_name

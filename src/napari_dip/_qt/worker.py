@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from .._run_plan import RunPlan
-from ..config import get_config
+from ..presets import get_config
 from .status import Progress, StepCounter, readable_device, seconds_left
 
 PREVIEW_INTERVAL_S = 0.5
@@ -95,7 +95,7 @@ def cpu_threads_leaving_one_for_the_gui(device: str):
     off the CPU): a CPU result depends on it."""
     import torch
 
-    from ..device import select_device, torch_threads
+    from ..engine.device import select_device, torch_threads
 
     if select_device(device).type != "cpu":
         yield None

@@ -146,7 +146,7 @@ def _restore_part(job: Job, start: int, stop: int, prepared,
                   ) -> tuple[np.ndarray, np.ndarray | None, list, int]:
     """Restore slices ``start:stop`` with the whole stack's intensity scaling; also return
     the CPU threads it ran with."""
-    from ..device import torch_threads
+    from ..engine.device import torch_threads
 
     undo_tiny_malloc_trim()
     part, mask, stack_shape = _load_part(job, start, stop)

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..config import DEFAULT_PRESET
+from ..presets import DEFAULT_PRESET
 from ..io.records import leftover_temporaries, read_json
 
 TIFF_SUFFIXES = (".tif", ".tiff")
@@ -42,7 +42,7 @@ class Request:
     slices_per_task: int | None = None
 
     def config(self):
-        from ..config import get_config
+        from ..presets import get_config
 
         return get_config(self.preset, self.task, self.factor, **self.settings)
 

@@ -41,7 +41,7 @@ def run_job(job: Job, on_snapshot: SnapshotCallback | None = None) -> Outcome:
     """
     start = time.perf_counter()
     started = _now()
-    from ..device import torch_threads
+    from ..engine.device import torch_threads
 
     undo_tiny_malloc_trim()
     try:

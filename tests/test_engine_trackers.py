@@ -2,11 +2,13 @@ import numpy as np
 import pytest
 import torch
 
-import napari_dip.fit as fit_module
 from napari_dip import iter_restore, restore
-from napari_dip.config import get_config
-from napari_dip.operators import estimate_noise_std, poisson_deviance, psnr
-from napari_dip.stopping import HoldoutStop, VarianceStop, split_holdout
+from napari_dip.engine import fit as fit_module
+from napari_dip.engine import likelihoods
+from napari_dip.engine.measures import psnr
+from napari_dip.engine.trackers import (HoldoutStop, MovingAverage, VarianceStop,
+                                        split_holdout)
+from napari_dip.presets import get_config
 
 from .conftest import fit_parts
 
@@ -72,7 +74,7 @@ def test_sgld_moves_weights_by_the_injected_noise_when_the_gradient_is_zero(monk
     def zero_loss(self, prediction, target, weight=None):
         return (prediction * 0).sum()
 
-    monkeypatch.setattr(fit_module.DataTerm, "__call__", zero_loss)
+    monkeypatch.setattr(likelihoods.Gaussian, "forward", zero_loss)
     config = get_config("quick", max_iterations=1, sgld_noise=2.0, reg_noise_std=0.0,
                         backtrack_drop_db=0)
     observation, network, code = fit_parts(config)
@@ -87,23 +89,10 @@ def test_sgld_moves_weights_by_the_injected_noise_when_the_gradient_is_zero(monk
             assert float(change.abs().max()) == 0.0, name
 
 
-@pytest.mark.parametrize("sigma", [0.01, 0.05, 0.1])
-def test_noise_estimate_reads_the_noise_of_a_smooth_image_with_or_without_a_mask(sigma):
-    rng = np.random.default_rng(0)
-    y, x = np.mgrid[0:96, 0:96] / 96.0
-    clean = 0.3 + 0.3 * np.sin(3 * x) * np.cos(2 * y)
-    noisy = torch.from_numpy(clean + rng.normal(0, sigma, clean.shape)).float()[None, None]
-    assert estimate_noise_std(noisy) == pytest.approx(sigma, rel=0.1)
-    known = torch.from_numpy(rng.random(clean.shape) > 0.5).float()[None, None]
-    noisy_where_unknown = torch.where(known > 0, noisy, torch.zeros_like(noisy))  # 0 = missing
-    assert estimate_noise_std(noisy_where_unknown, known) == pytest.approx(sigma, rel=0.15)
-    assert estimate_noise_std(noisy[..., :2, :2]) is None  # too small to tell
-
-
 def test_bayesian_preset_injects_less_weight_noise_on_less_noisy_data():
     """Preset "bayesian" scales its weight noise to the data's noise: the paper's sigma=25 gets
     2 x the learning rate; a dim fluorescence-like image with a tenth of that noise gets the
-    floor (a quarter), instead of weight noise that swamps the fit (docs/log.md)."""
+    floor (a quarter), instead of weight noise that swamps the fit (docs/benchmarks/bayesian.md)."""
     rng = np.random.default_rng(1)
     clean = np.tile(np.linspace(0.1, 0.9, 32, dtype=np.float32), (32, 1))  # spans most of [0, 1]
     noise = {}
@@ -126,7 +115,7 @@ def test_uncertainty_map_is_nonnegative_image_shaped_and_larger_where_masked():
     mask = np.zeros(clean.shape, dtype=bool)
     mask[6:26, 6:26] = True
     # a tenth of the preset's weight noise: with the preset's, the samples' own jitter, the
-    # same everywhere, dominates this small a run (docs/log.md, "Bayesian DIP")
+    # same everywhere, dominates this small a run (docs/benchmarks/bayesian.md)
     result, uncertainty = restore(clean, task="inpaint", mask=mask, preset="bayesian",
                                   sgld_noise=0.2, sgld_noise_scaling="none",
                                   max_iterations=500, burn_in=250, sample_every=5,
@@ -144,43 +133,6 @@ def test_no_uncertainty_without_sgld(noisy_cell):
     assert uncertainty is None
 
 
-def test_poisson_term_is_lower_for_the_true_intensity():
-    rng = np.random.default_rng(0)
-    rate = torch.from_numpy(rng.uniform(2, 50, (1, 1, 64, 64)))
-    counts = torch.from_numpy(rng.poisson(rate.numpy()).astype(np.float64))
-    true = poisson_deviance(rate, counts)
-    for wrong in (rate * 1.3, rate * 0.7, rate + 5):
-        assert poisson_deviance(wrong, counts) > true
-
-
-@pytest.mark.parametrize("data_term", ["poisson", "poisson_gaussian"])
-def test_photon_limited_data_terms_denoise_poisson_data(data_term, noisy_cell):
-    clean, _ = noisy_cell
-    rng = np.random.default_rng(1)
-    photons = clean * 30 + 2
-    counts = rng.poisson(photons).astype(np.uint16)
-    result = restore(counts, preset="quick", max_iterations=60, data_term=data_term,
-                     gain=1.0, read_noise=0.5)
-    assert psnr(result.astype(float), photons, data_range=32) > \
-        psnr(counts.astype(float), photons, data_range=32) + 3
-
-
-def test_total_variation_term_smooths(noisy_cell):
-    _, noisy = noisy_cell
-    plain = restore(noisy, preset="quick", max_iterations=30)
-    smooth = restore(noisy, preset="quick", max_iterations=30, tv_weight=0.5)
-    roughness = [np.abs(np.diff(x, axis=0)).mean() for x in (plain, smooth)]
-    assert roughness[1] < roughness[0]
-
-
-def test_averaging_several_seeds_is_the_mean_of_the_single_runs(noisy_cell):
-    _, noisy = noisy_cell
-    settings = dict(preset="quick", max_iterations=6)
-    single = [restore(noisy, seed=s, **settings) for s in (5, 6)]
-    averaged = restore(noisy, seed=5, n_runs=2, **settings)
-    np.testing.assert_allclose(averaged, (single[0] + single[1]) / 2, atol=1e-5)
-
-
 def test_auto_preset_stops_by_itself_before_its_cap_and_raises_psnr(noisy_cell):
     clean, noisy = noisy_cell
     # preset "auto" is the default; a narrower network keeps the test fast on a CPU
@@ -190,15 +142,6 @@ def test_auto_preset_stops_by_itself_before_its_cap_and_raises_psnr(noisy_cell):
     assert psnr(last.estimate, clean) > psnr(noisy, clean) + 5
 
 
-def test_fast_preset_raises_psnr_within_a_tight_step_budget(noisy_cell):
-    """Preset "fast" on a 64x64 noisy crop gains clearly within 150 steps (the measured
-    comparison with the paper's recipe, at 128x128, is in docs/log.md)."""
-    clean, noisy = noisy_cell
-    last = list(iter_restore(noisy, preset="fast", max_iterations=150))[-1]
-    assert last.iteration <= 150
-    assert psnr(last.estimate, clean) > psnr(noisy, clean) + 6.0
-
-
 def test_recent_average_forgets_the_untrained_output_that_debiased_keeps():
     # an untrained network's grey first outputs, then the fitted image: the estimate a stopping
     # rule sees after 80 steps must be the image, not a blend that still carries the grey
@@ -206,20 +149,120 @@ def test_recent_average_forgets_the_untrained_output_that_debiased_keeps():
     grey = torch.full((1, 1, 4, 4), 0.5)
     errors = {}
     for start in ("first", "debiased", "recent"):
-        average = fit_module._MovingAverage(0.99, start)
+        average = MovingAverage(0.99, start)
         for step in range(1, 81):
-            value = average.update(grey if step <= 10 else image)
+            value = average.add(grey if step <= 10 else image)
         errors[start] = float(value.mean())  # the grey share left in the estimate
     assert errors["recent"] < 1e-3  # forgotten: the window spans the latest quarter
     assert errors["debiased"] > 0.03 and errors["first"] > errors["debiased"]
 
 
 def test_recent_average_reaches_the_configured_weight():
-    average = fit_module._MovingAverage(0.9, "recent")
-    first = average.update(torch.ones(1))
+    average = MovingAverage(0.9, "recent")
+    first = average.add(torch.ones(1))
     assert float(first) == 1.0  # no bias: the first output is taken as it is
     for _ in range(100):
-        average.update(torch.zeros(1))
+        average.add(torch.zeros(1))
     before = float(average.value)
-    average.update(torch.zeros(1))  # past 40 steps the weight is capped at 0.9
+    average.add(torch.zeros(1))  # past 40 steps the weight is capped at 0.9
     assert float(average.value) == pytest.approx(0.9 * before)
+
+
+def test_backtracking_puts_the_last_good_weights_back_after_a_jump_in_the_loss():
+    from napari_dip.engine.trackers import Backtracking
+
+    network = torch.nn.Linear(2, 1)
+    guard = Backtracking(network, drop_db=3.0, every=2)
+    saved = [p.detach().clone() for p in network.parameters()]
+    assert not guard.update(1, None, loss=torch.tensor(1.0))  # not a check
+    assert not guard.update(2, None, loss=torch.tensor(1.0))  # first check: saves the weights
+    with torch.no_grad():
+        for p in network.parameters():
+            p.add_(5.0)
+    assert not guard.update(4, None, loss=torch.tensor(1.9))  # within 3 dB: new good weights
+    changed = [p.detach().clone() for p in network.parameters()]
+    with torch.no_grad():
+        for p in network.parameters():
+            p.mul_(0.0)
+    assert guard.update(6, None, loss=torch.tensor(1.9 * 2.1))  # more than 3 dB: undone
+    assert guard.count == 1
+    for p, expected in zip(network.parameters(), changed):
+        assert torch.equal(p, expected)
+    assert not all(torch.equal(a, b) for a, b in zip(changed, saved))
+
+
+def test_backtracking_off_never_checks_and_restores_nothing_before_a_check():
+    from napari_dip.engine.trackers import Backtracking
+
+    network = torch.nn.Linear(2, 1)
+    off = Backtracking(network, drop_db=0.0, every=1)
+    assert not any(off.update(t, None, loss=torch.tensor(10.0 ** t)) for t in range(1, 5))
+    before = [p.detach().clone() for p in network.parameters()]
+    Backtracking(network, drop_db=5.0, every=10).restore()  # nothing saved yet
+    assert all(torch.equal(a, b) for a, b in zip(network.parameters(), before))
+    with pytest.raises(ValueError, match="drop_db=-1 must be 0"):
+        Backtracking(network, drop_db=-1, every=10)
+
+
+def test_the_posterior_sampler_perturbs_kernels_and_keeps_mean_and_std_of_its_samples():
+    from napari_dip.engine.trackers import PosteriorSampler
+
+    network = torch.nn.Sequential(torch.nn.Conv2d(1, 1, 3), torch.nn.BatchNorm2d(1))
+    before = {name: p.detach().clone() for name, p in network.named_parameters()}
+    sampler = PosteriorSampler(network, 0.1, torch.Generator().manual_seed(0), burn_in=2,
+                               sample_every=2)
+    outputs = [torch.full((1, 1, 2, 2), float(v)) for v in range(1, 9)]
+    for t, output in enumerate(outputs, 1):
+        assert not sampler.update(t, output)
+    samples = torch.stack([outputs[t - 1] for t in (4, 6, 8)])  # after burn-in, every 2nd
+    assert sampler.count == 3
+    torch.testing.assert_close(sampler.mean, samples.mean(0))
+    torch.testing.assert_close(sampler.std, samples.std(0, unbiased=False))
+    for name, p in network.named_parameters():
+        moved = not torch.equal(p, before[name])
+        assert moved == (p.dim() == 4), name  # only convolution kernels get Langevin noise
+
+
+def test_no_uncertainty_before_two_samples():
+    from napari_dip.engine.trackers import PosteriorSampler
+
+    sampler = PosteriorSampler(torch.nn.Identity(), 0.0, torch.Generator())
+    sampler.update(1, torch.ones(1))
+    assert sampler.std is None and float(sampler.mean) == 1.0
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda: MovingAverage(1.0), r"weight must be in \[0, 1\)"),
+    (lambda: MovingAverage(0.9, "last"), "unknown start 'last'.*recent"),
+    (lambda: VarianceStop(window=0), "window=0 must be 1 or more"),
+    (lambda: VarianceStop(patience=0), "patience=0 and check_every=10 must be 1 or more"),
+    (lambda: split_holdout(None, (1, 1, 4, 4), 1.0, torch.Generator()),
+     "held-out fraction must be between 0 and 1"),
+])
+def test_bad_tracker_settings_are_refused(make, message):
+    with pytest.raises(ValueError, match=message):
+        make()
+
+
+def test_every_tracker_takes_the_same_update_call():
+    from napari_dip.engine.trackers import Backtracking, PosteriorSampler, Tracker
+
+    network = torch.nn.Conv2d(1, 1, 1)
+    output = torch.rand(1, 1, 4, 4)
+    trackers = [MovingAverage(0.9), PosteriorSampler(network, 0.0, torch.Generator()),
+                Backtracking(network, 5.0, 1), VarianceStop(window=2, check_every=1),
+                HoldoutStop(output, torch.ones(1, 1, 4, 4), lambda x: x, min_iterations=1,
+                            check_every=1)]
+    for tracker in trackers:
+        assert isinstance(tracker, Tracker)
+        for t in (1, 2):
+            assert tracker.update(t, output, estimate=output, loss=torch.tensor(0.5)) is False
+
+
+def test_the_moving_average_tracker_keeps_the_estimate_it_returned():
+    average = MovingAverage(0.5, "debiased")
+    average.update(1, torch.tensor(2.0))
+    assert float(average.estimate) == pytest.approx(2.0)  # bias-corrected, not 1.0
+    plain = MovingAverage(0.0)
+    plain.update(1, torch.tensor(3.0))
+    assert float(plain.estimate) == 3.0  # no averaging: the latest output

@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from napari_dip.config import get_config
-from napari_dip.networks import build_generator, count_parameters
+from napari_dip.presets import get_config
+from napari_dip.engine.networks import build_generator, count_parameters
 
 
 @pytest.mark.parametrize("network", ["skip", "hourglass", "deep_decoder"])
@@ -49,7 +49,7 @@ def test_deep_decoder_refuses_a_guide():
 def test_top_channels_narrows_the_fine_levels_only():
     """top_channels=16 gives 16, 32, 64, 128, 128 channels from full resolution down: far fewer
     weights and much less arithmetic at full resolution, the same output shape."""
-    from napari_dip.networks import level_width
+    from napari_dip.engine.networks import level_width
 
     config = get_config("paper", top_channels=16)
     assert [level_width(128, level, config) for level in range(5)] == [16, 32, 64, 128, 128]
@@ -66,7 +66,7 @@ def test_padding_keeps_bfloat16_under_autocast_and_changes_no_value():
     """CPU autocast would widen bfloat16 activations to float32 for reflection padding (and the
     next convolution narrow them again, forward and backward); the generator pads in the
     activations' own dtype instead, which gives the same output to the bit."""
-    from napari_dip.networks import ReflectionPad
+    from napari_dip.engine.networks import ReflectionPad
 
     config = get_config("auto", "denoise")
     torch.manual_seed(0)
@@ -89,7 +89,7 @@ def test_channel_concatenation_hands_back_gradients_in_each_inputs_layout():
     """The skip connections' concatenation is ``torch.cat`` forward and backward, except that
     in channels-last memory each input gets its share of the gradient densely laid out (a
     strided view sent the backward kernels behind it down slow paths)."""
-    from napari_dip.networks import concat_channels
+    from napari_dip.engine.networks import concat_channels
 
     grad = torch.rand(1, 20, 8, 8).contiguous(memory_format=torch.channels_last)
     received = {}

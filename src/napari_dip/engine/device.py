@@ -7,7 +7,7 @@ from contextlib import contextmanager
 
 import torch
 
-from .config import MEMORY_FORMATS, PRECISIONS
+from ..config import MEMORY_FORMATS, PRECISIONS
 
 DEVICE_CHOICES = ("auto", "cuda", "mps", "cpu")
 
@@ -70,10 +70,8 @@ def describe_device(device: torch.device) -> str:
 
 CPU_BFLOAT16_MIN_PIXELS = 256 * 256
 """Pixels per step (batch x height x width of the generator's output) from which ``"auto"``
-precision runs a CPU fit under bfloat16, on processors that compute it natively. Measured on
-such a CPU (docs/log.md), CPU time of a step of the slim denoising generator against
-float32: 23 % more at 64x64, 16 % less at 128x128 (level with the earlier 32-channel coarse
-levels, hence the threshold), 21 % less at 256x256, 28 % less at 512x512."""
+precision runs a CPU fit under bfloat16, on processors that compute it natively: below it the
+conversions cost more than they save (measurements: ``docs/benchmarks/speed.md``)."""
 
 
 def cpu_has_native_bfloat16() -> bool:
@@ -113,12 +111,8 @@ def use_channels_last(memory_format: str, device: torch.device) -> bool:
     """Whether the generator runs in channels-last memory format (NHWC) on ``device``.
 
     ``"auto"`` does on CUDA (faster convolutions on tensor cores) and on CPUs with native
-    bfloat16: on such a CPU (an AMD EPYC with AVX512-BF16, one thread; docs/log.md,
-    "Reduced precision on the CPU") a step of the slim denoising generator cost 14 to 36 %
-    less from 64x64 to 512x512 in float32 and 15 to 30 % less from 128x128 to 512x512 in
-    bfloat16, and the paper's generator 10 % less at 256x256. On the earlier CPU without
-    native bfloat16 that was measured, channels-last made a float32 step 27 % dearer, so
-    other CPUs (and Apple MPS, not measured) keep PyTorch's default.
+    bfloat16, where it made a step cheaper; on other CPUs it made a step dearer, so they (and
+    Apple MPS, not measured) keep PyTorch's default (``docs/benchmarks/speed.md``).
     """
     if memory_format not in MEMORY_FORMATS:
         raise ValueError(f"memory_format={memory_format!r} is not allowed; choose one of "

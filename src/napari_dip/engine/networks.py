@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .config import DIPConfig
+from ..config import DIPConfig
 
 
 class ReflectionPad(nn.ReflectionPad2d):
