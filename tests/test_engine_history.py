@@ -111,6 +111,23 @@ def test_history_memory_budget_is_never_exceeded():
     assert history.checkpoints[0].iteration == 1 and history.checkpoints[-1].iteration >= 50
 
 
+def test_history_replacing_a_checkpoint_with_a_noted_one_stays_within_the_budget():
+    history = History(memory_budget_bytes=2000)
+    held_during_copy = []
+
+    def estimate():
+        held_during_copy.append(history.nbytes)
+        return np.zeros(250, np.float32)  # 1000 bytes
+
+    history.offer(1, 0.0, 0.0, None, estimate)
+    history.offer(2, 0.0, 0.0, None, estimate)
+    history.offer(2, 0.0, 0.0, None, estimate, note="automatic stop")
+
+    assert max(held_during_copy) + 1000 <= 2000
+    assert [(point.iteration, point.note) for point in history.checkpoints] == [
+        (1, None), (2, "automatic stop")]
+
+
 def test_history_estimate_larger_than_the_budget_is_not_kept():
     history = History(memory_budget_bytes=1000)
 

@@ -20,10 +20,10 @@ they stay spread over the whole run:
   can be kept exactly. The origin is on every grid, so the first checkpoint stays too.
 - **Memory.** An estimate is copied (``estimate_fn`` is called) only for an offer that will be
   kept, after room has been made for it (sized as the previous estimate), so skipped offers
-  cost nothing and the checkpoints' bytes stay within the budget even during an offer. When the limits leave fewer places than
-  protected checkpoints (a tiny budget, or many pins), the least needed go first: plain ones,
-  then the lowest-criterion one, then the latest, then the oldest pins; an estimate larger than
-  the whole budget is not kept at all.
+  cost nothing and the checkpoints' bytes stay within the budget even during an offer. When
+  the limits leave fewer places than protected checkpoints (a tiny budget, or many pins), the
+  least needed go first: plain ones, then the lowest-criterion one, then the latest, then the
+  oldest pins; an estimate larger than the whole budget is not kept at all.
 - **Threads.** Each change publishes a new set of checkpoints at once, so another thread (a
   viewer's slider) may read the history while the fit offers.
 
@@ -343,7 +343,8 @@ class History:
                 return False
             for iteration in leaving:
                 del slots[iteration]
-        for iteration in [i for i in kept if i not in slots]:
+        # a checkpoint that incoming replaces goes too, before incoming's estimate is made
+        for iteration in [i for i in kept if i not in slots or i == incoming.iteration]:
             del kept[iteration]
         return True
 
