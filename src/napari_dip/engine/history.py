@@ -316,11 +316,11 @@ class History:
             self._unit = iteration - self._origin
         self._last_offered = iteration
 
-    def _on_grid(self, iteration: int, stride: int | None = None) -> bool:
+    def _on_grid(self, iteration: int) -> bool:
         if self._unit is None:
             return iteration == self._origin
         offset = iteration - self._origin
-        return offset >= 0 and offset % (self._unit * (stride or self._stride)) == 0
+        return offset >= 0 and offset % (self._unit * self._stride) == 0
 
     def _over(self, slots: dict[int, _Slot]) -> bool:
         budget = self.memory_budget_bytes
