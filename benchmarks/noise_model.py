@@ -52,8 +52,8 @@ def unclipped_pixels(noisy: np.ndarray, clean: np.ndarray) -> np.ndarray:
     return fraction[levels] <= 0.02
 
 
-def compare(name: str) -> str:
-    """One table row for image ``name``."""
+def compare(name: str) -> tuple[str, tuple[str, ...]]:
+    """One table row for image ``name``, and the estimate's notes."""
     noisy = tifffile.imread(FOLDER / "Confocal_gaussianpoisson" / f"{name}.tif")
     clean = tifffile.imread(FOLDER / "Confocal" / f"{name}.tif").astype(np.float64)
     residual = noisy - clean
@@ -63,7 +63,7 @@ def compare(name: str) -> str:
     try:
         estimate = estimate_noise_model(noisy)
     except ValueError as error:
-        return f"| {name} | refused: {error} |"
+        return f"| {name} | refused: {error} |", ()
     seconds = time.perf_counter() - started
     cells = [name, f"{clean[kept].min():.0f}"]
     for level in (clean[kept].min(), *np.percentile(clean[kept], [50, 99])):
@@ -74,7 +74,7 @@ def compare(name: str) -> str:
                      f"{estimated:.2f} ({100 * (estimated / measured - 1):+.0f} %)")
     cells += [f"{estimate.gain:.2f}, {estimate.read_variance:.1f}", f"{seconds:.2f}",
               choose_likelihood(estimate, noisy)]
-    return "| " + " | ".join(cells) + " |"
+    return "| " + " | ".join(cells) + " |", estimate.notes
 
 
 def main() -> int:
@@ -85,8 +85,14 @@ def main() -> int:
           "median | 99th percentile | estimated gain, read variance | seconds | "
           "likelihood chosen |")
     print("|---|---|---|---|---|---|---|---|")
+    notes = {}
     for name in IMAGES:
-        print(compare(name))
+        row, notes[name] = compare(name)
+        print(row)
+    print("\nNotes of the estimates:\n")
+    for name, lines in notes.items():
+        for line in lines:
+            print(f"- {name}: {line}")
     return 0
 
 
