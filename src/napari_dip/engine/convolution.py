@@ -53,19 +53,28 @@ def _reflect_pad(image: torch.Tensor, psf_shape: tuple[int, int]) -> torch.Tenso
                  mode="reflect")
 
 
+def _fft_shape(padded_shape: tuple[int, int]) -> tuple[int, int]:
+    """At least the padded image's size, with small prime factors only (a fast FFT)."""
+    from scipy.fft import next_fast_len
+
+    return tuple(next_fast_len(int(side), real=True) for side in padded_shape)
+
+
 def psf_spectrum(psf: torch.Tensor, padded_shape: tuple[int, int]) -> torch.Tensor:
-    """The PSF's real FFT at the padded image's size: computed once per image size by
-    :class:`Convolution`, which reuses it at every step of a fit."""
-    return torch.fft.rfft2(psf, s=padded_shape)
+    """The PSF's real FFT for an image of ``padded_shape`` (after its reflective padding):
+    computed once per image size by :class:`Convolution`, which reuses it at every step."""
+    return torch.fft.rfft2(psf, s=_fft_shape(padded_shape))
 
 
 def _fft_convolve(padded: torch.Tensor, spectrum: torch.Tensor,
                   psf_shape: tuple[int, int]) -> torch.Tensor:
-    # The circular convolution of the padded image equals the linear one on its last H x W
-    # pixels: the wrap-around only reaches the first kh - 1 rows and kw - 1 columns.
-    size = padded.shape[-2:]
-    full = torch.fft.irfft2(torch.fft.rfft2(padded) * spectrum, s=size)
-    return full[..., psf_shape[0] - 1:, psf_shape[1] - 1:]
+    # The circular convolution over at least the padded size equals the linear one on the
+    # padded image's last H x W pixels: the wrap-around only reaches the first kh - 1 rows and
+    # kw - 1 columns.
+    height, width = padded.shape[-2:]
+    size = _fft_shape((height, width))
+    full = torch.fft.irfft2(torch.fft.rfft2(padded, s=size) * spectrum, s=size)
+    return full[..., psf_shape[0] - 1:height, psf_shape[1] - 1:width]
 
 
 def _direct_convolve(padded: torch.Tensor, psf: torch.Tensor) -> torch.Tensor:

@@ -37,8 +37,8 @@ _TEST_WINDOW = 7  # pixels: the curvature and energy tests
 # The high-pass: a pixel minus the mean of its four diagonal neighbours.
 _HIGH_PASS = np.array([[-0.25, 0.0, -0.25], [0.0, 1.0, 0.0], [-0.25, 0.0, -0.25]])
 _FOOTPRINT = max(_LOCAL_WINDOW, _HIGH_PASS.shape[0] + _TEST_WINDOW - 1)  # pixels a sample reads
-_CURVATURE_LIMIT = 9.0  # squared z-score: a curvature of 3 standard deviations of its noise
-_ENERGY_LIMIT = 2.0  # times the predicted variance, over 49 samples
+_CURVATURE_LIMIT = 9.0  # squared z-score: 3 standard deviations of the test's own noise
+_ENERGY_LIMIT = 2.0  # times the median energy of the bin
 _TRIM = 4.0  # MAD-scales kept around the median in a bin
 _TRIMMED_GAUSSIAN_VARIANCE = 0.998929  # variance of N(0, 1) truncated at +-4
 _SAMPLES_PER_BIN = 1500
