@@ -1,4 +1,5 @@
 import hashlib
+import json
 import re
 
 import numpy as np
@@ -147,6 +148,7 @@ def test_description_of_a_model_rebuilds_the_psf():
     assert list(rebuilt.shape) == description["shape"]
     assert psf_description("gaussian", sigma=1.5) == {"model": "gaussian", "sigma": 1.5,
                                                        "shape": [13, 13]}
+    json.dumps(psf_description("gaussian", sigma=np.float32(1.5), size=np.int64(9)))
 
 
 @pytest.mark.parametrize("call, words", [

@@ -254,6 +254,8 @@ def psf_description(psf, **numbers) -> dict:
     {'model': 'gaussian', 'sigma': 1.5, 'shape': [13, 13]}
     """
     if isinstance(psf, str):
+        numbers = {name: value.item() if isinstance(value, np.generic) else value
+                   for name, value in numbers.items()}
         built = model_psf(psf, **numbers)
         return {"model": psf, **numbers, "shape": list(built.shape)}
     if numbers:
