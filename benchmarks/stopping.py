@@ -29,7 +29,7 @@ import torch
 import napari_dip
 from napari_dip.config import get_config
 from napari_dip.operators import psnr
-from napari_dip.tiling import plan_tiles
+from napari_dip.engine.tiling import plan_tiles
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from reproduce_paper import (DATA, DOC, RESULTS, center_crop, command_line,  # noqa: E402

@@ -3,7 +3,8 @@ import pytest
 import torch
 
 from napari_dip import iter_restore_stack, restore_stack, stack
-from napari_dip.api import _pool, _two_passes
+from napari_dip.engine.plane import pool as _pool
+from napari_dip.engine.stack import two_passes as _two_passes
 from napari_dip.operators import psnr
 
 from .conftest import tiny

@@ -4,8 +4,8 @@ import pytest
 import napari_dip.api
 from napari_dip import get_config, iter_restore, iter_restore_stack, restore
 from napari_dip.operators import psnr
-from napari_dip.stack import IntensityScaling
-from napari_dip.tiling import TileBlender, plan_tiles, seam_band, tile_interiors
+from napari_dip.engine.scaling import IntensityScaling
+from napari_dip.engine.tiling import TileBlender, plan_tiles, seam_band, tile_interiors
 
 from .conftest import tiny
 

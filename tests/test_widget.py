@@ -38,7 +38,7 @@ def test_importing_the_widget_module_does_not_import_torch():
 def test_the_worker_progress_only_moves_forward_and_names_runs_and_tiles(noisy_cell):
     """With two runs per tile and two tiles, the progress (steps done of a total) climbs
     steadily to the end and the reports say which tile and run is working."""
-    from napari_dip._run_plan import ImageAxes, plan_run
+    from napari_dip.engine.layout import ImageAxes, plan_run
     from napari_dip._widget import RunRequest, RunState, restoration_steps
 
     _, noisy = noisy_cell

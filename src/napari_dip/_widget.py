@@ -23,10 +23,10 @@ from qtpy.QtWidgets import (QComboBox, QDoubleSpinBox, QFormLayout, QHBoxLayout,
 from superqt import QCollapsible
 
 from ._qt_plot import LossPlot
-from ._run_plan import (Geometry, ImageAxes, RunPlan, mask_for_plan, output_geometry, plan_run,
-                        stack_scopes)
 from .config import (DEFAULT_PRESET, PRESETS, SUPPORTED_FACTORS, TASKS, describe_fields,
                      get_config, warm_start_config)
+from .engine.layout import (Geometry, ImageAxes, RunPlan, mask_for_plan, output_geometry,
+                            plan_run, stack_scopes)
 from .io import split_alpha, with_alpha
 
 PREVIEW_INTERVAL_S = 0.5

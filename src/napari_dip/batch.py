@@ -705,16 +705,17 @@ def _flat_mask(mask: np.ndarray | None) -> np.ndarray | None:
 def _prepare_parts(job: Job):
     """First task of a stack in parts: clear earlier results; check the whole stack (and mask)
     as the stack runner would before its first fit, and fix its intensity scaling."""
-    from .api import checked_stack
+    from .engine.plan import plan
+    from .spec import RunSpec
 
     clear_previous(job)
     _, layout, data, mask = load_job(job)
     request = job.request
-    stack, _ = checked_stack(_flat_slices(data, layout.channel_axis), task=request.task,
-                             mask=_flat_mask(mask), factor=request.factor,
-                             preset=request.preset, channel_axis=-1, seed=request.seed,
-                             device=request.device, **request.settings)
-    return {"intensity_range": stack.scaling.range, "started": _now(),
+    spec = RunSpec(task=request.task, preset=request.preset, factor=request.factor,
+                   overrides=request.settings, seed=request.seed, device=request.device,
+                   channel_axis=-1)
+    checked = plan(_flat_slices(data, layout.channel_axis), spec, mask=_flat_mask(mask))
+    return {"intensity_range": checked.intensity_range, "started": _now(),
             "clock": time.time()}
 
 

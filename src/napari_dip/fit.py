@@ -21,7 +21,7 @@ from .config import RAMP_REFERENCE_SIDE, SGLD_REFERENCE_NOISE, SGLD_SCALE_LIMITS
 from .device import autocast_dtype, use_channels_last
 from .networks import build_generator, input_channels
 from .operators import DataTerm, Degradation, estimate_noise_std, total_variation
-from .stack import Observation
+from .engine.problem import Observation
 from .stopping import HoldoutStop, VarianceStop, split_holdout
 
 

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from napari_dip._run_plan import (Geometry, ImageAxes, mask_for_plan, output_geometry, plan_run,
-                                  stack_scopes)
+from napari_dip.engine.layout import (Geometry, ImageAxes, mask_for_plan, output_geometry,
+                                     plan_run, stack_scopes)
 
 
 @pytest.mark.parametrize("ndim, rgb, channel, plane, leading", [
