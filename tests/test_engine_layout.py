@@ -116,3 +116,37 @@ def test_a_labels_layer_must_span_the_image_plane():
     with pytest.raises(ValueError, match=r"shape \(24, 2\), which does not fit"):
         mask_for_plan(np.zeros((24, 2), np.uint8), (16, 24, 2), plan)  # X and C, no Y
     assert mask_for_plan(np.ones((16, 24, 2), np.uint8), (16, 24, 2), plan).shape == (16, 24)
+
+
+@pytest.mark.parametrize("letters, channel, plane, leading, order, channel_axis, stack_axes", [
+    ("YX", None, (0, 1), (), (0, 1), None, ""),
+    ("TZCYX", 2, (3, 4), (0, 1), (0, 1, 2, 3, 4), 2, "TZ"),
+    ("YXS", 2, (0, 1), (), (0, 1, 2), 2, ""),
+    ("YXZ", None, (0, 1), (2,), (2, 0, 1), None, "Z"),          # the plane moved last
+    ("ZYXC", 3, (1, 2), (0,), (0, 1, 2, 3), 3, "Z"),
+])
+def test_a_files_axis_letters_give_the_same_model_as_an_array(letters, channel, plane, leading,
+                                                              order, channel_axis, stack_axes):
+    axes = ImageAxes.from_letters(letters)
+    assert (axes.channel, axes.plane, axes.leading) == (channel, plane, leading)
+    assert (axes.order, axes.channel_axis, axes.stack_axes) == (order, channel_axis, stack_axes)
+    if order == tuple(range(len(letters))):  # an array with that channel axis: the same roles
+        array = ImageAxes.of(len(letters), channel=channel)
+        assert (array.plane, array.leading, array.channel_axis) == (plane, leading, channel_axis)
+
+
+@pytest.mark.parametrize("ndim, channel, slice_channel", [
+    (3, None, None), (4, 1, 0), (4, -1, 2), (3, 0, 0), (5, 2, 0)])
+def test_a_slice_keeps_its_channel_axis_where_the_stack_has_it(ndim, channel, slice_channel):
+    assert ImageAxes.of(ndim, channel=channel).slice_channel == slice_channel
+
+
+def test_data_goes_to_the_engine_layout_and_back():
+    axes = ImageAxes.from_letters("YXZ")
+    data = np.arange(4 * 5 * 3).reshape(4, 5, 3)
+    engine = axes.to_engine(data)
+    assert engine.shape == (3, 4, 5)
+    np.testing.assert_array_equal(axes.from_engine(engine), data)
+    mask = np.zeros((4, 5))
+    mask[1, 2] = 1
+    assert axes.mask_to_engine(mask, data.shape)[1, 2]

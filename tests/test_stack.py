@@ -2,7 +2,8 @@ import numpy as np
 import pytest
 import torch
 
-from napari_dip import iter_restore_stack, restore_stack, stack
+from napari_dip import iter_restore_stack, restore_stack
+from napari_dip.engine import scaling as scaling_module
 from napari_dip.engine.plane import pool as _pool
 from napari_dip.engine.stack import two_passes as _two_passes
 from napari_dip.operators import psnr
@@ -360,7 +361,7 @@ def _two_passes_on_whole_planes(first, second):
     (np.float64, -1e300, 1e300)])
 def test_two_passes_pool_block_by_block_exactly_as_on_whole_planes(dtype, low, high, rng,
                                                                     monkeypatch):
-    monkeypatch.setattr(stack, "BLOCK_ELEMENTS", 2 * 9 * 2)  # a block of two rows
+    monkeypatch.setattr(scaling_module, "BLOCK_ELEMENTS", 2 * 9 * 2)  # a block of two rows
     first, second = ((rng.random((11, 9, 2)) * (high - low) + low).astype(dtype)
                      for _ in range(2))
     stds = [(rng.random((11, 9, 2)) * 100).astype(np.float32) for _ in range(2)]
