@@ -85,7 +85,7 @@ def restore(image: np.ndarray, *, task: str = "denoise", mask: np.ndarray | None
     **settings
         Any other field of :class:`DIPConfig`, e.g. ``learning_rate=0.005``, or
         ``tile_size=256`` to restore a large image in overlapping tiles, one fit each, whose
-        estimates are blended smoothly (see :mod:`napari_dip.tiling`).
+        estimates are blended smoothly (see :mod:`napari_dip.engine.tiling`).
 
     Returns
     -------
