@@ -113,3 +113,12 @@ def test_a_file_that_is_not_a_mapping_is_refused(tmp_path):
     path.write_text("[1, 2]")
     with pytest.raises(ValueError, match="must hold a mapping of option names to values"):
         RunSpec.load(path)
+
+
+def test_pinning_keeps_what_auto_chose_only_where_every_fit_agrees():
+    spec = RunSpec(preset="quick")  # precision and memory layout left to "auto"
+    agreed = spec.pinned([{"precision": "bfloat16", "memory_format": "contiguous"}] * 2)
+    assert (agreed.config().precision, agreed.config().memory_format) == \
+        ("bfloat16", "contiguous")
+    split = spec.pinned([{"precision": "bfloat16"}, {"precision": "float32"}])
+    assert split.config().precision == "auto"

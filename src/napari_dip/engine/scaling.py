@@ -127,7 +127,5 @@ cache instead of streaming a whole plane's through memory several times
 FIXED_RANGE_SHARE = 0.05
 """uint8 images, and float images in [0, 1], keep that range as the model's [0, 1] when their
 pixels span at least this share of it; a dimmer or flatter one is stretched like any other
-image. Measured (docs/benchmarks.md, "Dim images"): the noisy cell scaled into [0, 0.02] of
-[0, 1] came out 4.7 dB below the same image in [0, 1] unstretched, and at par stretched; three
-dim FMD confocal crops spanning 0.09 to 0.32 of [0, 1] gained nothing from stretching (-0.53
-to +0.19 dB, one run each), so those keep the fixed range."""
+image (very dim images lose quality unstretched; moderately dim ones gain nothing from
+stretching: the benchmarks' "Dim images" section)."""
