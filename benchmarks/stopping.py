@@ -29,7 +29,7 @@ import torch
 import napari_dip
 from napari_dip.presets import get_config
 from napari_dip.engine.measures import psnr
-from napari_dip.tiling import plan_tiles
+from napari_dip.engine.tiling import plan_tiles
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from reproduce_paper import (DATA, DOCS, PAGES, RESULTS, center_crop, command_line,  # noqa: E402

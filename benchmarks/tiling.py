@@ -46,7 +46,7 @@ import torch
 
 import napari_dip
 from napari_dip.engine.measures import psnr
-from napari_dip.tiling import plan_tiles, seam_band, tile_interiors
+from napari_dip.engine.tiling import plan_tiles, seam_band, tile_interiors
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from reproduce_paper import (PAGES, RESULTS, command_line,  # noqa: E402

@@ -22,7 +22,7 @@ def fit_parts(config):
     import torch
 
     from napari_dip.engine.fit import build_fit
-    from napari_dip.stack import prepare_observation
+    from napari_dip.engine.problem import prepare_observation
 
     observation, _ = prepare_observation(np.random.rand(32, 32).astype(np.float32), mask=None,
                                          factor=None, guide=None, channel_axis=None,

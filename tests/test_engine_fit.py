@@ -112,7 +112,7 @@ def test_the_task_operator_follows_the_factor(factor, expected):
 def test_the_fit_sees_the_observation_through_the_mask_of_known_pixels():
     """The loss of an inpainting fit is computed on A(x) = m * x: the likelihood gets the
     masked prediction and the mask as its measured values."""
-    from napari_dip.stack import prepare_observation
+    from napari_dip.engine.problem import prepare_observation
 
     image = np.random.default_rng(0).random((32, 32)).astype(np.float32)
     missing = np.zeros((32, 32), bool)

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import tifffile
 
-from napari_dip.io.layout import EngineLayout
+from napari_dip.engine.layout import ImageAxes
 from napari_dip.io.tiff import (TiffImage, check_axes, read_tiff, read_tiff_header,
                                 read_tiff_slices, write_tiff)
 
@@ -207,7 +207,7 @@ def test_rgba_colours_and_alpha(tmp_path):
 
 def _engine_slices(image):
     """The whole image's slices as a stack in parts numbers them: ``(n, M, N, C)``."""
-    layout = EngineLayout.for_axes(image.axes)
+    layout = ImageAxes.from_letters(image.axes)
     data = layout.to_engine(image.data)
     hwc = data[..., None] if layout.channel_axis is None else \
         np.moveaxis(data, layout.channel_axis, -1)

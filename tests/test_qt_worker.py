@@ -6,7 +6,7 @@ import sys
 import numpy as np
 
 from napari_dip._qt.worker import RunRequest, RunState, input_as_output, restoration_steps
-from napari_dip._run_plan import ImageAxes, plan_run
+from napari_dip.engine.layout import ImageAxes, plan_run
 
 
 def test_importing_the_widget_module_does_not_import_torch():

@@ -4,9 +4,9 @@ import torch
 
 import napari_dip
 from napari_dip import iter_restore, restore
-from napari_dip import stack
+from napari_dip.engine import scaling as scaling_module
 from napari_dip.engine.measures import psnr
-from napari_dip.stack import IntensityScaling
+from napari_dip.engine.scaling import IntensityScaling
 
 from .conftest import tiny
 
@@ -129,7 +129,7 @@ def _from_unit_in_one_go(scaling, unit):
     (np.float32, -3.5, 1e4), (np.float64, -1e300, 1e300), (np.float64, 1e15, 1e15 + 3.0)])
 def test_intensities_convert_block_by_block_exactly_as_in_one_go(dtype, low, high, rng,
                                                                  monkeypatch):
-    monkeypatch.setattr(stack, "BLOCK_ELEMENTS", 7 * 3)  # a block of a few rows
+    monkeypatch.setattr(scaling_module, "BLOCK_ELEMENTS", 7 * 3)  # a block of a few rows
     scaling = IntensityScaling(low, high, np.dtype(dtype))
     # (M, N, C) the way a tensor comes out of the model: a transposed view, a little out of [0, 1]
     unit = (rng.random((3, 40, 7)) * 1.2 - 0.1).astype(np.float32).transpose(1, 2, 0)

@@ -2,8 +2,10 @@ import numpy as np
 import pytest
 import torch
 
-from napari_dip import iter_restore_stack, restore_stack, stack
-from napari_dip.api import _pool, _two_passes
+from napari_dip import iter_restore_stack, restore_stack
+from napari_dip.engine import scaling as scaling_module
+from napari_dip.engine.plane import pool as _pool
+from napari_dip.engine.stack import two_passes as _two_passes
 from napari_dip.engine.measures import psnr
 
 from .conftest import tiny
@@ -231,19 +233,19 @@ def test_slice_batch_refuses_what_it_cannot_combine_with(noisy_stack):
 def test_a_warm_started_slice_is_fed_its_own_guide(noisy_stack, monkeypatch):
     """With a guide per slice, a warm start continues the weights but takes the new slice's
     guide as the network input, not the previous slice's."""
-    import napari_dip.api as api
+    import napari_dip.engine.plane as plane_module
 
     _, noisy = noisy_stack
     guides = np.stack([np.full(noisy.shape[1:], value, np.float32) for value in (0.2, 0.5, 0.9)])
     guides[:, 0, :2] = 0.0, 1.0  # each spans [0, 1], which a guide's scaling then keeps
     inputs = []
-    real_fit = api.fit
+    real_fit = plane_module.fit
 
     def recording_fit(observation, config, **kwargs):
         inputs.append(observation.guide if kwargs.get("code") is None else kwargs["code"])
         return real_fit(observation, config, **kwargs)
 
-    monkeypatch.setattr(api, "fit", recording_fit)
+    monkeypatch.setattr(plane_module, "fit", recording_fit)
     for batch in (1, 2):
         inputs.clear()
         restore_stack(noisy, guide=guides, slice_batch=batch, **tiny())
@@ -359,7 +361,7 @@ def _two_passes_on_whole_planes(first, second):
     (np.float64, -1e300, 1e300)])
 def test_two_passes_pool_block_by_block_exactly_as_on_whole_planes(dtype, low, high, rng,
                                                                     monkeypatch):
-    monkeypatch.setattr(stack, "BLOCK_ELEMENTS", 2 * 9 * 2)  # a block of two rows
+    monkeypatch.setattr(scaling_module, "BLOCK_ELEMENTS", 2 * 9 * 2)  # a block of two rows
     first, second = ((rng.random((11, 9, 2)) * (high - low) + low).astype(dtype)
                      for _ in range(2))
     stds = [(rng.random((11, 9, 2)) * 100).astype(np.float32) for _ in range(2)]
@@ -400,10 +402,10 @@ def test_a_stack_lets_go_of_fits_no_later_fit_continues(noisy_stack, monkeypatch
     import gc
     import weakref
 
-    import napari_dip.api as api
+    import napari_dip.engine.plane as plane_module
 
     networks = []  # a weak reference to each fit's network, in the order the fits ran
-    real_fit = api.fit
+    real_fit = plane_module.fit
 
     def watched(*args, **kwargs):
         for step in real_fit(*args, **kwargs):
@@ -411,7 +413,7 @@ def test_a_stack_lets_go_of_fits_no_later_fit_continues(noisy_stack, monkeypatch
                 networks.append(weakref.ref(step.network))
             yield step
 
-    monkeypatch.setattr(api, "fit", watched)
+    monkeypatch.setattr(plane_module, "fit", watched)
     _, noisy = noisy_stack
     settings = tiny(max_iterations=3, scales=3)
     settings.update(tile_size=48, tile_overlap=16, tile_above=0, report_every=1,

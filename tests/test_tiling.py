@@ -1,11 +1,11 @@
 import numpy as np
 import pytest
 
-import napari_dip.api
+import napari_dip.engine.plane
 from napari_dip import get_config, iter_restore, iter_restore_stack, restore
 from napari_dip.engine.measures import psnr
-from napari_dip.stack import IntensityScaling
-from napari_dip.tiling import TileBlender, plan_tiles, seam_band, tile_interiors
+from napari_dip.engine.scaling import IntensityScaling
+from napari_dip.engine.tiling import TileBlender, plan_tiles, seam_band, tile_interiors
 
 from .conftest import tiny
 
@@ -179,7 +179,7 @@ def test_tiled_snapshots_equal_converting_the_whole_mosaic(dtype, scale, noisy_c
                     **TILED)
 
     kept_converted = list(iter_restore(image, **settings))
-    monkeypatch.setattr(napari_dip.api, "TileBlender", _ConvertingTheWholePlane)
+    monkeypatch.setattr(napari_dip.engine.plane, "TileBlender", _ConvertingTheWholePlane)
     whole_plane = list(iter_restore(image, **settings))
     assert {s.tile for s in kept_converted} == {0, 1, 2, 3}
     assert kept_converted[-1].uncertainty is not None  # the uncertainty map is compared too

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import logging
 import sys
 import textwrap
@@ -278,71 +277,12 @@ def _non_negative_int(text: str) -> int:
 
 
 def load_config_file(path: Path) -> dict:
-    """Options from a YAML or JSON file, with keys normalised to underscores.
+    """Options from a YAML or JSON file, with keys normalised to underscores: a run document,
+    an older run record or result layer's metadata (which repeat that run), or plain options
+    (see :mod:`napari_dip.spec`)."""
+    from .spec import load_options
 
-    A napari-dip run record is accepted too: its ``config``, ``preset``, ``seed``, ``factor``,
-    ``axes``, ``slices_per_task``, the device it asked for (unless "auto"), the CPU threads it
-    ran with and the precision and memory layout that "auto" chose on its machine are used,
-    so that a run can be repeated exactly. So is a result layer's ``metadata`` from the napari
-    widget (saved as JSON, whole or its ``"napari_dip"`` entry): its task, settings, seed,
-    factor, device, threads, precision and memory layout.
-    """
-    from .config import describe_fields
-
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except OSError as error:
-        raise ValueError(f"cannot read --config {path}: {error.strerror or error}") from error
-    try:
-        if Path(path).suffix.lower() == ".json":
-            data = json.loads(text)
-        else:
-            import yaml
-
-            data = yaml.safe_load(text)
-    except ValueError as error:  # json.JSONDecodeError and yaml.YAMLError (see below)
-        raise ValueError(f"--config {path} is not valid JSON: {error}") from error
-    except Exception as error:  # yaml.YAMLError does not derive from ValueError
-        raise ValueError(f"--config {path} is not valid YAML: "
-                         f"{' '.join(str(error).split())}") from error
-    if not isinstance(data, dict):
-        raise ValueError(f"--config {path} must hold a mapping of option names to values")
-    if isinstance(data.get("napari_dip"), dict):  # a napari layer's metadata, saved whole
-        data = data["napari_dip"]
-    if "napari_dip_record" in data:  # a run record: repeat its settings
-        record = data
-        data = _repeated(record, ("task", "preset", "seed", "factor", "axes", "slices_per_task"),
-                         ran=record.get("slices") or (), device=record.get("requested_device"),
-                         threads=record.get("threads") or record.get("threads_used"))
-    elif "source_layer" in data and isinstance(data.get("config"), dict):
-        layer = data  # the widget's metadata of a result layer: repeat its run on a file
-        data = _repeated(layer, ("task", "preset", "seed"), ran=(layer,),
-                         device=layer.get("device_choice"), threads=layer.get("threads"))
-        if isinstance(layer.get("factor"), int) and layer["factor"] > 1:
-            data["factor"] = layer["factor"]
-    options = {str(key).replace("-", "_"): value for key, value in data.items()}
-    known = _CONFIG_FILE_KEYS | {f["name"] for f in describe_fields()}
-    unknown = sorted(set(options) - known)
-    if unknown:
-        raise ValueError(f"--config {path}: unknown option(s) {unknown}; known options are "
-                         f"{sorted(known)}")
-    return options
-
-
-def _repeated(run: dict, keys: tuple[str, ...], *, ran, device, threads) -> dict:
-    """The options that repeat ``run`` (a record or a layer's metadata): its settings and
-    ``keys``; the precision and memory layout that "auto" chose where every fit in ``ran``
-    (dicts) agrees; the device it asked for unless "auto"; the CPU threads it ran with."""
-    data = {**run.get("config", {}), **{k: run[k] for k in keys if run.get(k) is not None}}
-    for key in ("precision", "memory_format"):  # "auto" as it resolved on that machine
-        chosen = {entry.get(key) for entry in ran if isinstance(entry, dict)}
-        if data.get(key) == "auto" and len(chosen) == 1 and None not in chosen:
-            data[key] = chosen.pop()
-    if device not in (None, "auto"):  # results differ by device
-        data["device"] = device
-    if threads:  # a CPU result depends on the number of threads
-        data["threads"] = threads
-    return data
+    return load_options(path)
 
 
 def request_from_args(args: argparse.Namespace):

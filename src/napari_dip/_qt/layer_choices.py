@@ -6,7 +6,7 @@ from __future__ import annotations
 from qtpy.QtCore import QObject, Signal
 from qtpy.QtWidgets import QComboBox
 
-from .._run_plan import ImageAxes, stack_scopes
+from ..engine.layout import ImageAxes, stack_scopes
 from .output_layers import PREVIEW_KEY
 
 

@@ -18,7 +18,7 @@ from qtpy.QtWidgets import (QComboBox, QFormLayout, QPushButton, QScrollArea, QS
                             QVBoxLayout, QWidget)
 from superqt import QCollapsible
 
-from .._run_plan import ImageAxes, mask_for_plan, plan_run
+from ..engine.layout import ImageAxes, mask_for_plan, plan_run
 from ..config import SUPPORTED_FACTORS, TASKS
 from ..presets import DEFAULT_PRESET, PRESETS, get_config
 from ..io.tiff import split_alpha, with_alpha

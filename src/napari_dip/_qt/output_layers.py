@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from .._run_plan import Geometry, ImageAxes, RunPlan, output_geometry
+from ..engine.layout import Geometry, ImageAxes, RunPlan, output_geometry
 
 PREVIEW_KEY = "napari_dip_preview"
 """Metadata flag of a run's preview layer, which is never offered as an input."""

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from .._run_plan import RunPlan
+from ..engine.layout import RunPlan
 from ..presets import get_config
 from .status import Progress, StepCounter, readable_device, seconds_left
 

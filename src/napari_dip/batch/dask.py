@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..io.layout import CHANNEL_AXES, EngineLayout
+from ..engine.layout import CHANNEL_AXES, ImageAxes
 from ..io.tiff import read_mask, read_tiff, read_tiff_header, read_tiff_slices
 from .jobs import BatchError, Job, Outcome, clear_previous
 from .run import (_now, _reason, _write_failure, load_job, restore_array, run_job, save_result,
@@ -89,15 +89,15 @@ def count_slices(job: Job) -> int:
         with tifffile.TiffFile(job.input) as tif:
             series = tif.series[0]
             shape, axes = series.shape, job.request.axes or series.axes
-        return int(np.prod(_stack_shape(EngineLayout.for_axes(axes), shape)))
+        return int(np.prod(_stack_shape(ImageAxes.from_letters(axes), shape)))
     except Exception:  # noqa: BLE001 - the file's task will report what is wrong with it
         return 1
 
 
-def _stack_shape(layout: EngineLayout, shape: tuple[int, ...]) -> tuple[int, ...]:
+def _stack_shape(layout: ImageAxes, shape: tuple[int, ...]) -> tuple[int, ...]:
     """The lengths of the looped-over axes of an image of ``shape`` (file order), in the order
     the stack runner visits them (e.g. ``(T, Z)``)."""
-    return tuple(shape[i] for i in layout.order if layout.axes[i] not in CHANNEL_AXES)[:-2]
+    return tuple(shape[i] for i in layout.order if layout.letters[i] not in CHANNEL_AXES)[:-2]
 
 
 def submit_in_parts(client, job: Job, slices_per_task: int, key: str):
@@ -129,16 +129,17 @@ def _flat_mask(mask: np.ndarray | None) -> np.ndarray | None:
 def _prepare_parts(job: Job):
     """First task of a stack in parts: clear earlier results; check the whole stack (and mask)
     as the stack runner would before its first fit, and fix its intensity scaling."""
-    from ..api import checked_stack
+    from ..engine.plan import plan
+    from ..spec import RunSpec
 
     clear_previous(job)
     _, layout, data, mask = load_job(job)
     request = job.request
-    stack, _ = checked_stack(_flat_slices(data, layout.channel_axis), task=request.task,
-                             mask=_flat_mask(mask), factor=request.factor,
-                             preset=request.preset, channel_axis=-1, seed=request.seed,
-                             device=request.device, **request.settings)
-    return {"intensity_range": stack.scaling.range, "started": _now(),
+    spec = RunSpec(task=request.task, preset=request.preset, factor=request.factor,
+                   overrides=request.settings, seed=request.seed, device=request.device,
+                   channel_axis=-1)
+    checked = plan(_flat_slices(data, layout.channel_axis), spec, mask=_flat_mask(mask))
+    return {"intensity_range": checked.intensity_range, "started": _now(),
             "clock": time.time()}
 
 
@@ -152,7 +153,7 @@ def _restore_part(job: Job, start: int, stop: int, prepared,
     part, mask, stack_shape = _load_part(job, start, stop)
     with torch_threads(job.request.threads) as threads:
         result, uncertainty, slices, _ = restore_array(
-            part, EngineLayout.for_axes("ZYXC"), mask, job.request,
+            part, ImageAxes.from_letters("ZYXC"), mask, job.request,
             intensity_range=prepared["intensity_range"])
     for entry in slices:
         entry["index"] = [int(i) for i in np.unravel_index(start + entry["index"][0],
@@ -166,7 +167,7 @@ def _load_part(job: Job, start: int, stop: int,
     their mask, and the stack's shape; only those slices are read (the task before checked
     the whole image and mask, as :func:`load_job` does)."""
     image = read_tiff_header(job.input, axes=job.request.axes)
-    layout = EngineLayout.for_axes(image.axes)
+    layout = ImageAxes.from_letters(image.axes)
     part = read_tiff_slices(job.input, image.axes, start, stop)
     if image.alpha:  # kept as it is, not restored
         part = np.ascontiguousarray(part[..., :-1])
@@ -175,21 +176,21 @@ def _load_part(job: Job, start: int, stop: int,
     return part, mask, _stack_shape(layout, image.data.shape)
 
 
-def _mask_part(path: Path, layout: EngineLayout, image_shape: tuple[int, ...], start: int,
+def _mask_part(path: Path, layout: ImageAxes, image_shape: tuple[int, ...], start: int,
                stop: int) -> np.ndarray:
-    """The mask of slices ``start:stop`` as :meth:`EngineLayout.mask_to_engine` reads it:
+    """The mask of slices ``start:stop`` as :meth:`ImageAxes.mask_to_engine` reads it:
     ``(M, N)`` for every slice, or ``(n, M, N)``. A mask of one plane per slice (and channel)
     is read only for those slices; any other is read whole."""
     import tifffile
 
     with tifffile.TiffFile(path) as tif:
         shape = tuple(tif.series[0].shape)
-    plane = tuple(image_shape[layout.axes.index(a)] for a in "YX")
-    non_channel = "".join(a for a in layout.axes if a not in CHANNEL_AXES)
+    plane = tuple(image_shape[layout.letters.index(a)] for a in "YX")
+    non_channel = "".join(a for a in layout.letters if a not in CHANNEL_AXES)
     if tuple(n for n in shape if n != 1) != plane:  # mask_to_engine's first case
         if shape == tuple(image_shape):  # a pixel is missing when it is in any channel
-            return (read_tiff_slices(path, layout.axes, start, stop) != 0).any(axis=-1)
-        if shape == tuple(image_shape[layout.axes.index(a)] for a in non_channel):
+            return (read_tiff_slices(path, layout.letters, start, stop) != 0).any(axis=-1)
+        if shape == tuple(image_shape[layout.letters.index(a)] for a in non_channel):
             return read_tiff_slices(path, non_channel, start, stop)[..., 0] != 0
     mask = _flat_mask(layout.mask_to_engine(read_mask(path), image_shape))
     return mask if mask.ndim == 2 else mask[start:stop]
@@ -202,7 +203,7 @@ def _save_parts(job: Job, prepared, *parts) -> Outcome:
         image = read_tiff_header(job.input, axes=job.request.axes)
         if image.alpha:  # its alpha goes back into the result as it is: that needs the pixels
             image = read_tiff(job.input, axes=job.request.axes)
-        layout = EngineLayout.for_axes(image.axes)
+        layout = ImageAxes.from_letters(image.axes)
         leading = _stack_shape(layout, image.data.shape)
 
         def joined(arrays):  # the parts' (n, M, N, C) slices -> the engine-layout stack

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..io.layout import EngineLayout
+from ..engine.layout import ImageAxes
 from ..io.records import package_versions, write_json
 from ..io.tiff import TiffImage, check_writable, read_mask, read_tiff, write_tiff
 from .jobs import Job, Outcome, Request, clear_previous
@@ -92,11 +92,11 @@ def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-def load_job(job: Job) -> tuple[TiffImage, EngineLayout, np.ndarray, np.ndarray | None]:
+def load_job(job: Job) -> tuple[TiffImage, ImageAxes, np.ndarray, np.ndarray | None]:
     """Read a job's image (and mask) and arrange them for the stack runner."""
     image = read_tiff(job.input, axes=job.request.axes)
     check_writable(image, job.request.factor)
-    layout = EngineLayout.for_axes(image.axes)
+    layout = ImageAxes.from_letters(image.axes)
     colours = image.colours()  # RGBA: alpha is kept as it is, not restored
     mask = None
     if job.mask is not None:
@@ -108,7 +108,7 @@ def load_job(job: Job) -> tuple[TiffImage, EngineLayout, np.ndarray, np.ndarray 
     return image, layout, layout.to_engine(colours), mask
 
 
-def restore_array(data: np.ndarray, layout: EngineLayout, mask: np.ndarray | None,
+def restore_array(data: np.ndarray, layout: ImageAxes, mask: np.ndarray | None,
                   request: Request, on_snapshot: SnapshotCallback | None = None,
                   intensity_range: tuple[float, float] | None = None,
                   ) -> tuple[np.ndarray, np.ndarray | None, list[dict[str, Any]],
@@ -167,7 +167,7 @@ def slice_record(snapshot, fits: dict[tuple[int, int], dict] | None = None) -> d
     return record
 
 
-def save_result(job: Job, image: TiffImage, layout: EngineLayout, result: np.ndarray,
+def save_result(job: Job, image: TiffImage, layout: ImageAxes, result: np.ndarray,
                 uncertainty: np.ndarray | None, slices: list[dict[str, Any]],
                 threads: int | None, timings: dict[str, Any],
                 intensity_range: tuple[float, float] | None = None) -> None:

@@ -21,5 +21,18 @@ Each part is an object with one job, in a module of its own:
 - :mod:`.measures`: total variation, PSNR and the noise estimate.
 - :mod:`.device`: the compute device and the arithmetic it runs in.
 
+Around the fit, the work a whole run does:
+
+- :mod:`.plan`: ``plan(image, spec)`` checks a run once and fixes its schedule (slices, passes,
+  tiles, seeded runs, step budgets); ``run(plan)`` yields its snapshots.
+- :mod:`.plane`: one image plane: its tiles and seeded runs, pooled.
+- :mod:`.stack`: a stack as a sequence of planes: warm start, two passes, slice batches.
+- :mod:`.problem`, :mod:`.scaling`, :mod:`.tiling`, :mod:`.layout`: the observation a fit sees,
+  intensities in and out of [0, 1], tiles and their blending, and the one axis model of arrays,
+  TIFF files and napari layers.
+- :mod:`.history`: a bounded history of a fit's estimates.
+- :mod:`.psf`, :mod:`.convolution`, :mod:`.noise_model`: point-spread functions, the blur
+  operator, and the Poisson-Gaussian noise model estimated from one image.
+
 Importing this package imports nothing heavy; its modules import torch.
 """

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from ..config import RAMP_REFERENCE_SIDE, DIPConfig
-from ..stack import Observation
+from .problem import Observation
 from .likelihoods import Likelihood, likelihood_from_config
 from .measures import estimate_noise_std, total_variation
 from .networks import build_generator, input_channels

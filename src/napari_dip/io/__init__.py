@@ -7,6 +7,7 @@
 - :mod:`.metadata`: the ImageJ, OME and plain-TIFF metadata and photometric interpretation
   read from a file and written back with its result.
 - :mod:`.records`: atomic writes and the JSON run records.
-- :mod:`.layout`: :class:`~.layout.EngineLayout` maps a file's axes onto the engine's
-  convention (last two non-channel axes are the image plane).
+
+A file's axis letters map onto the engine's through
+:meth:`napari_dip.engine.layout.ImageAxes.from_letters`.
 """

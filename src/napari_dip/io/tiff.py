@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from .layout import CHANNEL_AXES, EngineLayout
+from ..engine.layout import CHANNEL_AXES, ImageAxes
 from .metadata import (_IMAGEJ_DISPLAY, _IMAGEJ_PIXEL_SHAPES, Photometric, _imagej_settings,
                        _ome_settings, _photometric_options, _resolution, _resolution_unit,
                        _shaped_settings, _write_options)
@@ -316,7 +316,7 @@ def read_tiff_header(path: str | os.PathLike, axes: str | None = None) -> TiffIm
 def read_tiff_slices(path: str | os.PathLike, axes: str, start: int, stop: int) -> np.ndarray:
     """Slices ``start:stop`` of a TIFF stack, reading only the pages that hold them.
 
-    Slices are numbered as the stack runner visits them (see :class:`EngineLayout`); ``axes``
+    Slices are numbered as the stack runner visits them (see :class:`ImageAxes`); ``axes``
     name the axes of the file's image (as :func:`read_tiff` returns them). Returns
     ``(stop - start, M, N, C)``, channels last (``C = 1`` without a channel axis): the same as
     those slices of ``read_tiff(path, axes).data`` put in engine layout, alpha included.
@@ -331,7 +331,7 @@ def read_tiff_slices(path: str | os.PathLike, axes: str, start: int, stop: int) 
         series = tif.series[0]
         shape = tuple(series.shape)
         axes = check_axes(axes, len(shape))
-        layout = EngineLayout.for_axes(axes)
+        layout = ImageAxes.from_letters(axes)
         stack = [i for i in layout.order if axes[i] not in CHANNEL_AXES][:-2]
         paged, read_page = _series_pages(tif, series)
         # each slice in the file's axes, its stack axes of length 1

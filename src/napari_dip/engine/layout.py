@@ -1,10 +1,12 @@
-"""What a widget run restores and where its result goes, without Qt, napari or torch.
+"""One axis model for arrays, TIFF axis letters and napari layers, without Qt, napari or torch.
 
-The widget turns an image layer (its data, RGB flag and geometry), the viewer's current
-position and the user's choices into a :class:`RunPlan`: which part of the data to hand to
-:func:`napari_dip.iter_restore_stack`, which axis holds channels, and the geometry (scale,
-translate) that makes the result overlay the input. Kept apart from the Qt code so it is
-tested in a plain ``pytest``.
+:class:`ImageAxes` names the role of every axis of an image's data: the channel axis (if any),
+the two image-plane axes and the leading axes (Z, T, ...) a stack run loops over. It is built
+from an array's ``channel_axis`` (:meth:`ImageAxes.of`), from a napari layer (its RGB flag) or
+from a file's axis letters (:meth:`ImageAxes.from_letters`, e.g. ``"TZCYX"``), and arranges data
+for the stack runner (:meth:`ImageAxes.to_engine`: the image plane last). For the widget it
+also plans which part of a layer a run restores (:func:`plan_run`, :func:`mask_for_plan`) and
+where the result goes (:func:`output_geometry`).
 """
 
 from __future__ import annotations
@@ -13,15 +15,19 @@ from dataclasses import dataclass
 
 import numpy as np
 
+CHANNEL_AXES = "CS"
+"""Axis letters that hold channels: tifffile's C (channel) and S (sample, e.g. RGB)."""
+
 
 @dataclass(frozen=True)
 class ImageAxes:
-    """The roles of the axes of an image layer's data.
+    """The roles of the axes of an image's data.
 
     ``channel`` is the data axis holding channels (the last one for RGB layers) or None;
-    ``plane`` the two image-plane axes (the last two non-channel axes); ``leading`` every other
-    axis (Z, T, ...), each a candidate for a slice-wise stack run. An ``rgb`` layer has no layer
-    dimension (no scale, no slider) for its channel axis.
+    ``plane`` the two image-plane axes (Y, X: the last two non-channel axes, unless axis letters
+    place them elsewhere); ``leading`` every other axis (Z, T, ...), each a candidate for a
+    slice-wise stack run. An ``rgb`` layer has no layer dimension (no scale, no slider) for its
+    channel axis. ``letters`` are a file's axis letters (empty for an array or a layer).
     """
 
     ndim: int
@@ -29,9 +35,11 @@ class ImageAxes:
     plane: tuple[int, int]
     leading: tuple[int, ...]
     rgb: bool = False
+    letters: str = ""
 
     @classmethod
     def of(cls, ndim: int, *, rgb: bool = False, channel: int | None = None) -> ImageAxes:
+        """The axes of ``ndim``-D data with a channel axis ``channel`` (or RGB last)."""
         if rgb:
             channel = ndim - 1
         elif channel is not None:
@@ -45,6 +53,17 @@ class ImageAxes:
                              f"restoration needs two image-plane axes")
         return cls(ndim, channel, spatial[-2:], spatial[:-2], rgb)
 
+    @classmethod
+    def from_letters(cls, letters: str) -> ImageAxes:
+        """The axes a file's letters name: C or S channels, Y and X the plane (checked by the
+        reader: each letter once, Y and X present)."""
+        channels = [i for i, letter in enumerate(letters) if letter in CHANNEL_AXES]
+        plane = (letters.index("Y"), letters.index("X"))
+        leading = tuple(i for i, letter in enumerate(letters)
+                        if letter not in CHANNEL_AXES and i not in plane)
+        return cls(len(letters), channels[0] if channels else None, plane, leading,
+                   letters=letters)
+
     @property
     def spatial(self) -> tuple[int, ...]:
         return self.leading + self.plane
@@ -53,6 +72,69 @@ class ImageAxes:
     def layer_dims(self) -> tuple[int, ...]:
         """The data axes that are napari layer dimensions (all but an RGB axis)."""
         return tuple(a for a in range(self.ndim) if not (self.rgb and a == self.channel))
+
+    def _non_channel(self) -> list[int]:
+        return [i for i in range(self.ndim) if i != self.channel and
+                not (self.letters and self.letters[i] in CHANNEL_AXES)]
+
+    @property
+    def order(self) -> tuple[int, ...]:
+        """The permutation of the data's axes that puts the image plane last among the
+        non-channel axes, as the stack runner wants it (the identity for usual data)."""
+        others = self._non_channel()
+        if sorted(others[-2:]) == sorted(self.plane):
+            return tuple(range(self.ndim))
+        channels = [i for i in range(self.ndim) if i not in others]
+        return tuple([i for i in others if i not in self.plane] + channels + list(self.plane))
+
+    @property
+    def channel_axis(self) -> int | None:
+        """The channel axis of the data arranged by :meth:`to_engine` (None: greyscale)."""
+        return None if self.channel is None else self.order.index(self.channel)
+
+    @property
+    def stack_axes(self) -> str:
+        """The looped-over axes' letters (everything but channels and the image plane), in the
+        stack runner's order, e.g. ``"TZ"``."""
+        permuted = "".join(self.letters[i] for i in self.order)
+        return "".join(a for a in permuted if a not in CHANNEL_AXES)[:-2]
+
+    @property
+    def slice_channel(self) -> int | None:
+        """Where the channel axis sits among a slice's three axes (None: greyscale)."""
+        if self.channel is None:
+            return None
+        return sorted(self.plane + (self.channel,)).index(self.channel)
+
+    def to_engine(self, data: np.ndarray) -> np.ndarray:
+        return np.transpose(data, self.order)
+
+    def from_engine(self, data: np.ndarray) -> np.ndarray:
+        return np.transpose(data, np.argsort(self.order))
+
+    def mask_to_engine(self, mask: np.ndarray, image_shape: tuple[int, ...]) -> np.ndarray:
+        """A mask file's array as the stack runner wants it: ``(M, N)`` or one plane per slice.
+
+        Accepts the image plane alone (Y, X), the image's shape without its channel axis, or
+        the image's full shape (a pixel is missing when it is missing in any channel).
+        Non-zero means missing.
+        """
+        mask = np.asarray(mask)
+        plane = tuple(image_shape[a] for a in self.plane)
+        non_channel = self._non_channel()
+        if np.squeeze(mask).shape == plane:
+            missing = np.squeeze(mask) != 0
+            engine_plane = [i for i in self.order if i in non_channel][-2:]
+            return missing.T if engine_plane == [self.plane[1], self.plane[0]] else missing
+        if mask.shape == tuple(image_shape):
+            missing = self.to_engine(mask != 0)
+            return missing if self.channel_axis is None else missing.any(axis=self.channel_axis)
+        if mask.shape == tuple(image_shape[i] for i in non_channel):
+            engine_order = [non_channel.index(i) for i in self.order if i in non_channel]
+            return np.transpose(mask != 0, engine_order)
+        raise ValueError(f"mask has shape {mask.shape}; for an image of shape {tuple(image_shape)} "
+                         f"(axes {self.letters}) it must be the image plane {plane}, the image's "
+                         f"shape, or the image's shape without channels")
 
 
 def stack_scopes(axes: ImageAxes) -> list[tuple[int, ...]]:

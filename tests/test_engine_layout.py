@@ -1,10 +1,11 @@
-"""The widget's Qt-free planning: axes roles, regions, Labels masks and output geometry."""
+"""The one axis model: axes roles of arrays, napari layers and TIFF files, regions, Labels masks
+and output geometry."""
 
 import numpy as np
 import pytest
 
-from napari_dip._run_plan import (Geometry, ImageAxes, mask_for_plan, output_geometry, plan_run,
-                                  stack_scopes)
+from napari_dip.engine.layout import (Geometry, ImageAxes, mask_for_plan, output_geometry,
+                                     plan_run, stack_scopes)
 
 
 @pytest.mark.parametrize("ndim, rgb, channel, plane, leading", [
@@ -116,3 +117,64 @@ def test_a_labels_layer_must_span_the_image_plane():
     with pytest.raises(ValueError, match=r"shape \(24, 2\), which does not fit"):
         mask_for_plan(np.zeros((24, 2), np.uint8), (16, 24, 2), plan)  # X and C, no Y
     assert mask_for_plan(np.ones((16, 24, 2), np.uint8), (16, 24, 2), plan).shape == (16, 24)
+
+
+@pytest.mark.parametrize("letters, channel, plane, leading, order, channel_axis, stack_axes", [
+    ("YX", None, (0, 1), (), (0, 1), None, ""),
+    ("TZCYX", 2, (3, 4), (0, 1), (0, 1, 2, 3, 4), 2, "TZ"),
+    ("YXS", 2, (0, 1), (), (0, 1, 2), 2, ""),
+    ("YXZ", None, (0, 1), (2,), (2, 0, 1), None, "Z"),          # the plane moved last
+    ("ZYXC", 3, (1, 2), (0,), (0, 1, 2, 3), 3, "Z"),
+])
+def test_a_files_axis_letters_give_the_same_model_as_an_array(letters, channel, plane, leading,
+                                                              order, channel_axis, stack_axes):
+    axes = ImageAxes.from_letters(letters)
+    assert (axes.channel, axes.plane, axes.leading) == (channel, plane, leading)
+    assert (axes.order, axes.channel_axis, axes.stack_axes) == (order, channel_axis, stack_axes)
+    if order == tuple(range(len(letters))):  # an array with that channel axis: the same roles
+        array = ImageAxes.of(len(letters), channel=channel)
+        assert (array.plane, array.leading, array.channel_axis) == (plane, leading, channel_axis)
+
+
+@pytest.mark.parametrize("ndim, channel, slice_channel", [
+    (3, None, None), (4, 1, 0), (4, -1, 2), (3, 0, 0), (5, 2, 0)])
+def test_a_slice_keeps_its_channel_axis_where_the_stack_has_it(ndim, channel, slice_channel):
+    assert ImageAxes.of(ndim, channel=channel).slice_channel == slice_channel
+
+
+def test_data_goes_to_the_engine_layout_and_back():
+    axes = ImageAxes.from_letters("YXZ")
+    data = np.arange(4 * 5 * 3).reshape(4, 5, 3)
+    engine = axes.to_engine(data)
+    assert engine.shape == (3, 4, 5)
+    np.testing.assert_array_equal(axes.from_engine(engine), data)
+    mask = np.zeros((4, 5))
+    mask[1, 2] = 1
+    assert axes.mask_to_engine(mask, data.shape)[1, 2]
+
+
+def test_engine_layout_moves_the_image_plane_last_and_back():
+    layout = ImageAxes.from_letters("YXZ")
+    data = np.arange(4 * 5 * 3).reshape(4, 5, 3)
+    engine = layout.to_engine(data)
+    assert engine.shape == (3, 4, 5) and layout.stack_axes == "Z"
+    np.testing.assert_array_equal(layout.from_engine(engine), data)
+
+    hyperstack = ImageAxes.from_letters("TZCYX")
+    assert hyperstack.order == (0, 1, 2, 3, 4) and hyperstack.channel_axis == 2
+    assert hyperstack.stack_axes == "TZ"
+
+
+def test_masks_of_every_accepted_shape_become_plane_or_per_slice_masks():
+    layout = ImageAxes.from_letters("ZCYX")
+    shape = (3, 2, 8, 8)
+    plane = np.zeros((8, 8), np.uint8)
+    plane[2, 3] = 255
+    assert layout.mask_to_engine(plane, shape).shape == (8, 8)
+    full = np.zeros(shape, bool)
+    full[1, 1, 4, 4] = True  # missing in one channel only -> missing for the pixel
+    per_slice = layout.mask_to_engine(full, shape)
+    assert per_slice.shape == (3, 8, 8) and per_slice[1, 4, 4] and per_slice.sum() == 1
+    assert layout.mask_to_engine(np.ones((3, 8, 8)), shape).shape == (3, 8, 8)
+    with pytest.raises(ValueError, match="mask has shape"):
+        layout.mask_to_engine(np.ones((5, 5)), shape)

@@ -1,0 +1,345 @@
+"""A run planned once: :func:`plan` checks everything and fixes the schedule; :func:`run` runs it.
+
+``plan(image, spec, mask=, guide=)`` refuses, before any fit, everything a fit would refuse
+(options, every slice's image, mask and guide, tiles wholly in the mask, ``slice_batch``
+combinations) and knows the whole schedule: the slices in the order they are fitted (passes,
+slice batches: :attr:`Plan.visits`), the tiles of each plane, the seeded runs of each tile and
+the step budget of each fit, hence :attr:`Plan.total_steps`. A :class:`StepCounter` turns the
+snapshots of :func:`run` into steps done and steps in all, for progress bars and time left.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from ..config import DIPConfig, check_factor, check_seed, check_task, warm_start_config
+from ..presets import get_config
+from ..spec import RunSpec
+from .device import select_device
+from .layout import ImageAxes
+from .plane import Snapshot, restore_plane
+from .problem import (CheckedPlane, _as_array, _check_finite, _refuse_all_missing,
+                      check_channel_axis, checked_image, guide_to_unit)
+from .scaling import IntensityScaling
+from .stack import StackData, StackSnapshot, iter_stack, refuse_one_guide_for_a_batch
+from .tiling import Tile, plan_tiles
+
+
+@dataclass(frozen=True)
+class Visit:
+    """One step of a stack's schedule: the slices fitted together (``group``, in stack order;
+    one slice unless ``slice_batch``), in which pass, and the position (within the pass) of
+    the group's last slice, as :class:`StackSnapshot` reports it."""
+
+    pass_number: int
+    group: tuple[tuple[int, ...], ...]
+    slice_number: int
+
+
+@dataclass
+class Plan:
+    """A checked run and its schedule (made by :func:`plan`, run by :func:`run`).
+
+    Attributes
+    ----------
+    spec : RunSpec
+    config : DIPConfig
+        The settings of the first fit (later slices of a stack run on
+        :func:`~napari_dip.config.warm_start_config` of it).
+    factor : int or None
+        The checked super-resolution factor.
+    device : torch.device
+    tiles : list of Tile
+        The tiles every plane is fitted in (one: the whole plane).
+    visits : list of Visit
+        The schedule: what is fitted, in order (one visit for a single plane).
+    stack : StackData or None
+        A stack run's data (:func:`run` yields :class:`StackSnapshot` s).
+    plane : CheckedPlane or None
+        A single plane's checked problem (:func:`run` yields :class:`Snapshot` s).
+    """
+
+    spec: RunSpec
+    config: DIPConfig
+    factor: int | None
+    device: torch.device
+    tiles: list[Tile]
+    visits: list[Visit]
+    stack: StackData | None = None
+    plane: CheckedPlane | None = None
+
+    @property
+    def seed(self) -> int:
+        return int(self.spec.seed)
+
+    @property
+    def intensity_range(self) -> tuple[float, float] | None:
+        """The intensities the model's [0, 1] stands for (None for a boolean stack)."""
+        scaling = self.stack.scaling if self.stack is not None else self.plane.scaling
+        return None if scaling is None else scaling.range
+
+    @property
+    def fits_per_visit(self) -> int:
+        """Fits in one visit: one per tile and seeded run."""
+        return len(self.tiles) * self.config.n_runs
+
+    def later_budget(self, first_iterations: int | None = None) -> int:
+        """The step budget of each fit after the first visit: the warm-start schedule that a
+        first visit of ``first_iterations`` steps (None: its full budget) sets."""
+        first = self.config.max_iterations if first_iterations is None else first_iterations
+        return warm_start_config(self.config, first).max_iterations
+
+    @property
+    def total_steps(self) -> int:
+        """The steps the whole run takes when every fit runs to its budget (a stopping rule
+        ends fits sooner: :class:`StepCounter` follows that as the run goes)."""
+        later = (len(self.visits) - 1) * self.later_budget()
+        return self.fits_per_visit * (self.config.max_iterations + later)
+
+    def visit_number(self, snapshot: Snapshot | StackSnapshot) -> int:
+        """Which of :attr:`visits` a snapshot of :func:`run` belongs to."""
+        if not isinstance(snapshot, StackSnapshot):
+            return 0
+        if snapshot.pass_number:  # the backward pass starts at the second-to-last slice
+            return snapshot.n_slices - 1 + snapshot.slice_number
+        batch = self.config.slice_batch if snapshot.n_slices > 1 else 1
+        return snapshot.slice_number // batch
+
+    def step_counter(self) -> StepCounter:
+        return StepCounter(self)
+
+
+class StepCounter:
+    """Steps done and steps in all, from the snapshots of a plan's run.
+
+    The total starts at :attr:`Plan.total_steps` and follows the run: a fit that its stopping
+    rule ended takes no more steps, and once the first visit ended, later fits get the
+    warm-start budget that its length sets.
+    """
+
+    def __init__(self, plan: Plan) -> None:
+        self.plan = plan
+        self._last: dict[tuple[int, int, int], int] = {}  # (visit, tile, run) -> iteration
+        self._first_iterations: int | None = None
+
+    def update(self, snapshot: Snapshot | StackSnapshot) -> tuple[int, int]:
+        """``(steps_done, steps_total)`` after ``snapshot``."""
+        plan = self.plan
+        visit = plan.visit_number(snapshot)
+        fit = snapshot.snapshot if isinstance(snapshot, StackSnapshot) else snapshot
+        self._last[visit, fit.tile, fit.run] = fit.iteration
+        if visit > 0 and self._first_iterations is None:  # a tiled slice's: the mean of its fits
+            first = [steps for (number, *_), steps in self._last.items() if number == 0]
+            self._first_iterations = int(round(np.mean(first)))
+        done = sum(self._last.values())
+        fit_number = fit.tile * plan.config.n_runs + fit.run
+        this_fit = 0 if fit.stopped else fit.max_iterations - fit.iteration
+        this_visit = (plan.fits_per_visit - fit_number - 1) * fit.max_iterations
+        later_visits = (len(plan.visits) - visit - 1) * plan.fits_per_visit * \
+            plan.later_budget(self._first_iterations)
+        return done, done + this_fit + this_visit + later_visits
+
+
+def plan(image, spec: RunSpec, *, mask=None, guide=None, stack: bool = True) -> Plan:
+    """Check a run of ``spec`` on ``image`` and plan it; nothing is fitted yet.
+
+    ``stack=True`` treats ``image`` as a stack ``(..., M, N)`` of 2D slices (a 2D image is a
+    stack of one slice; :func:`run` yields :class:`StackSnapshot` s); ``stack=False`` as one
+    2D image ``(M, N[, C])`` (:func:`run` yields :class:`Snapshot` s). Raises ValueError, with
+    the fix, for anything a fit would refuse.
+    """
+    config, factor, device = _checked_run(spec, mask, guide)
+    if not stack:
+        plane, tiles = _checked_plane(image, mask, guide, spec.channel_axis, factor, config,
+                                      intensity_range=spec.intensity_range)
+        return Plan(spec, config, factor, device, tiles, [Visit(0, ((),), 0)], plane=plane)
+    data = _checked_stack(image, spec.channel_axis, mask=mask, guide=guide, factor=factor,
+                          intensity_range=spec.intensity_range)
+    tiles = _check_slices(data, factor, config)
+    return Plan(spec, config, factor, device, tiles, _schedule(data.indices, config), stack=data)
+
+
+def run(plan: Plan) -> Iterator[Snapshot] | Iterator[StackSnapshot]:
+    """The snapshots of a planned run, as it goes (see :func:`napari_dip.iter_restore` and
+    :func:`napari_dip.iter_restore_stack`)."""
+    if plan.stack is not None:
+        return iter_stack(plan)
+    return (snapshot for snapshot, _ in restore_plane(
+        plan.plane, plan.tiles, channel_axis=plan.spec.channel_axis, plan=plan,
+        config=plan.config))
+
+
+def _checked_run(spec: RunSpec, mask, guide) -> tuple[DIPConfig, int | None, torch.device]:
+    """Check the options every run shares; build the config and pick the device."""
+    check_task(spec.task)
+    factor = check_factor(spec.task, spec.factor)
+    if spec.task == "inpaint" and mask is None:
+        raise ValueError("task='inpaint' needs mask=, an array that is true where pixels are "
+                         "missing")
+    if spec.task != "inpaint" and mask is not None:
+        raise ValueError(f"mask= is only used by task='inpaint', not {spec.task!r}")
+    check_seed(spec.seed)
+    config = get_config(spec.preset, spec.task, factor, **spec.overrides)
+    if guide is not None and config.network == "deep_decoder":
+        raise ValueError("the Deep Decoder takes no guide image; use network='skip' or "
+                         "'hourglass' with guide=, or leave guide out")
+    return config, factor, select_device(spec.device)
+
+
+def plane_tiles(plane: tuple[int, int], config: DIPConfig) -> list[Tile]:
+    """The tiles a plane of ``plane`` input pixels is restored in (one: the whole plane)."""
+    if not config.tile_size:
+        return plan_tiles(plane, max(plane), 0)
+    return plan_tiles(plane, config.tile_size, config.tile_overlap, config.tile_above)
+
+
+def _checked_plane(image, mask, guide, channel_axis, factor: int | None, config: DIPConfig, *,
+                   scaling: IntensityScaling | None = None, intensity_range=None,
+                   ) -> tuple[CheckedPlane, list[Tile]]:
+    """Refuse, before any fit, a 2D problem that its fit would refuse: the image and mask
+    (:func:`checked_image`), an intensity range float64 cannot scale (unless ``scaling`` is
+    imposed), the guide's shape and values, and tiles that lie wholly in the mask. Returns
+    the checked problem and its tiles."""
+    hwc, missing = checked_image(image, channel_axis, mask)
+    if scaling is None:
+        scaling = IntensityScaling.from_image(hwc, missing) if intensity_range is None \
+            else IntensityScaling.given(intensity_range, hwc.dtype)
+    f = factor or 1
+    if guide is not None:
+        guide_to_unit(guide, (hwc.shape[0] * f, hwc.shape[1] * f))
+    tiles = plane_tiles(hwc.shape[:2], config)
+    if missing is not None:
+        _refuse_tiles_without_pixels(missing, tiles)
+    return CheckedPlane(hwc, missing, guide, scaling), tiles
+
+
+def _refuse_tiles_without_pixels(missing: np.ndarray, tiles: list[Tile]) -> None:
+    """Refuse tiles that lie wholly in the mask (``missing``, ``(M, N[, C])``): their fit would
+    have no known pixel."""
+    if len(tiles) < 2:
+        return
+    missing = missing[..., 0] if missing.ndim == 3 and missing.shape[2] == 1 else missing
+    for number, tile in enumerate(tiles):
+        if tile.cut(missing).all():
+            raise ValueError(
+                f"tile {number + 1} of {len(tiles)} (rows {tile.rows.start}:"
+                f"{tile.rows.stop}, columns {tile.cols.start}:{tile.cols.stop}) lies wholly "
+                f"in the mask, so it has no known pixel to fit; raise tile_size so that "
+                f"every tile holds known pixels, or set tile_size=0")
+
+
+def _checked_stack(image, channel_axis, *, mask, guide, factor: int | None,
+                   intensity_range) -> StackData:
+    """A stack ``(..., M, N)`` (with an optional channel axis) checked as a whole and split
+    into 2D slices: the last two non-channel axes are the image plane, the others are looped
+    over in C order. The intensity scaling is the whole stack's (or ``intensity_range``)."""
+    image = _as_array("image", image)
+    if image.size == 0:
+        raise ValueError(f"image is empty (shape {image.shape})")
+    check_channel_axis(channel_axis)
+    needed = 2 if channel_axis is None else 3
+    if image.ndim < needed:
+        raise ValueError(f"image has shape {image.shape}: a stack needs at least {needed} "
+                         "dimensions" + (" with channel_axis" if channel_axis is not None
+                                         else ""))
+    if channel_axis is not None and not -image.ndim <= channel_axis < image.ndim:
+        raise ValueError(f"channel_axis={channel_axis} is out of range for an image with "
+                         f"{image.ndim} dimensions")
+    axes = ImageAxes.of(image.ndim, channel=channel_axis)
+    hwc = image[..., None] if channel_axis is None else np.moveaxis(image, channel_axis, -1)
+    leading, plane, f = hwc.shape[:-3], hwc.shape[-3:-1], factor or 1
+    stored_mask = _per_slice_or_shared("mask", mask, leading, plane)
+    missing = None
+    if stored_mask is not None:
+        value, per_slice = stored_mask
+        if (value.shape[len(leading):] if per_slice else value.shape) != plane:
+            raise ValueError(f"mask has shape {value.shape}; for this stack it must be "
+                             f"{plane} (one mask for every slice) or {leading + plane} "
+                             f"(one per slice), true = missing")
+        _check_finite("mask", value)
+        missing = (value != 0)[..., None]
+        _check_every_slice_keeps_pixels(missing[..., 0], per_slice, leading)
+    _check_finite("image", hwc, missing)
+    scaling = None if hwc.dtype.kind == "b" else (
+        IntensityScaling.from_image(hwc, missing) if intensity_range is None
+        else IntensityScaling.given(intensity_range, hwc.dtype))
+    stored_guide = _per_slice_or_shared("guide", guide, leading, (plane[0] * f, plane[1] * f))
+    return StackData(hwc, channel_axis=axes.channel, slice_channel=axes.slice_channel,
+                     mask=stored_mask, guide=stored_guide, scaling=scaling, factor=f)
+
+
+def _per_slice_or_shared(name, value, leading: tuple[int, ...], plane: tuple[int, int]):
+    """``(array, per_slice)``: per slice when its leading axes are the stack's and the next
+    two the plane's (``plane``: the sides it must have), else shared by every slice (its shape
+    is then checked with the slice's)."""
+    if value is None:
+        return None
+    value = _as_array(name, value)
+    n = len(leading)
+    per_slice = n > 0 and value.shape[:n] == leading and value.shape[n:n + 2] == plane
+    return value, per_slice
+
+
+def _check_every_slice_keeps_pixels(missing: np.ndarray, per_slice: bool,
+                                    leading: tuple[int, ...]) -> None:
+    """Refuse, before any slice is fitted, a mask that leaves some slice no known pixel."""
+    if not per_slice:
+        _refuse_all_missing(missing)
+        return
+    indices = list(np.ndindex(*leading))
+    full = missing.reshape(len(indices), -1).all(axis=1)
+    if full.any():
+        slices = [indices[i] for i in np.flatnonzero(full)]
+        raise ValueError(f"the mask marks every pixel of slice(s) {slices[:5]}"
+                         f"{' ...' if len(slices) > 5 else ''} as missing, so they have "
+                         f"nothing to fit; leave known pixels in every slice")
+
+
+def _check_slices(data: StackData, factor: int | None, config: DIPConfig) -> list[Tile]:
+    """Refuse, before any slice is fitted, what a slice's fit would refuse: every slice with a
+    mask or guide of its own (the message names the slice), else the first, which stands for
+    them all; and settings that ``slice_batch`` cannot run. Returns the tiles of a plane."""
+    tiles = None
+    for index in data.indices if data.slices_differ else data.indices[:1]:
+        try:
+            _, tiles = _checked_plane(data.slice(index), data.mask_slice(index),
+                                      data.guide_slice(index), -1, factor, config,
+                                      scaling=data.scaling)
+        except ValueError as error:
+            if len(data.indices) == 1:
+                raise
+            raise ValueError(f"slice {index}: {error}") from error
+    if config.slice_batch > 1 and len(data.indices) > 1:
+        plane = data.slice(data.indices[0]).shape[:2]
+        if config.tile_size and len(tiles) > 1:
+            raise ValueError(f"slice_batch={config.slice_batch} cannot fit slices of "
+                             f"{plane[0]}x{plane[1]} pixels, which tile_size={config.tile_size}"
+                             f" (tile_above={config.tile_above}) cuts into tiles; set "
+                             f"tile_size=0 to fit each slice whole, or set slice_batch=1")
+        if data.one_guide:
+            refuse_one_guide_for_a_batch(config)
+    return tiles
+
+
+def _schedule(indices: list[tuple[int, ...]], config: DIPConfig) -> list[Visit]:
+    """The order a stack's slices are fitted in: groups of ``slice_batch`` consecutive slices;
+    else one by one, and with ``stack_passes=2`` back again in reverse order from the
+    second-to-last slice."""
+    n_slices = len(indices)
+    if config.slice_batch > 1 and n_slices > 1:
+        groups = [tuple(indices[start:start + config.slice_batch])
+                  for start in range(0, n_slices, config.slice_batch)]
+        ends = np.cumsum([len(group) for group in groups]) - 1
+        return [Visit(0, group, int(end)) for group, end in zip(groups, ends)]
+    visits = [Visit(0, (index,), number) for number, index in enumerate(indices)]
+    if config.stack_passes == 2 and n_slices > 1:
+        visits += [Visit(1, (index,), number)
+                   for number, index in enumerate(indices[::-1]) if number > 0]
+    return visits
+
+
+__all__ = ["Plan", "StepCounter", "Visit", "plan", "plane_tiles", "run"]

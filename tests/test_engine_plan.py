@@ -1,0 +1,108 @@
+"""plan(): every check before any fit, and a schedule whose step count is the run's."""
+
+import numpy as np
+import pytest
+
+from napari_dip.engine import plane as plane_module
+from napari_dip.engine.plan import Visit, plan, run
+from napari_dip.engine.stack import StackSnapshot
+from napari_dip.spec import RunSpec
+
+TINY = dict(scales=2, report_every=2)
+
+
+def _steps_taken(snapshots) -> tuple[int, list]:
+    """Every fit's last iteration, summed (a fit is a slice's tile's run, in its pass), and
+    the snapshots."""
+    last, seen = {}, []
+    for snapshot in snapshots:
+        seen.append(snapshot)
+        fit = snapshot.snapshot if isinstance(snapshot, StackSnapshot) else snapshot
+        where = (snapshot.pass_number, snapshot.slice_number) \
+            if isinstance(snapshot, StackSnapshot) else ()
+        last[where, fit.tile, fit.run] = fit.iteration
+    return sum(last.values()), seen
+
+
+def test_total_steps_are_the_steps_a_warm_started_stack_takes(rng):
+    stack = rng.random((3, 16, 16)).astype(np.float32)
+    spec = RunSpec(preset="quick", overrides=dict(max_iterations=12, warm_start_fraction=0.5,
+                                                  **TINY))
+    planned = plan(stack, spec)
+    assert [visit.group for visit in planned.visits] == [((0,),), ((1,),), ((2,),)]
+    assert planned.total_steps == 12 + 2 * 6
+    taken, snapshots = _steps_taken(run(planned))
+    assert taken == planned.total_steps
+    counter = planned.step_counter()
+    assert [counter.update(s) for s in snapshots][-1] == (taken, taken)
+
+
+def test_total_steps_are_the_steps_a_tiled_plane_takes_in_several_runs(rng):
+    image = rng.random((48, 48)).astype(np.float32)
+    spec = RunSpec(preset="quick", overrides=dict(max_iterations=4, tile_size=32, tile_overlap=8,
+                                                  tile_above=0, n_runs=2, **TINY))
+    planned = plan(image, spec, stack=False)
+    assert len(planned.tiles) == 4 and planned.total_steps == 4 * 2 * 4
+    taken, snapshots = _steps_taken(run(planned))
+    assert taken == planned.total_steps
+    counter = planned.step_counter()
+    progress = [counter.update(s) for s in snapshots]
+    assert progress[-1] == (taken, taken)
+    assert all(total == taken for _, total in progress)  # a fixed schedule is known at once
+    assert [done for done, _ in progress] == sorted(done for done, _ in progress)
+
+
+def test_the_schedule_has_the_backward_pass_and_the_slice_batches(rng):
+    stack = rng.random((3, 16, 16)).astype(np.float32)
+    two_passes = plan(stack, RunSpec(preset="quick", overrides=dict(stack_passes=2)))
+    assert two_passes.visits[3:] == [Visit(1, ((1,),), 1), Visit(1, ((0,),), 2)]
+    batches = plan(stack, RunSpec(preset="quick", overrides=dict(slice_batch=2)))
+    assert batches.visits == [Visit(0, ((0,), (1,)), 1), Visit(0, ((2,),), 2)]
+
+
+def test_the_step_total_follows_a_first_slice_that_stopped_early(rng):
+    stack = rng.random((2, 16, 16)).astype(np.float32)
+    planned = plan(stack, RunSpec(preset="quick", overrides=dict(max_iterations=40, **TINY)))
+    counter = planned.step_counter()
+    first = planned.config.max_iterations
+    stopped = StackSnapshot(index=(0,), slice_number=0, n_slices=2, result=None, done=False,
+                            snapshot=plane_module.Snapshot(
+                                iteration=20, max_iterations=first, loss=0.0, image=None,
+                                average=None, estimate=None, elapsed=1.0, device="cpu",
+                                backtracks=0, done=False, config=planned.config, stopped=True))
+    assert counter.update(stopped) == (20, 20 + planned.later_budget())
+    second = StackSnapshot(index=(1,), slice_number=1, n_slices=2, result=None, done=False,
+                           snapshot=plane_module.Snapshot(
+                               iteration=2, max_iterations=planned.later_budget(20), loss=0.0,
+                               image=None, average=None, estimate=None, elapsed=1.0,
+                               device="cpu", backtracks=0, done=False, config=planned.config))
+    assert counter.update(second) == (22, 20 + planned.later_budget(20))
+
+
+@pytest.fixture
+def no_fit(monkeypatch):
+    def refuse(*args, **kwargs):
+        raise AssertionError("a fit started")
+
+    monkeypatch.setattr(plane_module, "fit", refuse)
+
+
+@pytest.mark.parametrize("image, mask, guide, overrides, stack, message", [
+    (np.zeros((16, 16), bool), None, None, {}, False, "image is boolean"),
+    (np.zeros((16, 16)), None, np.zeros((5, 5)), {}, False, "guide has shape"),
+    (np.zeros((3, 16, 16)), None, None, {}, False, "channel_axis.*restore_stack"),
+    (np.zeros((2, 16, 16)), np.stack([np.zeros((16, 16)), np.ones((16, 16))]), None, {}, True,
+     r"every pixel of slice\(s\) \[\(1,\)\]"),
+    (np.arange(3 * 64 * 64, dtype=np.float32).reshape(3, 64, 64),
+     np.pad(np.ones((3, 40, 40)), ((0, 0), (0, 24), (0, 24))) * [[[0]], [[0]], [[1]]], None,
+     dict(tile_size=32, tile_overlap=8, tile_above=0, scales=2), True,
+     r"slice \(2,\): tile 1 of 9 \(rows 0:32, columns 0:32\) lies wholly in the mask"),
+    (np.zeros((3, 16, 16)), None, np.zeros((16, 16)), dict(slice_batch=2), True,
+     "one guide for every slice"),
+])
+def test_invalid_input_is_refused_by_the_plan_before_any_fit(no_fit, image, mask, guide,
+                                                              overrides, stack, message):
+    spec = RunSpec(task="denoise" if mask is None else "inpaint", preset="quick",
+                   overrides=overrides)
+    with pytest.raises(ValueError, match=message):
+        plan(image, spec, mask=mask, guide=guide, stack=stack)
