@@ -30,7 +30,9 @@ _SNAPSHOT_SKIPPED = {"image", "average", "estimate", "config", "done", "iteratio
                      "device", "loss", "backtracks", "max_iterations", "tile"}
 
 
-SnapshotCallback = Callable[[Any], None]
+SnapshotCallback = Callable[[Any, tuple[int, int]], None]
+"""Called with each :class:`~napari_dip.StackSnapshot` of a file's run and the steps done and
+in all, by the plan's schedule (:meth:`~napari_dip.engine.plan.Plan.step_counter`)."""
 
 
 def run_job(job: Job, on_snapshot: SnapshotCallback | None = None) -> Outcome:
@@ -124,9 +126,11 @@ def restore_array(data: np.ndarray, layout: ImageAxes, mask: np.ndarray | None,
     last = None
     spec = dataclasses.replace(spec, channel_axis=layout.channel_axis,
                                intensity_range=intensity_range)
-    for last in run(plan(data, spec, mask=mask)):
+    planned = plan(data, spec, mask=mask)
+    counter = planned.step_counter()
+    for last in run(planned):
         if on_snapshot is not None:
-            on_snapshot(last)
+            on_snapshot(last, counter.update(last))
         for index, snapshot in zip(last.group, last.group_snapshots):  # not their images
             fits.setdefault(index, {})[snapshot.tile, snapshot.run] = fit_record(snapshot)
         if last.snapshot.done:  # every slice of a group fitted together ends at once
