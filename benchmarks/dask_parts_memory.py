@@ -100,13 +100,14 @@ def _run_task(task: str, folder: Path, args) -> dict:
     import torch  # noqa: F401 - imported before the measurement, as on a warm worker
 
     from napari_dip.batch import dask as batch_dask
-    from napari_dip.batch.jobs import Job, Request
+    from napari_dip.batch.jobs import Job
     from napari_dip.batch.run import _now
+    from napari_dip.spec import RunSpec
 
-    request = Request(task="denoise", settings={"max_iterations": args.iterations},
-                      threads=1, slices_per_task=args.slices_per_task)
+    spec = RunSpec(task="denoise", overrides={"max_iterations": args.iterations},
+                   threads=1, slices_per_task=args.slices_per_task)
     job = Job(input=folder / "big.tif", output=folder / task.replace(" ", "_") / "big.tif",
-              mask=None, request=request)
+              mask=None, spec=spec)
     job.output.parent.mkdir()
     prepared = {"intensity_range": (100.0, 3999.0), "started": _now(),
                 "clock": time.time()}

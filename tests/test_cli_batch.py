@@ -15,6 +15,7 @@ from napari_dip.batch import run as batch_run
 from napari_dip.cli import main
 from napari_dip.config import describe_fields
 from napari_dip.io.tiff import read_tiff
+from napari_dip.spec import RunSpec
 
 
 @pytest.fixture(autouse=True)
@@ -62,6 +63,22 @@ def _record(path):
     return json.loads(path.with_name(path.name + ".json").read_text())
 
 
+def _as_format_1(record):
+    """``record`` (format 2) as format 1 wrote it before: the settings as asked (``"auto"``
+    not pinned), the device asked for as ``requested_device``, the outcome's ``device`` and
+    ``intensity_range`` under those names."""
+    config = get_config(record["preset"], record["task"], record["factor"]).to_dict()
+    asked = {k: v for k, v in record["overrides"].items()
+             if not (k in ("precision", "memory_format") and config[k] == "auto")}
+    old = {k: v for k, v in record.items()
+           if k not in ("napari_dip_run", "overrides", "channel_axis", "device",
+                        "device_used", "intensity_range", "intensity_range_used")}
+    return {**old, "napari_dip_record": 1, "config": {**config, **asked},
+            "threads": record["threads"] if record["threads"] != record["threads_used"] else None,
+            "requested_device": record["device"], "device": record["device_used"],
+            "intensity_range": record["intensity_range_used"]}
+
+
 def test_zyx_stack_round_trips_with_metadata_and_a_full_run_record(tmp_path):
     source = tmp_path / "in" / "stack.tif"
     source.parent.mkdir()
@@ -81,11 +98,12 @@ def test_zyx_stack_round_trips_with_metadata_and_a_full_run_record(tmp_path):
     assert record["status"] == "complete" and record["seed"] == 3
     expected = get_config("quick", "denoise", max_iterations=4, report_every=2, scales=2,
                           learning_rate=0.02)
-    assert record["config"] == expected.to_dict()
+    ran = {key: record["slices"][0][key] for key in ("precision", "memory_format")}
+    assert record["config"] == {**expected.to_dict(), **ran}  # what "auto" chose, pinned
     assert record["input"]["path"] == str(source) and record["input"]["axes"] == "ZYX"
     assert record["output"]["path"] == str(tmp_path / "out" / "stack.tif")
     assert set(record["versions"]) >= {"napari-dip", "torch", "numpy", "tifffile", "python"}
-    assert "cpu" in record["device"] or "cuda" in record["device"]
+    assert "cpu" in record["device_used"] or "cuda" in record["device_used"]
     assert record["timings"]["restore_s"] > 0
     assert [s["index"] for s in record["slices"]] == [[0], [1], [2]]
     assert all(s["iterations"] >= 1 and np.isfinite(s["loss"]) for s in record["slices"])
@@ -276,6 +294,50 @@ def test_config_file_sets_options_and_the_command_line_wins(tmp_path):
     again = _record(tmp_path / "again" / "stack.tif")
     ran = {key: record["slices"][0][key] for key in ("precision", "memory_format")}
     assert again["config"] == {**record["config"], **ran} and again["seed"] == 2  # auto pinned
+
+
+def test_a_record_is_the_run_document_and_repeats_the_run_bit_for_bit(tmp_path):
+    from napari_dip.cli import build_parser, request_from_args
+    from napari_dip.spec import FORMAT, repeatable
+
+    source = tmp_path / "stack.tif"
+    _write_stack(source, shape=(2, 16, 16))
+    command = ["denoise", str(source), "--out", str(tmp_path / "out"), "--seed", "5",
+               "--learning-rate", "0.02", *FAST]
+    assert main(command) == 0
+    record = _record(tmp_path / "out" / "stack.tif")
+    document = repeatable(request_from_args(build_parser().parse_args(command)),
+                          record).to_dict()
+    assert record["napari_dip_run"] == FORMAT
+    assert {key: record[key] for key in document} == document  # plus the outcome beside it
+    assert RunSpec.from_dict(record).to_dict() == document
+
+    assert main(["denoise", str(source), "--out", str(tmp_path / "again"), "--config",
+                 str(tmp_path / "out" / "stack.tif.json"), "--quiet"]) == 0
+    again, first = (read_tiff(tmp_path / d / "stack.tif").data for d in ("again", "out"))
+    np.testing.assert_array_equal(again, first)
+    assert {key: _record(tmp_path / "again" / "stack.tif")[key] for key in document} == document
+
+
+def test_a_record_from_before_still_resumes_and_repeats_its_run(tmp_path, capsys):
+    source, out = tmp_path / "stack.tif", tmp_path / "out"
+    _write_stack(source, shape=(2, 16, 16))
+    assert main(["denoise", str(source), "--out", str(out), *FAST]) == 0
+    old = _as_format_1(_record(out / "stack.tif"))
+    (out / "stack.tif.json").write_text(json.dumps(old))
+    assert main(["denoise", str(source), "--out", str(out), "--resume", *FAST]) == 0
+    assert "0 written, 1 already complete" in capsys.readouterr().err
+
+    (tmp_path / "old.json").write_text(json.dumps(old))
+    assert main(["denoise", str(source), "--out", str(tmp_path / "again"), "--config",
+                 str(tmp_path / "old.json"), "--quiet"]) == 0
+    again, first = (read_tiff(d / "stack.tif").data for d in (tmp_path / "again", out))
+    np.testing.assert_array_equal(again, first)
+
+    assert main(["denoise", str(source), "--out", str(out), "--resume", *FAST,
+                 "--learning-rate", "0.02"]) == 0  # another setting: not the same result
+    assert "1 written, 0 already complete" in capsys.readouterr().err
+    assert _record(out / "stack.tif")["config"]["learning_rate"] == 0.02
 
 
 def test_bad_settings_are_usage_errors(tmp_path, capsys):
@@ -705,11 +767,11 @@ def test_a_record_repeats_the_device_it_asked_for(tmp_path, capsys):
     record_file = tmp_path / "cpu" / "stack.tif.json"
     assert main(["denoise", str(source), "--out", str(tmp_path / "again"), "--config",
                  str(record_file), "--quiet"]) == 0
-    assert _record(tmp_path / "again" / "stack.tif")["requested_device"] == "cpu"
+    assert _record(tmp_path / "again" / "stack.tif")["device"] == "cpu"
 
     elsewhere = tmp_path / "gpu.json"  # a record made on a machine with more GPUs
     elsewhere.write_text(json.dumps({**_record(tmp_path / "cpu" / "stack.tif"),
-                                     "requested_device": "cuda:7"}))
+                                     "device": "cuda:7"}))
     assert main(["denoise", str(source), "--out", str(tmp_path / "no"), "--config",
                  str(elsewhere), "--quiet"]) == 2
     error = capsys.readouterr().err
@@ -748,12 +810,12 @@ def test_planning_a_thousand_files_is_quick_and_still_finds_a_hard_link(tmp_path
     for path in inputs:
         path.touch()
     start = time.perf_counter()
-    jobs, failed = batch_jobs.plan_jobs(inputs, out, batch_jobs.Request(task="denoise"))
+    jobs, failed = batch_jobs.plan_jobs(inputs, out, RunSpec(task="denoise"))
     assert len(jobs) == 1000 and not failed
     assert time.perf_counter() - start < 10  # it took 136 s when every pair was compared
     os.link(inputs[7], out / "t0007.tif")  # the output's name is the input itself
     with pytest.raises(batch_jobs.BatchError, match="would overwrite the input .*t0007.tif"):
-        batch_jobs.plan_jobs(inputs, out, batch_jobs.Request(task="denoise"))
+        batch_jobs.plan_jobs(inputs, out, RunSpec(task="denoise"))
 
 
 @pytest.mark.parametrize("setting, raised", [("65536", True), (None, False),
@@ -942,11 +1004,14 @@ def test_a_record_repeats_what_auto_chose_and_gives_the_intensity_range(tmp_path
     data = _write_stack(source, shape=(2, 16, 16))
     assert main(["denoise", str(source), "--out", str(tmp_path / "out"), *FAST]) == 0
     record = _record(tmp_path / "out" / "stack.tif")
-    low, high = record["intensity_range"]
+    low, high = record["intensity_range_used"]
     assert low <= data.min() < data.max() <= high  # one range for the whole stack
-    assert record["config"]["memory_format"] == "auto"
+    assert record["intensity_range"] is None  # as asked: each file's own, when repeated
     ran = {entry["memory_format"] for entry in record["slices"]}
+    assert record["config"]["memory_format"] in ran and record["overrides"]["memory_format"]
     assert load_config_file(tmp_path / "out" / "stack.tif.json")["memory_format"] in ran
+    record = _as_format_1(record)  # a record from before: "auto" is pinned when it is read
+    assert record["config"]["memory_format"] == "auto"
     other = dict(record, slices=[dict(entry, memory_format="channels_last", precision="bfloat16")
                                  for entry in record["slices"]])
     (tmp_path / "other.json").write_text(json.dumps(other))  # as if from another machine

@@ -6,7 +6,7 @@ import pytest
 
 from napari_dip import get_config
 from napari_dip.cli import load_config_file
-from napari_dip.spec import FORMAT, RunSpec, document_kind, load_options
+from napari_dip.spec import FORMAT, RunSpec, document_kind, load_options, record
 
 
 def test_a_spec_round_trips_through_json():
@@ -122,3 +122,18 @@ def test_pinning_keeps_what_auto_chose_only_where_every_fit_agrees():
         ("bfloat16", "contiguous")
     split = spec.pinned([{"precision": "bfloat16"}, {"precision": "float32"}])
     assert split.config().precision == "auto"
+
+
+def test_a_record_is_the_run_document_pinned_to_what_ran_with_the_outcome_beside_it():
+    spec = RunSpec(preset="quick", seed=4, device="cpu")
+    outcome = {"status": "complete", "threads_used": 3,
+               "slices": [{"precision": "float32", "memory_format": "contiguous"}] * 2}
+    document = record(spec, outcome)
+    ran = RunSpec.from_dict(document)
+    assert {key: document[key] for key in outcome} == outcome
+    assert (ran.threads, ran.config().precision, ran.config().memory_format) == \
+        (3, "float32", "contiguous")
+    assert ran.to_dict() == {key: document[key] for key in ran.to_dict()}
+    assert record(RunSpec(threads=2), outcome)["threads"] == 2  # as asked, kept
+    with pytest.raises(ValueError, match=r"outcome keys \['device'\] would hide the run's own"):
+        record(spec, {"device": "cpu (3 threads)"})

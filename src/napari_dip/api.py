@@ -15,7 +15,7 @@ from .config import DIPConfig
 from .engine.plan import plan, run
 from .engine.plane import Snapshot
 from .engine.stack import StackSnapshot
-from .spec import RunSpec
+from .spec import RunSpec, fit_outcome
 
 
 def _spec(task, factor, preset, seed, device, max_iterations, settings: dict[str, Any], *,
@@ -179,13 +179,10 @@ def restore_stack(image: np.ndarray, *, task: str = "denoise", mask: np.ndarray 
 
 
 def run_record(snapshot: Snapshot) -> dict[str, Any]:
-    """Parameters and outcome of a finished run, for metadata and JSON records."""
-    return {"config": snapshot.config.to_dict(), "iterations": snapshot.iteration,
-            "loss": snapshot.loss, "seconds": round(snapshot.elapsed, 3),
-            "device": snapshot.device, "precision": snapshot.precision,
-            "memory_format": snapshot.memory_format,
-            "backtracks": snapshot.backtracks, "weight_noise": snapshot.weight_noise,
-            "stopped_early": snapshot.stopped, "best_iteration": snapshot.best_iteration}
+    """Settings and outcome of a finished fit, for metadata and JSON records: the settings
+    (``"config"``) and :func:`napari_dip.spec.fit_outcome`, which a batch run record lists per
+    slice."""
+    return {"config": snapshot.config.to_dict(), **fit_outcome(snapshot)}
 
 
 __all__ = ["Snapshot", "StackSnapshot", "iter_restore", "iter_restore_stack", "restore",

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .spec import RUN_KEYS
+
 
 def _demo(args: argparse.Namespace) -> int:
     from skimage.io import imsave
@@ -75,9 +77,9 @@ BATCH_COMMANDS = {
 
 # settings with their own named option among the restoration options
 _NAMED_SETTINGS = {"max_iterations"}
-# keys a --config file may hold besides the DIPConfig fields
-_CONFIG_FILE_KEYS = {"task", "preset", "seed", "device", "factor", "axes", "threads",
-                     "slices_per_task"}
+# run keys a --config file gives a batch; each file's axes give its channels, and its own
+# pixels its intensity range
+_CONFIG_FILE_KEYS = set(RUN_KEYS) - {"channel_axis", "intensity_range"}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -286,11 +288,10 @@ def load_config_file(path: Path) -> dict:
 
 
 def request_from_args(args: argparse.Namespace):
-    """The :class:`~napari_dip.batch.jobs.Request` of a batch command: command line, then
+    """The :class:`~napari_dip.spec.RunSpec` of a batch command: command line, then
     ``--config``, then the preset. Raises ValueError for invalid settings."""
-    from .batch.jobs import Request
-    from .config import check_seed
     from .presets import DEFAULT_PRESET
+    from .spec import RunSpec
 
     given = {name: value for name, value in vars(args).items() if value is not None}
     from_file = load_config_file(args.config) if args.config else {}
@@ -299,24 +300,12 @@ def request_from_args(args: argparse.Namespace):
         raise ValueError(f"--config {args.config} is for task {task!r}, not {args.task!r}")
     allowed = (_CONFIG_FILE_KEYS - {"task"}) | set(args.setting_names)
     options = {**from_file, **{k: v for k, v in given.items() if k in allowed}}
-    settings = {k: options[k] for k in args.setting_names if k in options}
-    request = Request(task=args.task, preset=options.get("preset", DEFAULT_PRESET),
-                      factor=options.get("factor"), seed=options.get("seed", 0),
-                      device=options.get("device"), axes=options.get("axes"),
-                      settings=settings, threads=options.get("threads"),
-                      slices_per_task=options.get("slices_per_task"))
-    if args.task == "super_resolve" and request.factor is None:
+    run_keys = {k: options[k] for k in _CONFIG_FILE_KEYS - {"task"} if k in options}
+    spec = RunSpec(task=args.task, **{"preset": DEFAULT_PRESET, **run_keys},
+                   overrides={k: options[k] for k in args.setting_names if k in options})
+    if args.task == "super_resolve" and spec.factor is None:
         raise ValueError("super-resolve needs --factor (2, 4 or 8)")
-    request.config()  # validate every setting before any file is touched
-    check_seed(request.seed)
-    for name in ("threads", "slices_per_task"):
-        value = getattr(request, name)
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int)
-                                  or value < 1):
-            raise ValueError(f"{name} must be a positive whole number, got {value!r}")
-    if request.axes is not None and not isinstance(request.axes, str):
-        raise ValueError(f"axes must be letters such as 'ZYX' or 'TZCYX', got {request.axes!r}")
-    return request
+    return spec.check()  # every setting, before any file is touched
 
 
 def _batch(args: argparse.Namespace) -> int:
@@ -338,18 +327,18 @@ def _run_batch(args: argparse.Namespace) -> int:
     from .batch.run import run_batch
 
     start = time.perf_counter()
-    request = request_from_args(args)
-    if request.axes is not None:
-        request = dataclasses.replace(request, axes=request.axes.upper())
-    if request.slices_per_task and not args.dask:
+    spec = request_from_args(args)
+    if spec.axes is not None:
+        spec = dataclasses.replace(spec, axes=spec.axes.upper())
+    if spec.slices_per_task and not args.dask:
         where = "" if args.slices_per_task else f" (from --config {args.config})"
         raise ValueError(f"--slices-per-task{where} splits stacks into Dask tasks; it needs "
                          f"--dask ADDRESS (local:N for workers on this machine)")
     from .engine.device import check_device_name, select_device
 
-    if args.dask is None and request.device not in (None, "auto"):
+    if args.dask is None and spec.device not in (None, "auto"):
         try:  # an unknown or absent device is a usage error
-            select_device(request.device)
+            select_device(spec.device)
         except ValueError as error:
             if args.device:
                 raise
@@ -357,9 +346,9 @@ def _run_batch(args: argparse.Namespace) -> int:
                              f"--device (e.g. --device cpu) to run elsewhere (results differ "
                              f"between devices)") from error
     else:
-        check_device_name(request.device)  # the workers resolve it; a typo is a usage error
+        check_device_name(spec.device)  # the workers resolve it; a typo is a usage error
     inputs, outcomes = find_inputs(args.inputs)
-    jobs, failed = plan_jobs(inputs, args.out, request, mask=getattr(args, "mask", None),
+    jobs, failed = plan_jobs(inputs, args.out, spec, mask=getattr(args, "mask", None),
                              mask_dir=getattr(args, "mask_dir", None))
     if jobs:
         check_output_folder(args.out)  # before any fit, not when writing the first result
@@ -369,7 +358,7 @@ def _run_batch(args: argparse.Namespace) -> int:
         for outcome in outcomes + failed + settled:
             progress.finished(outcome)
         outcomes += failed + settled + run_batch(todo, progress=progress, dask=args.dask,
-                                                  slices_per_task=request.slices_per_task)
+                                                  slices_per_task=spec.slices_per_task)
     except KeyboardInterrupt:
         progress.close()
         print("napari-dip: interrupted; finished outputs are complete, run again with --resume "

@@ -3,7 +3,8 @@
 A run record beside a batch output, a result layer's metadata in napari and a ``--config`` file
 are the same document: ``{"napari_dip_run": 2, "task": ..., "preset": ..., "overrides": {...},
 "config": {...}, "seed": ..., ...}``. A record or a layer may carry its outcome beside these
-keys (status, timings, per-slice results); reading takes the run's keys and leaves the rest.
+keys (status, timings, per-slice results: :func:`record` writes it); reading takes the run's
+keys and leaves the rest.
 
 Older documents are read through explicit upgrades (:data:`UPGRADES`), each named by the
 marker that document carries: batch run records (``"napari_dip_record": 1``), the widget's
@@ -317,4 +318,42 @@ def load_options(path: str | Path) -> dict[str, Any]:
     return read_options(data, source=source)
 
 
-__all__ = ["FORMAT", "RunSpec", "UPGRADES", "document_kind", "load_options", "read_options"]
+# ----------------------------------------------------------------------------- records
+
+def repeatable(spec: RunSpec, outcome: Mapping[str, Any]) -> RunSpec:
+    """``spec`` with what its run chose where ``spec`` left the choice open, so that the
+    document repeats the run bit for bit: the precision and memory layout that ``"auto"``
+    chose (:meth:`RunSpec.pinned`, over the fits in ``outcome["slices"]``, or the outcome
+    itself for one fit) and the CPU threads the fits ran with (``outcome["threads_used"]``)
+    where the spec left them to the machine."""
+    ran = outcome.get("slices") or (outcome,)
+    pinned = spec.pinned(ran)
+    threads = outcome.get("threads_used")
+    if isinstance(threads, int) and threads > 0 and not isinstance(spec.threads, int):
+        pinned = dataclasses.replace(pinned, threads=threads)
+    return pinned
+
+
+def record(spec: RunSpec, outcome: Mapping[str, Any]) -> dict[str, Any]:
+    """A run record: the run's document (:meth:`RunSpec.to_dict` of :func:`repeatable`) with
+    its ``outcome`` (status, timings, per-slice results, ...) beside it, so that the record
+    itself repeats the run as a ``--config``. Outcome keys must not be run keys."""
+    document = repeatable(spec, outcome).to_dict()
+    clash = sorted(set(document) & set(outcome))
+    if clash:
+        raise ValueError(f"outcome keys {clash} would hide the run's own; name them otherwise")
+    return {**document, **outcome}
+
+
+def fit_outcome(snapshot) -> dict[str, Any]:
+    """How one fit stands at ``snapshot`` (a :class:`~napari_dip.Snapshot`): steps, loss,
+    seconds, device, arithmetic, backtracks, weight noise and the stopping rule's verdict."""
+    return {"iterations": snapshot.iteration, "loss": snapshot.loss,
+            "seconds": round(snapshot.elapsed, 3), "device": snapshot.device,
+            "precision": snapshot.precision, "memory_format": snapshot.memory_format,
+            "backtracks": snapshot.backtracks, "weight_noise": snapshot.weight_noise,
+            "stopped_early": snapshot.stopped, "best_iteration": snapshot.best_iteration}
+
+
+__all__ = ["FORMAT", "RunSpec", "UPGRADES", "document_kind", "fit_outcome", "load_options",
+           "read_options", "record", "repeatable"]

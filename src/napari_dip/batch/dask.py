@@ -88,7 +88,7 @@ def count_slices(job: Job) -> int:
     try:
         with tifffile.TiffFile(job.input) as tif:
             series = tif.series[0]
-            shape, axes = series.shape, job.request.axes or series.axes
+            shape, axes = series.shape, job.spec.axes or series.axes
         return int(np.prod(_stack_shape(ImageAxes.from_letters(axes), shape)))
     except Exception:  # noqa: BLE001 - the file's task will report what is wrong with it
         return 1
@@ -129,15 +129,13 @@ def _flat_mask(mask: np.ndarray | None) -> np.ndarray | None:
 def _prepare_parts(job: Job):
     """First task of a stack in parts: clear earlier results; check the whole stack (and mask)
     as the stack runner would before its first fit, and fix its intensity scaling."""
+    import dataclasses
+
     from ..engine.plan import plan
-    from ..spec import RunSpec
 
     clear_previous(job)
     _, layout, data, mask = load_job(job)
-    request = job.request
-    spec = RunSpec(task=request.task, preset=request.preset, factor=request.factor,
-                   overrides=request.settings, seed=request.seed, device=request.device,
-                   channel_axis=-1)
+    spec = dataclasses.replace(job.spec, channel_axis=-1)
     checked = plan(_flat_slices(data, layout.channel_axis), spec, mask=_flat_mask(mask))
     return {"intensity_range": checked.intensity_range, "started": _now(),
             "clock": time.time()}
@@ -151,9 +149,9 @@ def _restore_part(job: Job, start: int, stop: int, prepared,
 
     undo_tiny_malloc_trim()
     part, mask, stack_shape = _load_part(job, start, stop)
-    with torch_threads(job.request.threads) as threads:
+    with torch_threads(job.spec.threads) as threads:
         result, uncertainty, slices, _ = restore_array(
-            part, ImageAxes.from_letters("ZYXC"), mask, job.request,
+            part, ImageAxes.from_letters("ZYXC"), mask, job.spec,
             intensity_range=prepared["intensity_range"])
     for entry in slices:
         entry["index"] = [int(i) for i in np.unravel_index(start + entry["index"][0],
@@ -166,7 +164,7 @@ def _load_part(job: Job, start: int, stop: int,
     """Slices ``start:stop`` of a job's image as ``(n, M, N, C)`` (without its alpha),
     their mask, and the stack's shape; only those slices are read (the task before checked
     the whole image and mask, as :func:`load_job` does)."""
-    image = read_tiff_header(job.input, axes=job.request.axes)
+    image = read_tiff_header(job.input, axes=job.spec.axes)
     layout = ImageAxes.from_letters(image.axes)
     part = read_tiff_slices(job.input, image.axes, start, stop)
     if image.alpha:  # kept as it is, not restored
@@ -200,9 +198,9 @@ def _save_parts(job: Job, prepared, *parts) -> Outcome:
     """Last task of a stack in parts: back to the input's dtype and layout, then write."""
     start = time.perf_counter()
     try:
-        image = read_tiff_header(job.input, axes=job.request.axes)
+        image = read_tiff_header(job.input, axes=job.spec.axes)
         if image.alpha:  # its alpha goes back into the result as it is: that needs the pixels
-            image = read_tiff(job.input, axes=job.request.axes)
+            image = read_tiff(job.input, axes=job.spec.axes)
         layout = ImageAxes.from_letters(image.axes)
         leading = _stack_shape(layout, image.data.shape)
 

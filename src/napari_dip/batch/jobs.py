@@ -6,12 +6,12 @@ from __future__ import annotations
 import glob
 import os
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..presets import DEFAULT_PRESET
 from ..io.records import leftover_temporaries, read_json
+from ..spec import MARKER, RunSpec, repeatable
 
 TIFF_SUFFIXES = (".tif", ".tiff")
 UNCERTAINTY_FOLDER = "uncertainty"
@@ -21,47 +21,28 @@ class BatchError(ValueError):
     """A batch that must not start (e.g. an output that would overwrite an input)."""
 
 
-@dataclass(frozen=True)
-class Request:
-    """What to do to every file; plain values only, so it travels to Dask workers.
+NOT_DECIDING = (MARKER, "preset", "overrides", "device")
+"""Keys of a run document that do not decide a result on their own, for ``--resume``: the
+settings they resolve to (``"config"``) do; a device asked for by another name (``auto``,
+``cuda``) gives the same result."""
 
-    ``settings`` are :class:`~napari_dip.DIPConfig` overrides (``max_iterations`` included).
-    ``threads``: CPU threads for each fit (None: torch's default); a CPU fit repeats bit for bit
-    only with the same count. ``slices_per_task``: with Dask, stacks of more slices are split
-    into tasks of this many (which changes their result: warm start stops at each part).
-    """
 
-    task: str
-    preset: str = DEFAULT_PRESET
-    factor: int | None = None
-    seed: int = 0
-    device: str | None = None
-    axes: str | None = None
-    settings: dict[str, Any] = field(default_factory=dict)
-    threads: int | None = None
-    slices_per_task: int | None = None
-
-    def config(self):
-        from ..presets import get_config
-
-        return get_config(self.preset, self.task, self.factor, **self.settings)
-
-    def fingerprint(self, mask: Path | None) -> dict[str, Any]:
-        """What decides a result (run record keys): ``--resume`` reuses an output only if these
-        match."""
-        return {"task": self.task, "factor": self.factor, "seed": self.seed, "axes": self.axes,
-                "threads": self.threads, "slices_per_task": self.slices_per_task,
-                "mask": None if mask is None else str(mask), "config": self.config().to_dict()}
+def fingerprint(spec: RunSpec) -> dict[str, Any]:
+    """What of a run's document decides its result: ``--resume`` reuses an output only where
+    this matches (as it reads back from JSON)."""
+    return _jsonable({key: value for key, value in spec.to_dict().items()
+                      if key not in NOT_DECIDING})
 
 
 @dataclass(frozen=True)
 class Job:
-    """One input file and where its result and run record go."""
+    """One input file, where its result and run record go, and the run to do
+    (a :class:`~napari_dip.spec.RunSpec`: plain values only, so it travels to Dask workers)."""
 
     input: Path
     output: Path
     mask: Path | None
-    request: Request
+    spec: RunSpec
 
     @property
     def record(self) -> Path:
@@ -72,12 +53,12 @@ class Job:
         """Where the uncertainty map goes, if the run draws posterior samples."""
         return uncertainty_path(self.output)
 
-    def fingerprint(self) -> dict[str, Any]:
-        """What decides this job's result: the request's settings and which input (and mask)
-        file, by path, size and modification time, so that ``--resume`` redoes an input that
-        was replaced or re-exported since its output was made."""
-        return {**self.request.fingerprint(self.mask),  # the file itself, by whatever name
-                "source": _file_identity(self.input.resolve()),
+    def files(self) -> dict[str, Any]:
+        """Which input (and mask) file, by path, size and modification time, so that
+        ``--resume`` redoes an input that was replaced or re-exported since its output was
+        made (run record keys)."""
+        return {"mask": None if self.mask is None else str(self.mask),
+                "source": _file_identity(self.input.resolve()),  # the file, by whatever name
                 "mask_source": None if self.mask is None else _file_identity(self.mask)}
 
 
@@ -161,7 +142,7 @@ def find_mask(image: Path, mask_dir: Path) -> Path:
     raise ValueError(f"no mask named {image.name} (or {stem}_mask.tif) in {mask_dir}")
 
 
-def plan_jobs(inputs: Sequence[Path], out_dir: Path, request: Request, *,
+def plan_jobs(inputs: Sequence[Path], out_dir: Path, spec: RunSpec, *,
               mask: Path | None = None, mask_dir: Path | None = None,
               ) -> tuple[list[Job], list[Outcome]]:
     """One job per input, or a failed outcome when its mask cannot be found.
@@ -191,7 +172,7 @@ def plan_jobs(inputs: Sequence[Path], out_dir: Path, request: Request, *,
             continue
         if job_mask is not None:
             protected.setdefault(job_mask, "mask")
-        jobs.append(Job(source, output, job_mask, request))
+        jobs.append(Job(source, output, job_mask, spec))
     same_file = _file_finder(protected)
     for job in jobs:
         for target in (job.output, job.record, job.uncertainty):
@@ -248,14 +229,21 @@ def check_output_folder(out_dir: Path) -> None:
 
 
 def is_complete(job: Job) -> bool:
-    """True when the job's output exists and its run record says complete, for the same request."""
+    """True when the job's output exists and its run record says complete, for the same input
+    and mask files and a run whose result would be the same (:func:`fingerprint`, with what
+    the record's run chose where the job's spec leaves it open). Records of format 1 count."""
     record = read_json(job.record)
     if record is None or record.get("status") != "complete" or not job.output.is_file():
         return False
     if record.get("uncertainty") and not job.uncertainty.is_file():
         return False
-    expected = _jsonable(job.fingerprint())
-    return all(record.get(key) == value for key, value in expected.items())
+    if any(record.get(key) != value for key, value in _jsonable(job.files()).items()):
+        return False
+    try:
+        recorded = RunSpec.from_dict(record)
+        return fingerprint(recorded) == fingerprint(repeatable(job.spec, record))
+    except ValueError:  # a record this version cannot read, or settings no longer valid
+        return False
 
 
 def _jsonable(value: Any) -> Any:
@@ -279,7 +267,7 @@ def select_jobs(jobs: Sequence[Job], *, resume: bool, overwrite: bool,
                 ) -> tuple[list[Job], list[Outcome]]:
     """Jobs to run, and outcomes for those not to run (finished, or whose output exists).
 
-    With ``resume``, an output whose record is complete for the same request is skipped and
+    With ``resume``, an output whose record is complete for the same run is skipped and
     anything else is redone. Without ``resume`` or ``overwrite``, an existing output is left
     alone and reported as failed rather than replaced.
     """

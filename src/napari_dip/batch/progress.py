@@ -1,5 +1,5 @@
-"""What a batch shows while it runs: bars for files, slices and iterations, and one line per
-finished file."""
+"""What a batch shows while it runs: bars for files, slices and a file's steps (its time left
+from the plan's schedule), and one line per finished file."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from .jobs import Outcome
 
 
 class Progress:
-    """Bars for files, slices and iterations (tqdm, on stderr); silent when ``quiet``.
+    """Bars for files, slices and steps (tqdm, on stderr); silent when ``quiet``.
 
     Failures are always printed, one line each; finished and skipped files only when not quiet.
     """
@@ -19,27 +19,28 @@ class Progress:
         self._tqdm = tqdm
         self.files = tqdm(total=n_files, desc="files", unit="file", disable=quiet, position=0)
         self.slices = None
-        self.iterations = None
-        self._fit = None
+        self.steps = None
 
-    def on_snapshot(self, stack_snapshot) -> None:
-        """Move the slice and iteration bars to a :class:`~napari_dip.StackSnapshot`."""
+    def on_snapshot(self, stack_snapshot, steps: tuple[int, int]) -> None:
+        """Move the slice bar to a :class:`~napari_dip.StackSnapshot`, and the step bar to
+        ``steps`` (done, in all) of the file's plan
+        (:meth:`~napari_dip.engine.plan.Plan.step_counter`): its total shrinks as stopping
+        rules end fits early, so its time left is the file's, not the iteration cap's."""
         if self.quiet:
             return
         snap = stack_snapshot.snapshot
+        done, total = steps
         if self.slices is None:
             self.slices = self._tqdm(total=stack_snapshot.n_slices, desc="slices", unit="slice",
                                      position=1, leave=False)
-        fit = (stack_snapshot.slice_number, snap.tile)  # one bar per slice, or per tile
-        if self.iterations is None or self._fit != fit:
-            if self.iterations is not None:
-                self.iterations.close()
-            desc = f"tile {snap.tile + 1}/{snap.n_tiles}" if snap.n_tiles > 1 else "iterations"
-            self.iterations = self._tqdm(total=snap.max_iterations, desc=desc,
-                                         unit="it", position=2, leave=False)
-            self._fit = fit
-        self.iterations.update(snap.iteration - self.iterations.n)
-        self.iterations.set_postfix(loss=f"{snap.loss:.4g}", refresh=False)
+            self.steps = self._tqdm(total=total, desc="steps", unit="step", position=2,
+                                    leave=False)
+        self.steps.total = total
+        self.steps.update(done - self.steps.n)
+        postfix = {"loss": f"{snap.loss:.4g}"}
+        if snap.n_tiles > 1:
+            postfix["tile"] = f"{snap.tile + 1}/{snap.n_tiles}"
+        self.steps.set_postfix(postfix, refresh=False)
         if snap.done:
             self.slices.update(len(stack_snapshot.group))
 
@@ -61,10 +62,10 @@ class Progress:
             self._tqdm.write(line, file=sys.stderr)
 
     def _close_inner(self) -> None:
-        for bar in (self.iterations, self.slices):
+        for bar in (self.steps, self.slices):
             if bar is not None:
                 bar.close()
-        self.iterations = self.slices = None
+        self.steps = self.slices = None
 
     def close(self) -> None:
         self._close_inner()

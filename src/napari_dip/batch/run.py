@@ -18,19 +18,21 @@ import numpy as np
 from ..engine.layout import ImageAxes
 from ..io.records import package_versions, write_json
 from ..io.tiff import TiffImage, check_writable, read_mask, read_tiff, write_tiff
-from .jobs import Job, Outcome, Request, clear_previous
+from ..spec import RunSpec, fit_outcome, record
+from .jobs import Job, Outcome, clear_previous
 
 if TYPE_CHECKING:
     from .progress import Progress
 
-RECORD_FORMAT = 1
 # Snapshot fields that are images or already in the record; any other field (such as a
 # stopping rule's) is recorded per slice as it is, or as a mean when it is an array
 _SNAPSHOT_SKIPPED = {"image", "average", "estimate", "config", "done", "iteration", "elapsed",
                      "device", "loss", "backtracks", "max_iterations", "tile"}
 
 
-SnapshotCallback = Callable[[Any], None]
+SnapshotCallback = Callable[[Any, tuple[int, int]], None]
+"""Called with each :class:`~napari_dip.StackSnapshot` of a file's run and the steps done and
+in all, by the plan's schedule (:meth:`~napari_dip.engine.plan.Plan.step_counter`)."""
 
 
 def run_job(job: Job, on_snapshot: SnapshotCallback | None = None) -> Outcome:
@@ -48,9 +50,9 @@ def run_job(job: Job, on_snapshot: SnapshotCallback | None = None) -> Outcome:
         clear_previous(job)
         image, layout, engine_data, mask = load_job(job)
         loaded = time.perf_counter()
-        with torch_threads(job.request.threads) as threads:
+        with torch_threads(job.spec.threads) as threads:
             result, uncertainty, slices, intensity_range = restore_array(
-                engine_data, layout, mask, job.request, on_snapshot)
+                engine_data, layout, mask, job.spec, on_snapshot)
         restored = time.perf_counter()
         save_result(job, image, layout, result, uncertainty, slices, threads,
                     timings={"started": started, "read_s": loaded - start,
@@ -94,8 +96,8 @@ def _now() -> str:
 
 def load_job(job: Job) -> tuple[TiffImage, ImageAxes, np.ndarray, np.ndarray | None]:
     """Read a job's image (and mask) and arrange them for the stack runner."""
-    image = read_tiff(job.input, axes=job.request.axes)
-    check_writable(image, job.request.factor)
+    image = read_tiff(job.input, axes=job.spec.axes)
+    check_writable(image, job.spec.factor)
     layout = ImageAxes.from_letters(image.axes)
     colours = image.colours()  # RGBA: alpha is kept as it is, not restored
     mask = None
@@ -109,25 +111,26 @@ def load_job(job: Job) -> tuple[TiffImage, ImageAxes, np.ndarray, np.ndarray | N
 
 
 def restore_array(data: np.ndarray, layout: ImageAxes, mask: np.ndarray | None,
-                  request: Request, on_snapshot: SnapshotCallback | None = None,
+                  spec: RunSpec, on_snapshot: SnapshotCallback | None = None,
                   intensity_range: tuple[float, float] | None = None,
                   ) -> tuple[np.ndarray, np.ndarray | None, list[dict[str, Any]],
                              tuple[float, float]]:
-    """Run the stack runner on ``data`` (engine layout); return the result, its uncertainty map
-    (None unless the run draws posterior samples), per-slice records and the intensity range
-    the slices were scaled from. ``intensity_range`` imposes it (a stack restored in parts)."""
-    from ..api import iter_restore_stack
+    """Plan and run ``spec`` on ``data`` (engine layout, channels on ``layout``'s axis);
+    return the result, its uncertainty map (None unless the run draws posterior samples),
+    per-slice records and the intensity range the slices were scaled from.
+    ``intensity_range`` imposes it (a stack restored in parts)."""
+    from ..engine.plan import plan, run
 
     slices: list[dict[str, Any]] = []
     fits: dict[tuple[int, ...], dict[tuple[int, int], dict]] = {}  # slice -> (tile, run) -> end
     last = None
-    steps = iter_restore_stack(data, task=request.task, mask=mask, factor=request.factor,
-                               preset=request.preset, channel_axis=layout.channel_axis,
-                               seed=request.seed, device=request.device,
-                               intensity_range=intensity_range, **request.settings)
-    for last in steps:
+    spec = dataclasses.replace(spec, channel_axis=layout.channel_axis,
+                               intensity_range=intensity_range)
+    planned = plan(data, spec, mask=mask)
+    counter = planned.step_counter()
+    for last in run(planned):
         if on_snapshot is not None:
-            on_snapshot(last)
+            on_snapshot(last, counter.update(last))
         for index, snapshot in zip(last.group, last.group_snapshots):  # not their images
             fits.setdefault(index, {})[snapshot.tile, snapshot.run] = fit_record(snapshot)
         if last.snapshot.done:  # every slice of a group fitted together ends at once
@@ -149,11 +152,7 @@ def slice_record(snapshot, fits: dict[tuple[int, int], dict] | None = None) -> d
     A slice restored in several fits (tiles, runs) lists how each ended under ``"fits"``
     (``fits``: each fit's :func:`fit_record` by tile and run); the top-level iteration count
     and stop are the last fit's."""
-    from ..api import run_record
-
-    record = run_record(snapshot)
-    record.pop("config")
-    record["max_iterations"] = snapshot.max_iterations
+    record = {**fit_outcome(snapshot), "max_iterations": snapshot.max_iterations}
     if fits and len(fits) > 1:
         record["fits"] = [fits[key] for key in sorted(fits)]
     for f in dataclasses.fields(snapshot):
@@ -175,13 +174,13 @@ def save_result(job: Job, image: TiffImage, layout: ImageAxes, result: np.ndarra
     it marks the output complete). ``threads``: the CPU threads the fits ran with;
     ``intensity_range``: the intensities the model's [0, 1] stood for."""
     begin = time.perf_counter()
-    output = image.restored(image.with_alpha(layout.from_engine(result), job.request.factor),
-                            job.request.factor)
+    output = image.restored(image.with_alpha(layout.from_engine(result), job.spec.factor),
+                            job.spec.factor)
     write_tiff(job.output, output)
     extra: dict[str, Any] = {}
     if uncertainty is not None:
         job.uncertainty.parent.mkdir(exist_ok=True)
-        uncertainty_map = image.restored_map(layout.from_engine(uncertainty), job.request.factor)
+        uncertainty_map = image.restored_map(layout.from_engine(uncertainty), job.spec.factor)
         write_tiff(job.uncertainty, uncertainty_map)
         extra["uncertainty"] = {"path": str(job.uncertainty), **uncertainty_map.describe()}
     else:  # an earlier run's map must not pass for this result's
@@ -191,30 +190,29 @@ def save_result(job: Job, image: TiffImage, layout: ImageAxes, result: np.ndarra
         if isinstance(value, float):
             timings[key] = round(value, 3)
     timings["total_s"] = round(sum(v for k, v in timings.items() if k.endswith("_s")), 3)
-    write_json(job.record, {**_record_header(job, "complete"),
-                            "input": {"path": str(job.input), **image.describe()},
-                            "output": {"path": str(job.output), **output.describe()}, **extra,
-                            "device": slices[0].get("device") if slices else None,
-                            "threads_used": threads,
-                            "intensity_range": None if intensity_range is None
-                            else [float(v) for v in intensity_range],
-                            "timings": timings, "slices": slices})
+    write_json(job.record, job_record(job, {
+        "status": "complete", "input": {"path": str(job.input), **image.describe()},
+        "output": {"path": str(job.output), **output.describe()}, **extra,
+        "device_used": slices[0].get("device") if slices else None, "threads_used": threads,
+        "intensity_range_used": None if intensity_range is None
+        else [float(v) for v in intensity_range],
+        "timings": timings, "slices": slices}))
 
 
-def _record_header(job: Job, status: str) -> dict[str, Any]:
-    request = job.request
-    return {"napari_dip_record": RECORD_FORMAT, "status": status,
-            **job.fingerprint(), "preset": request.preset,
-            "requested_device": request.device,
-            "versions": package_versions("dask", "distributed"), "host": platform.node()}
+def job_record(job: Job, outcome: dict[str, Any]) -> dict[str, Any]:
+    """A job's run record: its run's document (:func:`napari_dip.spec.record`) with the
+    ``outcome``, which input and mask files it read, the package versions and the host."""
+    return record(job.spec, {**outcome, **job.files(),
+                             "versions": package_versions("dask", "distributed"),
+                             "host": platform.node()})
 
 
 def _write_failure(job: Job, reason: str, started: str) -> None:
     try:
-        write_json(job.record, {**_record_header(job, "failed"), "reason": reason,
-                                "input": {"path": str(job.input)},
-                                "timings": {"started": started, "finished": _now()}})
-    except Exception:  # noqa: BLE001 - e.g. an invalid request; the outcome still reports it
+        write_json(job.record, job_record(job, {
+            "status": "failed", "reason": reason, "input": {"path": str(job.input)},
+            "timings": {"started": started, "finished": _now()}}))
+    except Exception:  # noqa: BLE001 - e.g. an invalid spec; the outcome still reports it
         pass
 
 
