@@ -13,7 +13,7 @@ import numpy as np
 
 from .config import DIPConfig
 from .engine.plan import plan, run
-from .engine.plane import Snapshot
+from .engine.plane import Snapshot, run_record
 from .engine.stack import StackSnapshot
 from .spec import RunSpec
 
@@ -176,16 +176,6 @@ def restore_stack(image: np.ndarray, *, task: str = "denoise", mask: np.ndarray 
                                    intensity_range=intensity_range, **settings):
         pass
     return (last.result, last.uncertainty) if return_uncertainty else last.result
-
-
-def run_record(snapshot: Snapshot) -> dict[str, Any]:
-    """Parameters and outcome of a finished run, for metadata and JSON records."""
-    return {"config": snapshot.config.to_dict(), "iterations": snapshot.iteration,
-            "loss": snapshot.loss, "seconds": round(snapshot.elapsed, 3),
-            "device": snapshot.device, "precision": snapshot.precision,
-            "memory_format": snapshot.memory_format,
-            "backtracks": snapshot.backtracks, "weight_noise": snapshot.weight_noise,
-            "stopped_early": snapshot.stopped, "best_iteration": snapshot.best_iteration}
 
 
 __all__ = ["Snapshot", "StackSnapshot", "iter_restore", "iter_restore_stack", "restore",

@@ -112,6 +112,16 @@ class Snapshot:
     memory_format: str = "contiguous"
 
 
+def run_record(snapshot: Snapshot) -> dict[str, Any]:
+    """Parameters and outcome of a finished run, for metadata and JSON records."""
+    return {"config": snapshot.config.to_dict(), "iterations": snapshot.iteration,
+            "loss": snapshot.loss, "seconds": round(snapshot.elapsed, 3),
+            "device": snapshot.device, "precision": snapshot.precision,
+            "memory_format": snapshot.memory_format,
+            "backtracks": snapshot.backtracks, "weight_noise": snapshot.weight_noise,
+            "stopped_early": snapshot.stopped, "best_iteration": snapshot.best_iteration}
+
+
 @dataclass
 class Images:
     """One fit step's images, ``(M, N, C)``: float32 in model units ([0, 1]) as a fit gives
