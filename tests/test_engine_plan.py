@@ -124,6 +124,19 @@ def test_later_slices_are_expected_to_run_their_warm_started_share_of_the_first(
     assert first[:2] == (40, 80) and second[:2] == (50, 80)
 
 
+def test_a_stack_with_an_automatic_stop_is_counted_toward_the_stops_not_the_cap(rng):
+    """Two slices on a 100 000-step cap with a variance rule: every report expects far fewer
+    steps than the cap, never fewer than are done, and the last one counts what was taken."""
+    stack = rng.random((2, 16, 16)).astype(np.float32)
+    planned = plan(stack, RunSpec(preset="quick", overrides=dict(
+        max_iterations=100_000, stopping="variance", variance_window=5, patience=10, **TINY)))
+    taken, snapshots = _steps_taken(run(planned))
+    counter = planned.step_counter()
+    progress = [counter.update(s) for s in snapshots]
+    assert progress[-1] == (taken, taken) and taken < 1000
+    assert all(done <= total < 2000 for done, total in progress)
+
+
 @pytest.fixture
 def no_fit(monkeypatch):
     def refuse(*args, **kwargs):
