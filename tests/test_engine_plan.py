@@ -4,8 +4,9 @@ import numpy as np
 import pytest
 
 from napari_dip.engine import plane as plane_module
-from napari_dip.engine.plan import Visit, plan, run
+from napari_dip.engine.plan import Visit, expected_fit_length, plan, run
 from napari_dip.engine.stack import StackSnapshot
+from napari_dip.presets import get_config
 from napari_dip.spec import RunSpec
 
 TINY = dict(scales=2, report_every=2)
@@ -77,6 +78,63 @@ def test_the_step_total_follows_a_first_slice_that_stopped_early(rng):
                                image=None, average=None, estimate=None, elapsed=1.0,
                                device="cpu", backtracks=0, done=False, config=planned.config))
     assert counter.update(second) == (22, 20 + planned.later_budget(20))
+
+
+def _stack_snapshot(config, iteration, *, best=None, done=False, stopped=False,
+                    max_iterations=None, slice_number=0, n_slices=1) -> StackSnapshot:
+    """A stack snapshot as the run reports it, with no images (the counter reads none)."""
+    fit = plane_module.Snapshot(
+        iteration=iteration, max_iterations=max_iterations or config.max_iterations, loss=0.0,
+        image=None, average=None, estimate=None, elapsed=1.0, device="cpu", backtracks=0,
+        done=done, config=config, best_iteration=best, stopped=stopped)
+    return StackSnapshot(index=(slice_number,), slice_number=slice_number, n_slices=n_slices,
+                         result=None, done=done and slice_number + 1 == n_slices, snapshot=fit)
+
+
+def test_an_automatic_stop_is_expected_patience_steps_after_the_best_point():
+    config = get_config("quick", "denoise", None, stopping="variance", patience=500,
+                        max_iterations=6000)
+    assert expected_fit_length(config, 400, 380) == 880
+    assert expected_fit_length(config, 50, None) == config.variance_window + 500
+    assert expected_fit_length(config, 5900, 5800) == 6000  # never past the cap
+    assert expected_fit_length(config.replace(stopping="none"), 400, 380) == 6000
+
+
+def test_the_progress_of_a_fit_with_an_automatic_stop_counts_toward_the_stop_not_the_cap(rng):
+    """Iteration 400 of a 6000-step cap, best point at 380, patience 500: 880 steps expected,
+    not 6000."""
+    image = rng.random((16, 16)).astype(np.float32)
+    planned = plan(image, RunSpec(preset="quick", overrides=dict(
+        stopping="variance", patience=500, max_iterations=6000)))
+    counter = planned.step_counter()
+    done, total = counter.update(_stack_snapshot(planned.config, 400, best=380))
+    expected = counter.fit_length
+    assert (done, total, expected) == (400, 880, 880)
+
+
+def test_later_slices_are_expected_to_run_their_warm_started_share_of_the_first(rng):
+    stack = rng.random((3, 16, 16)).astype(np.float32)
+    planned = plan(stack, RunSpec(preset="quick", overrides=dict(max_iterations=40,
+                                                                 warm_start_fraction=0.5)))
+    config = planned.config
+    counter = planned.step_counter()
+    first = counter.update(_stack_snapshot(config, 40, done=True, n_slices=3))
+    warm = config.replace(max_iterations=20)
+    second = counter.update(_stack_snapshot(warm, 10, slice_number=1, n_slices=3))
+    assert first[:2] == (40, 80) and second[:2] == (50, 80)
+
+
+def test_a_stack_with_an_automatic_stop_is_counted_toward_the_stops_not_the_cap(rng):
+    """Two slices on a 100 000-step cap with a variance rule: every report expects far fewer
+    steps than the cap, never fewer than are done, and the last one counts what was taken."""
+    stack = rng.random((2, 16, 16)).astype(np.float32)
+    planned = plan(stack, RunSpec(preset="quick", overrides=dict(
+        max_iterations=100_000, stopping="variance", variance_window=5, patience=10, **TINY)))
+    taken, snapshots = _steps_taken(run(planned))
+    counter = planned.step_counter()
+    progress = [counter.update(s) for s in snapshots]
+    assert progress[-1] == (taken, taken) and taken < 1000
+    assert all(done <= total < 2000 for done, total in progress)
 
 
 @pytest.fixture

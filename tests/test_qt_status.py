@@ -1,10 +1,10 @@
-"""What the widget says about a run, without a display: the schedule estimate and the texts."""
+"""What the widget says about a run, without a display (the steps done and expected come from
+the engine's plan: tests/test_engine_plan.py)."""
 
 from types import SimpleNamespace
 
-from napari_dip._qt.status import (Progress, RunStatus, StepCounter, expected_fit_length,
-                                   progress_text, readable_device, stopped_early_text,
-                                   stopping_text)
+from napari_dip._qt.status import (Progress, RunStatus, progress_text, readable_device,
+                                   stopped_early_text, stopping_text)
 from napari_dip.presets import get_config
 
 
@@ -15,33 +15,15 @@ def snapshot(config, iteration, *, best=None, done=False, stopped=False, tile=0,
                            max_iterations=config.max_iterations)
 
 
-def stack_step(snap, slice_number=0, n_slices=1, pass_number=0):
-    return SimpleNamespace(snapshot=snap, slice_number=slice_number, n_slices=n_slices,
-                           pass_number=pass_number, group=((slice_number,),))
-
-
-def test_an_automatic_stop_is_expected_patience_steps_after_the_best_point():
-    config = get_config("quick", "denoise", None, stopping="variance", patience=500,
-                        max_iterations=6000)
-    assert expected_fit_length(config, 400, 380) == 880
-    assert expected_fit_length(config, 50, None) == config.variance_window + 500
-    assert expected_fit_length(config, 5900, 5800) == 6000  # never past the cap
-    assert expected_fit_length(config.replace(stopping="none"), 400, 380) == 6000
-
-
-def test_the_progress_of_a_fit_with_an_automatic_stop_counts_toward_the_stop_not_the_cap():
-    """Iteration 400 of a 6000-step cap, best point at 380, patience 500: the bar is near half
-    way and says ~880, not 400/6000."""
-    config = get_config("quick", "denoise", None, stopping="variance", patience=500,
-                        max_iterations=6000)
-    counter = StepCounter(config)
-    done, total, expected = counter.count(stack_step(snapshot(config, 400, best=380)))
-    assert (done, total, expected) == (400, 880, 880)
+def test_the_progress_of_a_fit_with_an_automatic_stop_reads_toward_the_stop_not_the_cap():
+    """Iteration 400 of a 6000-step cap, best point at 380, patience 500 (the plan's counter
+    expects 880 steps: tests/test_engine_plan.py): the bar is near half way and says ~880,
+    not 400/6000."""
     progress = Progress(slice_number=0, n_slices=1, iteration=400, max_iterations=6000, tile=0,
-                        n_tiles=1, steps_done=done, steps_total=total, loss=0.1,
+                        n_tiles=1, steps_done=400, steps_total=880, loss=0.1,
                         criterion=None, seconds_left=30.0, device="CPU, 1 thread, float32",
                         stopping="variance", best_iteration=380, patience=500,
-                        expected_iterations=expected)
+                        expected_iterations=880)
     assert progress_text(progress) == "slice 1/1 · iteration 400/~880 · ~30 s left"
     assert stopping_text(progress) == (
         "Automatic stop (variance rule): best at iteration 380, 20 steps since; stops after "
@@ -49,15 +31,6 @@ def test_the_progress_of_a_fit_with_an_automatic_stop_counts_toward_the_stop_not
     status = RunStatus()
     status.show(progress)
     assert abs(status.fraction - 400 / 880) < 1e-9 and status.message.startswith("Automatic")
-
-
-def test_later_slices_are_expected_to_run_their_warm_started_share_of_the_first():
-    config = get_config("quick", "denoise", None, max_iterations=40, warm_start_fraction=0.5)
-    counter = StepCounter(config)
-    first = counter.count(stack_step(snapshot(config, 40, done=True), 0, n_slices=3))
-    warm = config.replace(max_iterations=20)
-    second = counter.count(stack_step(snapshot(warm, 10), 1, n_slices=3))
-    assert first[:2] == (40, 80) and second[:2] == (50, 80)
 
 
 def test_a_refused_run_clears_the_last_runs_outcome():

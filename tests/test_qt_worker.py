@@ -1,12 +1,16 @@
 """The widget's worker, run as a plain generator: no display, no viewer."""
 
+import json
 import subprocess
 import sys
+from types import SimpleNamespace
 
 import numpy as np
 
-from napari_dip._qt.worker import RunRequest, RunState, input_as_output, restoration_steps
+from napari_dip._qt.output_layers import result_metadata
+from napari_dip._qt.worker import RunInput, RunState, input_as_output, restoration_steps
 from napari_dip.engine.layout import ImageAxes, plan_run
+from napari_dip.spec import RunSpec
 
 
 def test_importing_the_widget_module_does_not_import_torch():
@@ -26,8 +30,8 @@ def test_the_status_and_worker_modules_import_no_qt():
 def request_for(image, *, stack_axes=None, **overrides):
     axes = ImageAxes.of(image.ndim)
     plan = plan_run(axes, image.shape, (0,) * image.ndim, stack_axes=stack_axes)
-    return RunRequest(data=image, plan=plan, task="denoise", mask=None, preset="quick",
-                      seed=0, device="cpu", overrides=overrides)
+    spec = RunSpec(task="denoise", preset="quick", overrides=overrides, seed=0, device="cpu")
+    return RunInput(spec=spec, data=image, region=plan)
 
 
 def test_the_worker_progress_only_moves_forward_and_names_runs_and_tiles(noisy_cell):
@@ -91,3 +95,26 @@ def test_the_preview_background_is_the_input_enlarged_like_the_output():
     copy = input_as_output(image, plan)
     copy[0, 0] = 99  # the preview is written into: never the layer's own array
     assert image[0, 0] == 0
+
+
+def test_the_result_metadata_is_the_run_document_and_reads_back_as_the_same_run():
+    """The result layer's metadata is the run's RunSpec document (saved as JSON it is a
+    --config): read back, it gives the spec that ran, with the threads, the intensity range and
+    what "auto" chose pinned; the outcome sits beside it."""
+    image = np.random.default_rng(0).random((2, 16, 16), dtype=np.float32) * 200
+    request = request_for(image, stack_axes=(0,), max_iterations=4, report_every=2, scales=3)
+    state = RunState()
+    list(restoration_steps(request, state))
+    assert state.error is None and state.last.done
+    metadata = result_metadata(SimpleNamespace(name="noisy"), request, state)
+    document = json.loads(json.dumps(metadata))["napari_dip"]
+    assert document["napari_dip_run"] == 2 and document["source_layer"] == "noisy"
+    assert document["finished"] and document["slices_done"] == document["n_slices"] == 2
+    again = RunSpec.from_dict(document)
+    assert again == state.spec.pinned([{"precision": document["precision"],
+                                        "memory_format": document["memory_format"]}])
+    assert again.threads >= 1 and again.overrides["max_iterations"] == 4
+    assert again.overrides["precision"] == document["precision"] != "auto"
+    low, high = again.intensity_range
+    assert low == image.min() and high == image.max()
+    assert RunSpec.from_dict(metadata) == again  # the layer's whole metadata, too

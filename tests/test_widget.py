@@ -497,7 +497,7 @@ def test_a_current_slice_run_restores_the_slice_shown_when_layers_differ_in_unit
     widget.image_combo.setCurrentText("um")
     configure(widget, max_iterations=3)
     widget.set_scope(False)
-    assert widget._request().plan.fixed == {0: shown}
+    assert widget._request().region.fixed == {0: shown}
 
 
 @qt

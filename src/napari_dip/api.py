@@ -13,9 +13,9 @@ import numpy as np
 
 from .config import DIPConfig
 from .engine.plan import plan, run
-from .engine.plane import Snapshot
+from .engine.plane import Snapshot, run_record
 from .engine.stack import StackSnapshot
-from .spec import RunSpec, fit_outcome
+from .spec import RunSpec
 
 
 def _spec(task, factor, preset, seed, device, max_iterations, settings: dict[str, Any], *,
@@ -176,13 +176,6 @@ def restore_stack(image: np.ndarray, *, task: str = "denoise", mask: np.ndarray 
                                    intensity_range=intensity_range, **settings):
         pass
     return (last.result, last.uncertainty) if return_uncertainty else last.result
-
-
-def run_record(snapshot: Snapshot) -> dict[str, Any]:
-    """Settings and outcome of a finished fit, for metadata and JSON records: the settings
-    (``"config"``) and :func:`napari_dip.spec.fit_outcome`, which a batch run record lists per
-    slice."""
-    return {"config": snapshot.config.to_dict(), **fit_outcome(snapshot)}
 
 
 __all__ = ["Snapshot", "StackSnapshot", "iter_restore", "iter_restore_stack", "restore",

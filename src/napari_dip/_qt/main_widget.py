@@ -1,7 +1,8 @@
 """The "Deep Image Prior" dock widget: restore an image layer live in napari.
 
 It composes the small widgets of this package, turns their choices into one
-:class:`~napari_dip._qt.worker.RunRequest`, runs :func:`~napari_dip._qt.worker.restoration_steps`
+:class:`~napari_dip.spec.RunSpec` (with the data beside it: a
+:class:`~napari_dip._qt.worker.RunInput`), runs :func:`~napari_dip._qt.worker.restoration_steps`
 in a napari thread worker and routes each :class:`~napari_dip._qt.status.Progress` to the run's
 status (progress bar, status line), the loss plot and a throttled preview layer. Torch is
 imported only when a run starts (or when the device list is opened), so opening napari and this
@@ -22,6 +23,7 @@ from ..engine.layout import ImageAxes, mask_for_plan, plan_run
 from ..config import SUPPORTED_FACTORS, TASKS
 from ..presets import DEFAULT_PRESET, PRESETS, get_config
 from ..io.tiff import split_alpha, with_alpha
+from ..spec import RunSpec
 from .device_combo import DeviceCombo
 from .layer_choices import LayerChoices, axis_name
 from .loss_plot import LossPlot
@@ -32,7 +34,7 @@ from .settings_file import load_settings, save_settings
 from .settings_form import SettingsPanel
 from .status import (Progress, RunStatus, format_duration, slice_position, stopped_early_text,
                      task_label)
-from .worker import RunRequest, RunState, restoration_steps
+from .worker import RunInput, RunState, restoration_steps
 
 NOTIFICATION_TITLE = "Deep Image Prior: {what} (the widget shows the whole message)"
 """First line of an error notification: napari's toast shows one short line until expanded."""
@@ -223,7 +225,14 @@ class RestoreWidget(QWidget):
 
     # ------------------------------------------------------------------ a run's request
 
-    def _request(self) -> RunRequest:
+    def run_spec(self, channel_axis: int | None = None) -> RunSpec:
+        """The run the choices describe (every setting; the data goes beside it)."""
+        return RunSpec(task=self.task, preset=self.preset_combo.currentText(),
+                       factor=self.factor, overrides=self.settings_panel.overrides(),
+                       seed=self.seed_spin.value(), device=self.device_combo.currentText(),
+                       channel_axis=channel_axis)
+
+    def _request(self) -> RunInput:
         """Gather the run's inputs; ``ValueError`` with a user-facing message if they do not fit."""
         layer = self.image_layer()
         if layer is None:
@@ -254,10 +263,8 @@ class RestoreWidget(QWidget):
         data, alpha = layer.data[plan.region], None
         if plan.axes.rgb and data.shape[-1] == 4:  # RGBA: the colours are restored, not alpha
             data, alpha = split_alpha(data, -1)
-        return RunRequest(data=data, plan=plan, task=self.task, alpha=alpha, mask=mask,
-                          preset=self.preset_combo.currentText(), seed=self.seed_spin.value(),
-                          device=self.device_combo.currentText(),
-                          overrides=self.settings_panel.overrides())
+        return RunInput(spec=self.run_spec(plan.axes.channel), data=data, region=plan,
+                        mask=mask, alpha=alpha)
 
     def _check_view_shows_the_plane(self, layer, axes: ImageAxes) -> None:
         """Refuse a current-slice run while a 2D view shows another plane of the layer than the
@@ -311,9 +318,9 @@ class RestoreWidget(QWidget):
         self._run_context = {"layer": layer, "request": request}
         # hidden until the worker sends the input to show where no slice is fitted yet
         self.preview_layer = self.viewer.add_image(
-            np.zeros(request.plan.output_shape(request.data.shape), dtype=request.data.dtype),
+            np.zeros(request.region.output_shape(request.data.shape), dtype=request.data.dtype),
             name=f"{layer.name} [preview]", metadata={PREVIEW_KEY: True}, visible=False,
-            **output_style(layer, request.plan))
+            **output_style(layer, request.region))
         self.loss_plot.clear()
         self.status.starting()
         self.run_button.setText("Stop")
@@ -333,7 +340,7 @@ class RestoreWidget(QWidget):
             preview.data = progress.background
             preview.visible = True
         if progress.previews:
-            axes = self._run_context["request"].plan.axes
+            axes = self._run_context["request"].region.axes
             for stack_index, estimate in progress.previews:
                 preview.data[slice_index(axes, stack_index)] = estimate
             preview.refresh()
@@ -365,9 +372,9 @@ class RestoreWidget(QWidget):
         """Turn the preview layer into the result layer (or add one): re-using the layer
         spares the GUI thread the cost of building a new one at the end of the run."""
         layer, request = self._run_context["layer"], self._run_context["request"]
-        last, plan = state.last, request.plan
+        last, plan = state.last, request.region
         metadata = result_metadata(layer, request, state)
-        suffix = f"[{task_label(request.task)}]"
+        suffix = f"[{task_label(request.spec.task)}]"
         name = f"{layer.name} {suffix}"
         result = last.result.copy()
         if request.alpha is not None:  # the input's alpha back, enlarged like the colours

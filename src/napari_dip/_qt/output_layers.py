@@ -77,21 +77,23 @@ def add_uncertainty(viewer, uncertainty: np.ndarray, layer, plan: RunPlan, name:
 
 
 def result_metadata(layer, request, state) -> dict[str, Any]:
-    """The result layer's ``napari_dip`` record: the run's choices and settings, enough to
-    repeat it from Python or the command line (``--config``)."""
-    from napari_dip import run_record
+    """The result layer's ``napari_dip`` entry: the run's :class:`~napari_dip.spec.RunSpec`
+    document (saved as JSON it is a ``--config`` for the command line, and
+    :meth:`~napari_dip.spec.RunSpec.from_dict` reads it back), with the precision and memory
+    layout that "auto" chose pinned, then the outcome: where the input came from, how far the
+    run got and how its last fit ended (``device_used``: where it ran; ``device``: as asked)."""
+    from ..engine.plane import run_record
 
-    last, plan = state.last, request.plan
+    last, region = state.last, request.region
+    outcome = run_record(last.snapshot)
+    outcome.pop("config")  # the last fit's: a stack's later slices run a shorter schedule
+    outcome["device_used"] = outcome.pop("device")
+    spec = state.spec.pinned([outcome])
     return {"napari_dip": {
-        "source_layer": layer.name, "task": request.task, "factor": plan.factor,
-        "preset": request.preset, "seed": request.seed, "device_choice": request.device,
-        "overrides": request.overrides, "region": {str(a): i for a, i in plan.fixed.items()},
-        "stack_axes": list(plan.looped), "finished": bool(last.done),
+        **spec.to_dict(), "source_layer": layer.name, "device_choice": spec.device,
+        "region": {str(a): i for a, i in region.fixed.items()},
+        "stack_axes": list(region.looped), "finished": bool(last.done),
         # in the backward pass (stack_passes=2) every slice has its forward result already
         "slices_done": last.n_slices if last.pass_number else
         last.slice_number + 1 - (0 if last.snapshot.done else len(last.group)),
-        "n_slices": last.n_slices, **run_record(last.snapshot),
-        # the run's settings, not the shorter schedule of a stack's later slices
-        "config": state.config, "threads": state.threads,
-        "channel_axis": plan.axes.channel, "rgb": plan.axes.rgb,
-        "intensity_range": list(last.intensity_range)}}
+        "n_slices": last.n_slices, "rgb": region.axes.rgb, **outcome}}

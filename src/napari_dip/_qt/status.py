@@ -1,21 +1,18 @@
 """What a widget run reports, and how it reads to a user, without Qt, napari or torch.
 
-:class:`Progress` is what the worker yields after each snapshot; :class:`StepCounter` turns the
-snapshots into steps done and steps expected (the one place where the widget reasons about a
-run's schedule); :class:`RunStatus` is the evented state the widgets show (a progress bar, a
-status line, a device label), updated on the GUI thread from each :class:`Progress`.
+:class:`Progress` is what the worker yields after each snapshot (its steps done and expected
+come from the run's plan: :class:`napari_dip.engine.plan.StepCounter`); :class:`RunStatus` is
+the evented state the widgets show (a progress bar, a status line, a device label), updated on
+the GUI thread from each :class:`Progress`.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
 import numpy as np
 from psygnal import evented
-
-from ..config import warm_start_config
 
 
 @dataclass
@@ -24,9 +21,9 @@ class Progress:
 
     ``steps_done`` and ``steps_total`` count optimisation steps over the whole run (every
     slice, tile and seeded run); ``steps_total`` is an estimate when a stopping rule may end a
-    fit early (see :class:`StepCounter`). ``expected_iterations`` is the current fit's expected
-    length, ``best_iteration`` and ``patience`` what its stopping rule knows (``stopping`` is
-    the rule's name, ``"none"`` without one).
+    fit early (see :class:`napari_dip.engine.plan.StepCounter`). ``expected_iterations`` is
+    the current fit's expected length, ``best_iteration`` and ``patience`` what its stopping
+    rule knows (``stopping`` is the rule's name, ``"none"`` without one).
     """
 
     slice_number: int
@@ -51,97 +48,6 @@ class Progress:
     patience: int = 0
     expected_iterations: int = 0
     background: np.ndarray | None = None  # first report only: the input, shaped like the output
-
-
-# ----------------------------------------------------------------------------- the schedule
-
-def expected_fit_length(config, iteration: int = 0, best_iteration: int | None = None) -> int:
-    """How many steps one fit of ``config`` is expected to run, seen at ``iteration``.
-
-    Without a stopping rule: ``max_iterations``. With one, the fit stops once ``patience``
-    steps pass without a new best, so it runs at least to ``best + patience`` (the variance
-    rule's first best comes after ``variance_window`` steps), and never past
-    ``max_iterations``. A later best moves the estimate on: it is a lower bound, not a promise.
-    """
-    cap = config.max_iterations
-    if config.stopping == "none":
-        return cap
-    first_best = config.variance_window if config.stopping == "variance" else 0
-    best = max(best_iteration or 0, first_best)
-    return int(min(cap, max(iteration, best + config.patience)))
-
-
-@dataclass
-class StepCounter:
-    """Steps done and steps expected in a stack run, fed one :class:`~napari_dip.StackSnapshot`
-    at a time.
-
-    A slice (or a group of ``slice_batch`` slices) is ``n_tiles`` x ``n_runs`` fits; the first
-    slice runs ``config``, later ones the shorter warm-started schedule that the first slice's
-    length decides (:func:`~napari_dip.config.warm_start_config`). Fits not yet started are
-    expected to run like the current one (same slice) or like the later slices finished so far.
-    """
-
-    config: Any
-    finished_steps: int = 0
-    fit_steps: dict = field(default_factory=dict)  # (tile, run) -> steps, current slice group
-    first_fit_length: int | None = None
-    later_fit_lengths: list = field(default_factory=list)
-    _last: Any = None
-
-    def count(self, stack_step) -> tuple[int, int, int]:
-        """``(steps done, steps expected in all, expected length of the current fit)``."""
-        snapshot = stack_step.snapshot
-        key = (snapshot.tile, snapshot.run)
-        if self._last is not None and (self._last.tile, self._last.run) != key:
-            self.fit_steps[(self._last.tile, self._last.run)] = self._final_length(self._last)
-        self._last = snapshot
-        self.fit_steps[key] = snapshot.iteration
-        current = snapshot.iteration if snapshot.stopped else expected_fit_length(
-            snapshot.config, snapshot.iteration, snapshot.best_iteration)
-        done = self.finished_steps + sum(self.fit_steps.values())
-        fits_per_slice = snapshot.n_tiles * self.config.n_runs
-        fits_left = fits_per_slice - (snapshot.tile * self.config.n_runs + snapshot.run) - 1
-        first_fit = stack_step.pass_number == 0 and \
-            stack_step.slice_number + 1 == len(stack_step.group)
-        groups_left = -(-self._slices_left(stack_step) // self.config.slice_batch)
-        total = done + (current - snapshot.iteration) + fits_left * current + \
-            groups_left * fits_per_slice * self._later_fit_length(current if first_fit else None)
-        if snapshot.done:
-            self._finish_slice(first_fit, snapshot, fits_per_slice)
-        return done, total, current
-
-    @staticmethod
-    def _final_length(snapshot) -> int:
-        """A finished fit's length: its cap without a stopping rule, else as far as it got."""
-        if snapshot.config.stopping == "none":
-            return snapshot.max_iterations
-        return snapshot.iteration
-
-    def _slices_left(self, stack_step) -> int:
-        left = stack_step.n_slices - stack_step.slice_number - 1
-        if stack_step.pass_number == 0 and self.config.stack_passes == 2:
-            left += stack_step.n_slices - 1
-        return left
-
-    def _later_fit_length(self, first_fit_now: int | None) -> float:
-        """Expected length of one fit of a later slice."""
-        if self.later_fit_lengths:
-            return sum(self.later_fit_lengths) / len(self.later_fit_lengths)
-        first = self.first_fit_length if first_fit_now is None else first_fit_now
-        warm = warm_start_config(self.config, max(1, first or self.config.max_iterations))
-        if warm is self.config:  # every slice starts from scratch, on the first's schedule
-            return first or expected_fit_length(self.config)
-        return expected_fit_length(warm)
-
-    def _finish_slice(self, first_fit: bool, snapshot, fits_per_slice: int) -> None:
-        steps = sum(self.fit_steps.values())
-        self.finished_steps += steps
-        if first_fit:
-            self.first_fit_length = snapshot.iteration
-        else:
-            self.later_fit_lengths.append(steps / fits_per_slice)
-        self.fit_steps, self._last = {}, None
 
 
 # ----------------------------------------------------------------------------- texts

@@ -1,13 +1,18 @@
 """The widget's run, off the GUI thread, without Qt or napari.
 
-:func:`restoration_steps` is a plain generator: the widget hands it to napari's
-``create_worker`` (a thread worker whose ``yielded`` signal carries each :class:`Progress` to
+A run is a :class:`~napari_dip.spec.RunSpec` (every setting) and the data that goes beside it
+(:class:`RunInput`). :func:`restoration_steps` plans it with the engine
+(:func:`napari_dip.engine.plan.plan`), runs the plan and turns its snapshots into
+:class:`Progress` reports, whose steps done and expected come from the plan's
+:class:`~napari_dip.engine.plan.StepCounter`. It is a plain generator: the widget hands it to
+napari's ``create_worker`` (a thread worker whose ``yielded`` signal carries each report to
 the GUI thread), and tests iterate it directly. Torch is imported here, on the worker thread,
 when a run starts.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from contextlib import contextmanager
@@ -17,26 +22,37 @@ from typing import Any
 import numpy as np
 
 from ..engine.layout import RunPlan
-from ..presets import get_config
-from .status import Progress, StepCounter, readable_device, seconds_left
+from ..spec import RunSpec
+from .status import Progress, readable_device, seconds_left
 
 PREVIEW_INTERVAL_S = 0.5
 """Least time between two preview-layer updates, so a fast GPU run cannot flood the GUI."""
 
 
 @dataclass
-class RunRequest:
-    """Everything a run needs, gathered on the GUI thread before the worker starts."""
+class RunInput:
+    """A run's :class:`~napari_dip.spec.RunSpec` and what goes beside it, gathered on the GUI
+    thread before the worker starts.
 
-    data: Any  # the region to restore, as the layer holds it (a lazy array is read here)
-    plan: RunPlan
-    task: str
-    mask: np.ndarray | None
-    preset: str
-    seed: int
-    device: str
-    overrides: dict[str, Any]
-    alpha: Any = None  # an RGBA layer's alpha channel: kept as it is, not restored
+    Attributes
+    ----------
+    spec : RunSpec
+        Every setting of the run (its ``channel_axis`` is the region's).
+    data : array-like
+        The region to restore, as the layer holds it (a lazy array is read on the worker).
+    region : RunPlan
+        Where ``data`` lies in the layer: its axes, the slices looped over, the fixed indices.
+    mask : ndarray or None
+        For inpainting: true where pixels are missing, shaped like the region's spatial axes.
+    alpha : array-like or None
+        An RGBA layer's alpha channel: kept as it is, not restored.
+    """
+
+    spec: RunSpec
+    data: Any
+    region: RunPlan
+    mask: np.ndarray | None = None
+    alpha: Any = None
 
 
 @dataclass
@@ -45,14 +61,13 @@ class RunState:
 
     ``last`` is the latest :class:`~napari_dip.StackSnapshot`; its ``result`` holds every
     finished slice and the current slice's latest estimate, which is what Stop keeps.
-    ``config`` is the run's settings (a stack's later slices run a shorter schedule);
-    ``threads`` the CPU threads torch ran with (None on a GPU).
+    ``spec`` is the run's spec as it ran: with the CPU threads torch ran with (a CPU result
+    depends on them; None on a GPU) and the intensities the model's [0, 1] stood for.
     """
 
     last: Any = None
     error: str | None = None
-    config: dict[str, Any] | None = None
-    threads: int | None = None
+    spec: RunSpec | None = None
 
 
 def explain_error(error: BaseException) -> str:
@@ -68,7 +83,7 @@ def explain_error(error: BaseException) -> str:
             f"another run; if this repeats, please report it with the settings you used.")
 
 
-def restoration_steps(request: RunRequest, state: RunState):
+def restoration_steps(run_input: RunInput, state: RunState):
     """Run the restoration; yield a :class:`Progress` per snapshot (with a preview at most every
     PREVIEW_INTERVAL_S seconds and at the end of each slice); record the outcome in ``state``.
 
@@ -77,11 +92,10 @@ def restoration_steps(request: RunRequest, state: RunState):
     drops it, so the GUI would never hear of it.
     """
     try:
-        import napari_dip  # the first torch import happens here, on the worker thread
-
-        with cpu_threads_leaving_one_for_the_gui(request.device) as threads:
-            state.threads = threads
-            yield from _progress_of(napari_dip, request, state)
+        # the first torch import happens here, on the worker thread
+        with cpu_threads_leaving_one_for_the_gui(run_input.spec.device) as threads:
+            state.spec = dataclasses.replace(run_input.spec, threads=threads)
+            yield from _progress_of(run_input, state)
     except Exception as error:  # noqa: BLE001 (every failure becomes a notification)
         state.error = explain_error(error)
     return state
@@ -113,24 +127,20 @@ def input_as_output(data: np.ndarray, plan: RunPlan) -> np.ndarray:
     return shown
 
 
-def _progress_of(napari_dip, request: RunRequest, state: RunState):
-    """The body of :func:`restoration_steps`: snapshots in, :class:`Progress` out."""
-    config = get_config(request.preset, request.task, request.plan.factor or None,
-                        **request.overrides)
-    state.config = config.to_dict()
-    data = np.asarray(request.data)
-    background = input_as_output(data, request.plan)
-    steps = napari_dip.iter_restore_stack(
-        data, task=request.task, mask=request.mask,
-        factor=request.plan.factor if request.plan.factor > 1 else None,
-        preset=config, channel_axis=request.plan.axes.channel, seed=request.seed,
-        device=request.device)
-    counter = StepCounter(config)
+def _progress_of(run_input: RunInput, state: RunState):
+    """The body of :func:`restoration_steps`: the plan's snapshots in, :class:`Progress` out."""
+    from ..engine.plan import plan, run
+
+    data = np.asarray(run_input.data)
+    planned = plan(data, state.spec, mask=run_input.mask)
+    state.spec = dataclasses.replace(state.spec, intensity_range=planned.intensity_range)
+    background = input_as_output(data, run_input.region)
+    counter = planned.step_counter()
     start, last_preview = time.perf_counter(), -np.inf
-    for stack_step in steps:
+    for stack_step in run(planned):
         state.last = stack_step
         snapshot = stack_step.snapshot
-        done, total, expected = counter.count(stack_step)
+        done, total = counter.update(stack_step)
         progress = Progress(
             slice_number=stack_step.slice_number, n_slices=stack_step.n_slices,
             iteration=snapshot.iteration, max_iterations=snapshot.max_iterations,
@@ -139,10 +149,10 @@ def _progress_of(napari_dip, request: RunRequest, state: RunState):
             criterion=snapshot.criterion,
             seconds_left=seconds_left(time.perf_counter() - start, done, total),
             device=readable_device(snapshot.device, snapshot.precision),
-            group_size=len(stack_step.group), run=snapshot.run, n_runs=config.n_runs,
-            stopping=snapshot.config.stopping, best_iteration=snapshot.best_iteration,
-            patience=snapshot.config.patience, expected_iterations=expected,
-            background=background)
+            group_size=len(stack_step.group), run=snapshot.run,
+            n_runs=planned.config.n_runs, stopping=snapshot.config.stopping,
+            best_iteration=snapshot.best_iteration, patience=snapshot.config.patience,
+            expected_iterations=counter.fit_length, background=background)
         background = None  # sent once, with the first report
         now = time.perf_counter()
         if snapshot.done or now - last_preview >= PREVIEW_INTERVAL_S:

@@ -5,7 +5,9 @@
 combinations) and knows the whole schedule: the slices in the order they are fitted (passes,
 slice batches: :attr:`Plan.visits`), the tiles of each plane, the seeded runs of each tile and
 the step budget of each fit, hence :attr:`Plan.total_steps`. A :class:`StepCounter` turns the
-snapshots of :func:`run` into steps done and steps in all, for progress bars and time left.
+snapshots of :func:`run` into steps done and steps expected in all, for progress bars and time
+left; with a stopping rule it counts toward where the rule is expected to stop
+(:func:`expected_fit_length`), not toward the iteration cap.
 """
 
 from __future__ import annotations
@@ -27,6 +29,25 @@ from .problem import (CheckedPlane, _as_array, _check_finite, _refuse_all_missin
 from .scaling import IntensityScaling
 from .stack import StackData, StackSnapshot, iter_stack, refuse_one_guide_for_a_batch
 from .tiling import Tile, plan_tiles
+
+
+def expected_fit_length(config: DIPConfig, iteration: int = 0,
+                        best_iteration: int | None = None, *,
+                        max_iterations: int | None = None) -> int:
+    """How many steps one fit of ``config`` is expected to run, seen at ``iteration``.
+
+    Without a stopping rule: its cap, ``max_iterations`` (default: the config's). With one,
+    the fit stops once ``patience`` steps pass without a new best, so it runs at least to
+    ``best + patience`` (the variance rule's first best comes after ``variance_window``
+    steps), and never past the cap. A later best moves the estimate on: it is a lower bound,
+    not a promise.
+    """
+    cap = config.max_iterations if max_iterations is None else max_iterations
+    if config.stopping == "none":
+        return cap
+    first_best = config.variance_window if config.stopping == "variance" else 0
+    best = max(best_iteration or 0, first_best)
+    return int(min(cap, max(iteration, best + config.patience)))
 
 
 @dataclass(frozen=True)
@@ -93,6 +114,16 @@ class Plan:
         first = self.config.max_iterations if first_iterations is None else first_iterations
         return warm_start_config(self.config, first).max_iterations
 
+    def later_fit_length(self, first_iterations: int | None = None) -> int:
+        """The expected length of each fit after the first visit (:func:`expected_fit_length`
+        of the warm-start schedule that a first visit of ``first_iterations`` steps sets; None:
+        as long as the first fit is expected to run). Without warm start every slice starts
+        from scratch and is expected to run as long as the first."""
+        first = expected_fit_length(self.config) if first_iterations is None \
+            else first_iterations
+        warm = warm_start_config(self.config, max(1, first))
+        return first if warm is self.config else expected_fit_length(warm)
+
     @property
     def total_steps(self) -> int:
         """The steps the whole run takes when every fit runs to its budget (a stopping rule
@@ -114,34 +145,56 @@ class Plan:
 
 
 class StepCounter:
-    """Steps done and steps in all, from the snapshots of a plan's run.
+    """Steps done and steps expected in all, from the snapshots of a plan's run.
 
-    The total starts at :attr:`Plan.total_steps` and follows the run: a fit that its stopping
-    rule ended takes no more steps, and once the first visit ended, later fits get the
-    warm-start budget that its length sets.
+    The total starts at the plan's schedule and follows the run: a fit counts toward where its
+    stopping rule is expected to end it (:func:`expected_fit_length`; its cap without a rule),
+    a fit that its rule ended takes no more steps, and the fits after the first visit are
+    expected to run the warm-start schedule that the first visit's length sets, then as long
+    as the later fits that finished. :attr:`fit_length` is the current fit's expected length.
     """
 
     def __init__(self, plan: Plan) -> None:
         self.plan = plan
-        self._last: dict[tuple[int, int, int], int] = {}  # (visit, tile, run) -> iteration
+        self.fit_length = plan.config.max_iterations
+        self._visit = 0
+        self._fits: dict[tuple[int, int], int] = {}  # (tile, run) -> iteration, this visit
+        self._steps_before = 0  # the steps of the visits that ended
         self._first_iterations: int | None = None
+        self._later_fit_lengths: list[float] = []  # per visit after the first: mean per fit
 
     def update(self, snapshot: Snapshot | StackSnapshot) -> tuple[int, int]:
         """``(steps_done, steps_total)`` after ``snapshot``."""
         plan = self.plan
         visit = plan.visit_number(snapshot)
         fit = snapshot.snapshot if isinstance(snapshot, StackSnapshot) else snapshot
-        self._last[visit, fit.tile, fit.run] = fit.iteration
-        if visit > 0 and self._first_iterations is None:  # a tiled slice's: the mean of its fits
-            first = [steps for (number, *_), steps in self._last.items() if number == 0]
-            self._first_iterations = int(round(np.mean(first)))
-        done = sum(self._last.values())
-        fit_number = fit.tile * plan.config.n_runs + fit.run
-        this_fit = 0 if fit.stopped else fit.max_iterations - fit.iteration
-        this_visit = (plan.fits_per_visit - fit_number - 1) * fit.max_iterations
-        later_visits = (len(plan.visits) - visit - 1) * plan.fits_per_visit * \
-            plan.later_budget(self._first_iterations)
-        return done, done + this_fit + this_visit + later_visits
+        if visit != self._visit:
+            self._end_visit(visit)
+        self._fits[fit.tile, fit.run] = fit.iteration
+        done = self._steps_before + sum(self._fits.values())
+        expected = expected_fit_length(fit.config, fit.iteration, fit.best_iteration,
+                                       max_iterations=fit.max_iterations)
+        self.fit_length = fit.iteration if fit.stopped else expected
+        fits_left = plan.fits_per_visit - (fit.tile * plan.config.n_runs + fit.run) - 1
+        if self._later_fit_lengths:
+            later = float(np.mean(self._later_fit_lengths))
+        else:
+            later = plan.later_fit_length(expected if visit == 0 else self._first_iterations)
+        visits_left = len(plan.visits) - visit - 1
+        total = done + (self.fit_length - fit.iteration) + fits_left * self.fit_length + \
+            visits_left * plan.fits_per_visit * later
+        return done, int(round(total))
+
+    def _end_visit(self, visit: int) -> None:
+        """Fold the visit that ended into the steps done; the first visit's mean fit length
+        sets the warm-start schedule (a tiled slice's: the mean of its fits)."""
+        steps = list(self._fits.values())
+        self._steps_before += sum(steps)
+        if self._visit == 0:
+            self._first_iterations = int(round(np.mean(steps)))
+        else:
+            self._later_fit_lengths.append(float(np.mean(steps)))
+        self._visit, self._fits = visit, {}
 
 
 def plan(image, spec: RunSpec, *, mask=None, guide=None, stack: bool = True) -> Plan:
@@ -342,4 +395,5 @@ def _schedule(indices: list[tuple[int, ...]], config: DIPConfig) -> list[Visit]:
     return visits
 
 
-__all__ = ["Plan", "StepCounter", "Visit", "plan", "plane_tiles", "run"]
+__all__ = ["Plan", "StepCounter", "Visit", "expected_fit_length", "plan", "plane_tiles",
+           "run"]

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from ..config import DIPConfig
+from ..spec import fit_outcome
 from .device import describe_device
 from .fit import FitStep, fit
 from .networks import size_multiple
@@ -110,6 +111,13 @@ class Snapshot:
     precision: str = "float32"
     weight_noise: float = 0.0
     memory_format: str = "contiguous"
+
+
+def run_record(snapshot: Snapshot) -> dict[str, Any]:
+    """Settings and outcome of a finished fit, for metadata and JSON records: the settings
+    (``"config"``) and :func:`napari_dip.spec.fit_outcome`, which a batch run record lists per
+    slice."""
+    return {"config": snapshot.config.to_dict(), **fit_outcome(snapshot)}
 
 
 @dataclass
