@@ -58,6 +58,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from skimage.restoration import denoise_nl_means, estimate_sigma
 
 from napari_dip.operators import psnr
 
@@ -244,7 +245,6 @@ def bm3d_vst(noisy: np.ndarray, steps: int | None = None, seed: int = 0) -> tupl
         import bm3d
     except ImportError as error:
         raise PeerUnavailable("the bm3d package is not installed (pip install bm3d)") from error
-    from skimage.restoration import estimate_sigma
 
     image = np.asarray(noisy, dtype=np.float64)
     gain, read = poisson_gaussian_noise(image)
@@ -263,8 +263,6 @@ def bm3d_vst(noisy: np.ndarray, steps: int | None = None, seed: int = 0) -> tupl
 def nl_means(noisy: np.ndarray, steps: int | None = None, seed: int = 0) -> tuple[np.ndarray,
                                                                                    dict]:
     """scikit-image's NL-means with the settings its documentation recommends."""
-    from skimage.restoration import denoise_nl_means, estimate_sigma
-
     sigma = float(estimate_sigma(noisy))
     estimate = denoise_nl_means(noisy, h=0.6 * sigma, sigma=sigma, fast_mode=True,
                                 patch_size=5, patch_distance=6)
@@ -368,8 +366,8 @@ def cell(runs: list[dict]) -> str:
     """A table cell: the mean PSNR and CPU seconds of ``runs`` (one run, or one per image)."""
     if not runs:
         return "–"
-    return (f"{np.mean([r['psnr'] for r in runs]):.2f} dB, "
-            f"{np.mean([r['cpu_seconds'] for r in runs]):.1f} s")
+    seconds = np.mean([r["cpu_seconds"] for r in runs])
+    return f"{np.mean([r['psnr'] for r in runs]):.2f} dB, {seconds:.{1 if seconds >= 1 else 2}f} s"
 
 
 def table(record: dict) -> str:
@@ -413,7 +411,7 @@ def plot(record: dict, path: Path) -> None:
     fig.savefig(path, dpi=110)
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=Path, default=FMD,
                         help="a folder with Confocal/ (ground truth) and Confocal_gaussianpoisson/")
@@ -430,29 +428,50 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=None, help="the results' JSON file")
     parser.add_argument("--table", type=Path, default=None, help="also write the Markdown table")
     parser.add_argument("--plot", type=Path, default=None, help="also draw PSNR against seconds")
+    parser.add_argument("--replot", type=Path, default=None, metavar="RESULTS_JSON",
+                        help="only write --table and --plot from stored results")
     args = parser.parse_args(argv)
-    names = [n.strip() for n in args.peers.split(",") if n.strip()]
-    unknown = sorted(set(names) - set(peers()))
+    args.peers = [n.strip() for n in args.peers.split(",") if n.strip()]
+    unknown = sorted(set(args.peers) - set(peers()))
     if unknown:
         parser.error(f"unknown peers {unknown}: choose among {', '.join(peers())}")
+    return args
+
+
+def report(record: dict, table_path: Path | None, plot_path: Path | None) -> None:
+    """Print the table, and write it (with the command that measured it) and the figure."""
+    print(table(record))
+    if table_path:
+        table_path.parent.mkdir(parents=True, exist_ok=True)
+        threads = record.get("omp_threads")
+        command = (f"OMP_NUM_THREADS={threads} " if threads else "") + record["command"]
+        table_path.write_text(f"`{command}` on {record['cpu']}\n\n{table(record)}")
+    if plot_path:
+        plot(record, plot_path)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse(argv)
+    if args.replot:
+        report(json.loads(args.replot.read_text()), args.table, args.plot)
+        return 0
     if not (args.images / CLEAN).is_dir() or not (args.images / NOISY).is_dir():
         print(f"skipped: no FMD pairs at {args.images} (it needs {CLEAN}/ and {NOISY}/; "
               "see ../shared/data/SOURCES.md)", file=sys.stderr)
         return 0
     torch.set_num_threads(args.threads)
+    try:  # imported before any timing starts
+        import bm3d  # noqa: F401
+    except ImportError:
+        pass
     out = args.out or OUT / f"fmd_crop{args.crop}.json"
     record = dict(command=command_line("peers.py", argv), cpu=cpu_description(),
+                  omp_threads=os.environ.get("OMP_NUM_THREADS", "unset"),
                   threads=args.threads, crop=args.crop, steps=args.steps, seed=args.seed,
-                  preset=args.preset, peers=names, skipped={}, images=[])
-    run_benchmark(fmd_pairs(args.images, args.crop, args.limit), names, args.preset,
+                  preset=args.preset, peers=args.peers, skipped={}, images=[])
+    run_benchmark(fmd_pairs(args.images, args.crop, args.limit), args.peers, args.preset,
                   args.steps, args.seed, record, out)
-    print(table(record))
-    if args.table:
-        args.table.parent.mkdir(parents=True, exist_ok=True)
-        args.table.write_text(f"`OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', '')} "
-                              f"{record['command']}` on {record['cpu']}\n\n{table(record)}")
-    if args.plot:
-        plot(record, args.plot)
+    report(record, args.table, args.plot)
     return 0
 
 

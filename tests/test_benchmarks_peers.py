@@ -97,6 +97,9 @@ def test_benchmark_records_psnr_and_seconds_per_image_and_method(peers, tmp_path
     text = table.read_text()
     assert "| mean |" in text and "ZS-N2N" in text and "BM3D" not in text
     assert record["command"] in text
+    again = tmp_path / "again.md"
+    assert peers.main(["--replot", str(out), "--table", str(again)]) == 0
+    assert again.read_text() == text
     assert sorted(p.name for p in images.rglob("*")) == sorted(
         ["Confocal", "Confocal_gaussianpoisson", "a.tif", "b.tif", "a.tif", "b.tif"])
 
