@@ -28,8 +28,11 @@ not part of the package):
   from the image (the variance of the diagonal Haar detail of 2x2 blocks against their mean,
   fitted by a straight line over intensity levels), BM3D at the noise level
   ``skimage.restoration.estimate_sigma`` measures on the stabilised image, and the closed-form
-  approximation of the exact unbiased inverse (Makitalo & Foi 2013). Where the image shows no
-  signal-dependent noise, BM3D runs on the image itself.
+  approximation of the exact unbiased inverse (Makitalo & Foi 2013). Peer ``bm3d-unit`` runs
+  BM3D at noise level 1 instead, the level the transform gives when its parameters are right
+  (``estimate_sigma`` reads less on images with large dark, clipped backgrounds). Where the
+  image shows no signal-dependent noise, both run BM3D on the image itself at the estimated
+  level.
 - **NL-means** (scikit-image's ``denoise_nl_means``, as its documentation recommends: σ from
   ``estimate_sigma``, ``h = 0.6 σ``, ``fast_mode``, 5x5 patches searched 13x13).
 - **napari-dip** itself, through ``napari_dip.restore`` with ``--preset`` (optional: pick it
@@ -238,9 +241,11 @@ def inverse_anscombe(stabilised: np.ndarray, gain: float, read: float) -> np.nda
     return gain * np.maximum(counts, 0)
 
 
-def bm3d_vst(noisy: np.ndarray, steps: int | None = None, seed: int = 0) -> tuple[np.ndarray,
-                                                                                    dict]:
-    """BM3D after a variance-stabilising transform for photon noise (see the module's notes)."""
+def bm3d_vst(noisy: np.ndarray, steps: int | None = None, seed: int = 0,
+             unit_sigma: bool = False) -> tuple[np.ndarray, dict]:
+    """BM3D after a variance-stabilising transform for photon noise (see the module's notes),
+    at the noise level ``estimate_sigma`` measures on the stabilised image or, with
+    ``unit_sigma``, at 1 (the level the transform makes when its parameters are right)."""
     try:
         import bm3d
     except ImportError as error:
@@ -250,12 +255,17 @@ def bm3d_vst(noisy: np.ndarray, steps: int | None = None, seed: int = 0) -> tupl
     gain, read = poisson_gaussian_noise(image)
     stabilise = gain > 1e-6 * max(float(np.abs(image).max()), 1e-12)
     work = anscombe(image, gain, read) if stabilise else image
-    sigma = float(estimate_sigma(work))
+    sigma = 1.0 if unit_sigma and stabilise else float(estimate_sigma(work))
     denoised = np.asarray(bm3d.bm3d(work, sigma_psd=sigma), dtype=np.float64)
     estimate = inverse_anscombe(denoised, gain, read) if stabilise else denoised
     return estimate.astype(np.float32), dict(gain=gain, read_variance=read, sigma=sigma,
                                              transform="generalised Anscombe" if stabilise
                                              else "none")
+
+
+def bm3d_unit_sigma(noisy: np.ndarray, steps: int | None = None, seed: int = 0):
+    """``bm3d_vst`` at the stabilised noise level 1."""
+    return bm3d_vst(noisy, steps, seed, unit_sigma=True)
 
 
 # ------------------------------------------------------------------------------ the others
@@ -282,11 +292,11 @@ def napari_dip_peer(preset: str):
 
 def peers(preset: str = "auto") -> dict:
     """Each peer by name: ``run(noisy, steps, seed) -> (estimate, details)``."""
-    return {"nl-means": nl_means, "bm3d": bm3d_vst, "zs-n2n": zs_n2n,
+    return {"nl-means": nl_means, "bm3d": bm3d_vst, "bm3d-unit": bm3d_unit_sigma, "zs-n2n": zs_n2n,
             "noise2fast": noise2fast, "napari-dip": napari_dip_peer(preset)}
 
 
-DEFAULT_PEERS = ("nl-means", "bm3d", "zs-n2n", "noise2fast")
+DEFAULT_PEERS = ("nl-means", "bm3d", "bm3d-unit", "zs-n2n", "noise2fast")
 
 
 # ------------------------------------------------------------------------------ the benchmark
@@ -354,7 +364,8 @@ def run_benchmark(images, names: list[str], preset: str, steps: int | None, seed
     return record
 
 
-LABELS = {"nl-means": "NL-means", "bm3d": "BM3D (VST)", "zs-n2n": "ZS-N2N",
+LABELS = {"nl-means": "NL-means", "bm3d": "BM3D (VST, σ estimated)",
+          "bm3d-unit": "BM3D (VST, σ = 1)", "zs-n2n": "ZS-N2N",
           "noise2fast": "Noise2Fast", "napari-dip": "napari-dip"}
 
 
@@ -428,8 +439,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--out", type=Path, default=None, help="the results' JSON file")
     parser.add_argument("--table", type=Path, default=None, help="also write the Markdown table")
     parser.add_argument("--plot", type=Path, default=None, help="also draw PSNR against seconds")
-    parser.add_argument("--replot", type=Path, default=None, metavar="RESULTS_JSON",
-                        help="only write --table and --plot from stored results")
+    parser.add_argument("--replot", type=Path, nargs="+", default=None, metavar="RESULTS_JSON",
+                        help="only write --table and --plot from stored results (several: of "
+                             "other peers on the same images, in one table)")
     args = parser.parse_args(argv)
     args.peers = [n.strip() for n in args.peers.split(",") if n.strip()]
     unknown = sorted(set(args.peers) - set(peers()))
@@ -438,14 +450,40 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
+def merged(records: list[dict]) -> dict:
+    """One record of runs on the same images (same crop, same CPU): the first's images, each
+    with the methods every record measured on it; ``runs`` lists each run's command."""
+    base = json.loads(json.dumps(records[0]))
+    base["runs"] = [dict(command=r["command"], omp_threads=r.get("omp_threads"))
+                    for r in records]
+    entries = {(e["image"], tuple(e["shape"])): e for e in base["images"]}
+    for record in records[1:]:
+        if record["cpu"] != base["cpu"]:
+            raise ValueError(f"runs on different CPUs ({record['cpu']}, {base['cpu']}) are "
+                             "not put in one table; replot them one by one")
+        for entry in record["images"]:
+            key = (entry["image"], tuple(entry["shape"]))
+            if key in entries:
+                entries[key]["methods"].update(entry["methods"])
+        base["peers"] += [n for n in record["peers"] if n not in base["peers"]]
+        base["skipped"].update(record["skipped"])
+    return base
+
+
+def command_with_threads(run: dict) -> str:
+    """A run's command with the OpenMP thread count it ran with."""
+    threads = run.get("omp_threads")
+    return (f"OMP_NUM_THREADS={threads} " if threads else "") + run["command"]
+
+
 def report(record: dict, table_path: Path | None, plot_path: Path | None) -> None:
-    """Print the table, and write it (with the command that measured it) and the figure."""
+    """Print the table, and write it (with the commands that measured it) and the figure."""
     print(table(record))
     if table_path:
+        commands = "\n".join("    " + command_with_threads(r)
+                             for r in record.get("runs", [record]))
         table_path.parent.mkdir(parents=True, exist_ok=True)
-        threads = record.get("omp_threads")
-        command = (f"OMP_NUM_THREADS={threads} " if threads else "") + record["command"]
-        table_path.write_text(f"`{command}` on {record['cpu']}\n\n{table(record)}")
+        table_path.write_text(f"{commands}\n\non {record['cpu']}\n\n{table(record)}")
     if plot_path:
         plot(record, plot_path)
 
@@ -453,7 +491,8 @@ def report(record: dict, table_path: Path | None, plot_path: Path | None) -> Non
 def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
     if args.replot:
-        report(json.loads(args.replot.read_text()), args.table, args.plot)
+        report(merged([json.loads(path.read_text()) for path in args.replot]), args.table,
+               args.plot)
         return 0
     if not (args.images / CLEAN).is_dir() or not (args.images / NOISY).is_dir():
         print(f"skipped: no FMD pairs at {args.images} (it needs {CLEAN}/ and {NOISY}/; "

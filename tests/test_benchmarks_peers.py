@@ -32,12 +32,13 @@ def smooth_pair(side=32, sigma=0.1, seed=0):
 
 
 # Few steps: enough for ZS-N2N to clean an easy image, a smoke run for the others.
-STEPS = {"nl-means": None, "bm3d": None, "zs-n2n": 200, "noise2fast": 20, "napari-dip": 20}
+STEPS = {"nl-means": None, "bm3d": None, "bm3d-unit": None, "zs-n2n": 200, "noise2fast": 20,
+         "napari-dip": 20}
 
 
 @pytest.mark.parametrize("name", list(STEPS))
 def test_every_peer_denoises_a_tiny_image(peers, name):
-    if name == "bm3d":
+    if name.startswith("bm3d"):
         pytest.importorskip("bm3d")
     clean, noisy = smooth_pair()
     before = noisy.copy()
@@ -46,7 +47,7 @@ def test_every_peer_denoises_a_tiny_image(peers, name):
     assert estimate.shape == noisy.shape
     assert np.isfinite(estimate).all()
     np.testing.assert_array_equal(noisy, before)
-    if name in ("nl-means", "zs-n2n", "bm3d"):
+    if name in ("nl-means", "zs-n2n", "bm3d", "bm3d-unit"):
         assert psnr(estimate, clean) > psnr(noisy, clean) + 3
 
 
@@ -83,17 +84,17 @@ def test_benchmark_records_psnr_and_seconds_per_image_and_method(peers, tmp_path
     monkeypatch.setitem(sys.modules, "bm3d", None)  # as where bm3d is not installed
     images = write_fmd_folder(tmp_path / "fmd")
     out, table = tmp_path / "results.json", tmp_path / "table.md"
-    chosen = ["nl-means", "bm3d", "zs-n2n", "noise2fast"]
+    chosen = ["nl-means", "bm3d", "bm3d-unit", "zs-n2n", "noise2fast"]
     assert peers.main(["--images", str(images), "--peers", ",".join(chosen), "--steps", "10",
                        "--out", str(out), "--table", str(table)]) == 0
     record = json.loads(out.read_text())
     assert [entry["image"] for entry in record["images"]] == ["a", "b"]
     for entry in record["images"]:
         assert entry["shape"] == [64, 64]
-        assert set(entry["methods"]) == set(chosen) - {"bm3d"}
+        assert set(entry["methods"]) == set(chosen) - {"bm3d", "bm3d-unit"}
         for result in entry["methods"].values():
             assert np.isfinite(result["psnr"]) and result["cpu_seconds"] >= 0
-    assert "pip install bm3d" in record["skipped"]["bm3d"]
+    assert "pip install bm3d" in record["skipped"]["bm3d-unit"]
     text = table.read_text()
     assert "| mean |" in text and "ZS-N2N" in text and "BM3D" not in text
     assert record["command"] in text
@@ -102,6 +103,21 @@ def test_benchmark_records_psnr_and_seconds_per_image_and_method(peers, tmp_path
     assert again.read_text() == text
     assert sorted(p.name for p in images.rglob("*")) == sorted(
         ["Confocal", "Confocal_gaussianpoisson", "a.tif", "b.tif", "a.tif", "b.tif"])
+
+
+def test_runs_of_other_peers_on_the_same_images_share_one_table(peers, tmp_path):
+    images = write_fmd_folder(tmp_path / "fmd", names=("a",))
+    first, second, table = tmp_path / "1.json", tmp_path / "2.json", tmp_path / "table.md"
+    assert peers.main(["--images", str(images), "--peers", "nl-means", "--out", str(first)]) == 0
+    assert peers.main(["--images", str(images), "--peers", "zs-n2n", "--steps", "5",
+                       "--out", str(second)]) == 0
+    assert peers.main(["--replot", str(first), str(second), "--table", str(table)]) == 0
+    lines = table.read_text().splitlines()
+    header = next(line for line in lines if line.startswith("| image |"))
+    row = next(line for line in lines if line.startswith("| a |"))
+    assert "NL-means" in header and "ZS-N2N" in header
+    assert "–" not in row
+    assert "--peers nl-means" in table.read_text() and "--peers zs-n2n" in table.read_text()
 
 
 def test_benchmark_without_images_says_so_and_writes_nothing(peers, tmp_path, capsys):
