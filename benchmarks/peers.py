@@ -406,10 +406,11 @@ def plot(record: dict, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     images = record["images"]
+    names = record.get("peers") or list(dict.fromkeys(n for e in images for n in e["methods"]))
     fig, axes = plt.subplots(1, len(images), figsize=(3.2 * len(images), 3.2), squeeze=False)
     for ax, entry in zip(axes[0], images):
-        for index, (name, result) in enumerate(entry["methods"].items()):
-            ax.plot(result["cpu_seconds"], result["psnr"], "o", color=f"C{index}",
+        for name, result in entry["methods"].items():
+            ax.plot(result["cpu_seconds"], result["psnr"], "o", color=f"C{names.index(name)}",
                     label=label(name, record))
         ax.axhline(entry["input_psnr"], color="grey", ls="--", lw=0.8, label="noisy")
         ax.set_xscale("log")

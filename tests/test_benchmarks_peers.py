@@ -16,10 +16,12 @@ SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "peers.py"
 
 @pytest.fixture(scope="module")
 def peers():
+    path = list(sys.path)  # the script puts benchmarks/ on it to import its helpers
     spec = importlib.util.spec_from_file_location("benchmark_peers", SCRIPT)
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module
     spec.loader.exec_module(module)
+    sys.path[:] = path
     return module
 
 
