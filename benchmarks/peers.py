@@ -63,7 +63,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from skimage.restoration import denoise_nl_means, estimate_sigma
 
-from napari_dip.operators import psnr
+from napari_dip.engine.measures import psnr
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from reproduce_paper import DATA, RESULTS, center_crop, command_line, cpu_description  # noqa: E402

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from napari_dip.operators import psnr
+from napari_dip.engine.measures import psnr
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "peers.py"
 
