@@ -23,6 +23,9 @@ from .status import Progress, StepCounter, readable_device, seconds_left
 PREVIEW_INTERVAL_S = 0.5
 """Least time between two preview-layer updates, so a fast GPU run cannot flood the GUI."""
 
+WIDGET_HISTORY = 16
+"""Checkpoints the widget keeps for its history slider when the settings ask for none."""
+
 
 @dataclass
 class RunRequest:
@@ -117,6 +120,7 @@ def _progress_of(napari_dip, request: RunRequest, state: RunState):
     """The body of :func:`restoration_steps`: snapshots in, :class:`Progress` out."""
     config = get_config(request.preset, request.task, request.plan.factor or None,
                         **request.overrides)
+    config = config.replace(history=config.history or WIDGET_HISTORY)  # the history slider's
     state.config = config.to_dict()
     data = np.asarray(request.data)
     background = input_as_output(data, request.plan)
