@@ -212,6 +212,10 @@ def _add_batch_options(batch) -> None:
                        help="with --dask: split stacks of more than N slices into tasks of N "
                             "slices, so that one large stack spreads over several workers "
                             "(default: one task per file)")
+    batch.add_argument("--save-history", action="store_true", default=None,
+                       help="keep a history of each run (32 checkpoints, or --history N) and "
+                            "write it beside each output as NAME.history.tif, checkpoints "
+                            "along its first (T) axis, to choose a result later")
     batch.add_argument("--quiet", action="store_true",
                        help="no progress bars; print only failures and the summary")
 
@@ -300,6 +304,13 @@ def request_from_args(args: argparse.Namespace):
     allowed = (_CONFIG_FILE_KEYS - {"task"}) | set(args.setting_names)
     options = {**from_file, **{k: v for k, v in given.items() if k in allowed}}
     settings = {k: options[k] for k in args.setting_names if k in options}
+    if getattr(args, "save_history", None):
+        from .api import DEFAULT_HISTORY
+
+        if options.get("slices_per_task"):
+            raise ValueError("--save-history cannot join the histories of a stack split into "
+                             "Dask tasks; leave out --slices-per-task")
+        settings["history"] = settings.get("history") or DEFAULT_HISTORY
     request = Request(task=args.task, preset=options.get("preset", DEFAULT_PRESET),
                       factor=options.get("factor"), seed=options.get("seed", 0),
                       device=options.get("device"), axes=options.get("axes"),
