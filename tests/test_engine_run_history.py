@@ -68,11 +68,12 @@ def test_history_of_a_tiled_plane_keeps_the_whole_mosaic(noisy_cell):
     np.testing.assert_array_equal(checkpoints[-1].estimate, last.estimate)
 
 
-@pytest.mark.parametrize("passes", [1, 2])
-def test_history_of_a_stack_has_one_per_slice_ending_at_its_result(noisy_cell, passes):
+@pytest.mark.parametrize("settings", [{}, {"stack_passes": 2}, {"slice_batch": 2}],
+                         ids=["one pass", "two passes", "slices in one batch"])
+def test_history_of_a_stack_has_one_per_slice_ending_at_its_result(noisy_cell, settings):
     _, noisy = noisy_cell
     stack = np.stack([noisy, noisy[::-1]])
-    result, histories = restore_stack(stack, return_history=True, stack_passes=passes,
+    result, histories = restore_stack(stack, return_history=True, **settings,
                                       **tiny(max_iterations=20))
     assert sorted(histories) == [(0,), (1,)]
     for (z,), checkpoints in histories.items():
