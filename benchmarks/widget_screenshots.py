@@ -135,8 +135,9 @@ def stack(iterations: int) -> None:
 
 
 def history(iterations: int) -> None:
-    """The history slider after a run that the variance rule stopped, moved back to an early
-    checkpoint: the preview layer shows it and the loss plot marks it beside the stop."""
+    """The history slider after a run with the variance rule, moved back to an early
+    checkpoint: the preview layer shows it and the loss plot marks it beside the rule's best
+    point."""
     viewer, widget = open_scene("noisy_nuclei")
     configure(widget, "denoise", max(iterations, 1000), "noisy nuclei")
     for name, value in dict(stopping="variance", variance_window=20, patience=100,
