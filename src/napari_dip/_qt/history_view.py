@@ -78,15 +78,20 @@ class HistoryView(QWidget):
             self._offsets[last.index] = steps_done - checkpoints[-1].iteration
         if last.index != self._index:
             self._following = True
+        shown = None if self._following or self.checkpoint is None else self.checkpoint.iteration
         self._index, self._checkpoints = last.index, checkpoints
         self.setVisible(True)
         self.use_button.setEnabled(finished and state.error is None
                                    and self.owner.result_layer is not None)
         self.slider.blockSignals(True)
         self.slider.setRange(0, len(checkpoints) - 1)
-        if self._following:
-            self.slider.setValue(len(checkpoints) - 1)
+        # a moved slider stays on its checkpoint while the history thins around it
+        self.slider.setValue(len(checkpoints) - 1 if shown is None else min(
+            range(len(checkpoints)), key=lambda k: abs(checkpoints[k].iteration - shown)))
         self.slider.blockSignals(False)
+        if shown is not None and self.checkpoint.iteration != shown:  # it was thinned out
+            self._show()
+            self._following = False
         self._describe()
 
     def _plot_step(self, iteration: int) -> float:
