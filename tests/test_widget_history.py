@@ -68,3 +68,30 @@ def test_history_of_a_stack_replaces_only_the_current_slice(dock, qtbot, noisy_s
     others = [i for i in range(noisy.shape[0]) if i != z]
     np.testing.assert_array_equal(result.data[others], before[others])
     assert result.metadata["napari_dip"]["chosen"][0]["slice"] == [z]
+
+
+@qt
+def test_history_slider_works_during_a_run_and_keeps_its_place(dock, qtbot):
+    viewer, widget = dock
+    _, noisy = make_noisy_nuclei((32, 32))
+    viewer.add_image(noisy, name="noisy")
+    configure(widget, max_iterations=100_000, report_every=1, history=4)
+    widget.run()
+    view = widget.history_view
+    qtbot.waitUntil(lambda: view.checkpoint is not None and view.slider.maximum() >= 3,
+                    timeout=test_widget.RUN_TIMEOUT_MS)
+    assert not view.use_button.isEnabled()  # a result layer comes with the run's end
+    view.slider.setValue(1)
+    chosen = view.checkpoint.iteration
+    history = widget.state.last.snapshot.history
+    qtbot.waitUntil(lambda: history.checkpoints[-1].iteration > 8 * chosen,
+                    timeout=test_widget.RUN_TIMEOUT_MS)  # thinned several times since
+    qtbot.wait(200)
+    widget.stop()
+    qtbot.waitUntil(lambda: not widget.running, timeout=test_widget.RUN_TIMEOUT_MS)
+    shown = view.checkpoint
+    assert view.slider.value() < view.slider.maximum()  # not dragged to the end by the run
+    assert abs(shown.iteration - chosen) == min(abs(p.iteration - chosen)
+                                                for p in history.checkpoints)
+    np.testing.assert_array_equal(view.preview_layer.data, shown.estimate)
+    assert view.use_button.isEnabled()

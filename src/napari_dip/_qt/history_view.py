@@ -31,6 +31,7 @@ class HistoryView(QWidget):
         self.owner = owner
         self.slider = QSlider(Qt.Orientation.Horizontal, toolTip=(
             "move through the run's checkpoints: the chosen one is shown in a preview layer"))
+        self.slider.setRange(0, 0)
         self.label = QLabel("no history yet", wordWrap=True)
         self.use_button = QPushButton("Use this", enabled=False, toolTip=(
             "make the checkpoint shown the result (for a stack: this slice's)"))
@@ -58,6 +59,9 @@ class HistoryView(QWidget):
         self._checkpoints, self._index, self._offsets = [], None, {}
         self._following, self.preview_layer = True, None
         self.use_button.setEnabled(False)
+        self.slider.blockSignals(True)
+        self.slider.setRange(0, 0)
+        self.slider.blockSignals(False)
         worker.yielded.connect(lambda progress: self.follow(progress.steps_done))
         worker.finished.connect(lambda: self.follow(finished=True))
 
