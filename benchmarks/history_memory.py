@@ -13,7 +13,10 @@ largest bytes the history held (after an offer, and during a copy: the kept esti
 new one), the peak of the memory traced by tracemalloc over the run (NumPy's allocations
 included) above what was allocated before it, and the mean time of an offer.
 
-    OMP_NUM_THREADS=1 python benchmarks/history_memory.py
+    OMP_NUM_THREADS=1 python benchmarks/history_memory.py [--real-fit 1000]
+
+``--real-fit STEPS`` also runs a real fit of a 128x128 image that snapshots every step and
+keeps a history within a budget of six estimates, and prints the most the history held.
 """
 
 from __future__ import annotations
@@ -74,6 +77,8 @@ def run_case(steps: int, side: int, max_checkpoints: int, budget_mib: int | None
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=20_000)
+    parser.add_argument("--real-fit", type=int, default=0, metavar="STEPS",
+                        help="also run a real fit of this many steps with a history (0: no)")
     args = parser.parse_args()
     print(f"{args.steps} steps, every step offered\n")
     print("| case | kept | copies | one estimate | budget | held after an offer, max "
@@ -88,6 +93,28 @@ def main() -> None:
         assert r["budget"] is None or r["held_during"] <= r["budget"], "over the budget"
         assert r["first"] == 1 and r["notes"] == [(int(0.4 * args.steps), "automatic stop"),
                                                    (args.steps, "last")], r["notes"]
+    if args.real_fit:
+        real_fit(args.real_fit)
+
+
+def real_fit(steps: int) -> None:
+    """A real fit (preset "quick", a 128x128 float32 image, every step a snapshot) that keeps
+    its history within a budget of six estimates: the most the history held, by snapshot."""
+    from napari_dip import iter_restore
+    from napari_dip._sample_data import make_noisy_cell
+
+    _, noisy = make_noisy_cell(128)
+    budget = 6 * noisy.nbytes
+    held, kept = 0, 0
+    start = time.perf_counter()
+    for snapshot in iter_restore(noisy, preset="quick", max_iterations=steps, report_every=1,
+                                 history=32, history_budget_mb=budget / MIB):
+        held, kept = max(held, snapshot.history.nbytes), len(snapshot.history)
+    seconds = time.perf_counter() - start
+    print(f"\nreal fit: {steps} steps of a 128x128 image, every step offered: "
+          f"kept {kept} checkpoints at the end, held at most {held / 1024:.0f} KiB "
+          f"for a budget of {budget / 1024:.0f} KiB ({seconds:.0f} s)")
+    assert held <= budget, "over the budget"
 
 
 if __name__ == "__main__":

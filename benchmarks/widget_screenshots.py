@@ -5,7 +5,7 @@ whole window (canvas, layer list and dock widget). Needs a display:
 
     xvfb-run -a -s "-screen 0 1600x1000x24" python benchmarks/widget_screenshots.py
 
-Writes docs/images/widget-{denoise,inpaint,super-resolve,stack}.png. Runs use the "quick"
+Writes docs/images/widget-{denoise,inpaint,super-resolve,stack,history}.png. Runs use the "quick"
 preset with the iterations given below, so the pictures show what a short CPU run gives.
 """
 
@@ -134,8 +134,25 @@ def stack(iterations: int) -> None:
     save(viewer, "stack")
 
 
+def history(iterations: int) -> None:
+    """The history slider after a run with the variance rule, moved back to an early
+    checkpoint: the preview layer shows it and the loss plot marks it beside the rule's best
+    point."""
+    viewer, widget = open_scene("noisy_nuclei")
+    configure(widget, "denoise", max(iterations, 1000), "noisy nuclei")
+    for name, value in dict(stopping="variance", variance_window=20, patience=100,
+                            report_every=10).items():
+        widget.settings_panel.set_value(name, value)
+    widget.run()
+    wait_for(widget)
+    slider = widget.history_view.slider
+    slider.setValue(slider.maximum() // 4)
+    widget.scroll_area.verticalScrollBar().setValue(0)
+    save(viewer, "history")
+
+
 SCENES = {"denoise": denoise, "inpaint": inpaint, "super-resolve": super_resolve,
-          "stack": stack}
+          "stack": stack, "history": history}
 DEVICE = "cpu"
 
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from .config import DIPConfig
+from .config import DEFAULT_HISTORY, DIPConfig
 from .engine.plan import plan, run
 from .engine.plane import Snapshot, run_record
 from .engine.stack import StackSnapshot
@@ -46,8 +46,8 @@ def restore(image: np.ndarray, *, task: str = "denoise", mask: np.ndarray | None
             factor: int | None = None, guide: np.ndarray | None = None,
             preset: str | DIPConfig = "auto", channel_axis: int | None = None, seed: int = 0,
             device: str | None = None, max_iterations: int | None = None,
-            return_uncertainty: bool = False,
-            **settings: Any) -> np.ndarray | tuple[np.ndarray, np.ndarray | None]:
+            return_uncertainty: bool = False, return_history: bool = False,
+            **settings: Any) -> np.ndarray | tuple:
     """Restore a 2D image with Deep Image Prior.
 
     Parameters
@@ -82,6 +82,11 @@ def restore(image: np.ndarray, *, task: str = "denoise", mask: np.ndarray | None
         Also return the per-pixel posterior standard deviation (Bayesian DIP: preset
         ``"bayesian"`` or ``sgld_noise > 0``; None for other methods, and when the run ended
         before two samples were drawn after ``burn_in``).
+    return_history : bool
+        Also return the run's checkpoints, to choose another point of the run than the one it
+        stopped at. Keeps ``history`` checkpoints (default
+        :data:`napari_dip.config.DEFAULT_HISTORY`) within
+        ``history_budget_mb`` MiB; see :mod:`napari_dip.engine.run_history`.
     **settings
         Any other field of :class:`DIPConfig`, e.g. ``learning_rate=0.005``, or
         ``tile_size=256`` to restore a large image in overlapping tiles, one fit each, whose
@@ -95,13 +100,22 @@ def restore(image: np.ndarray, *, task: str = "denoise", mask: np.ndarray | None
     ndarray or None
         With ``return_uncertainty=True``: the uncertainty map, the result's shape, float32, in
         intensity units.
+    list of Checkpoint
+        With ``return_history=True``: the kept checkpoints in the order of their iterations
+        (each with ``iteration``, ``elapsed``, ``loss``, ``criterion``, ``estimate`` and
+        ``note``: ``"last"``, ``"automatic stop"`` or None), last in the returned tuple:
+        ``result, uncertainty, checkpoints`` when both are asked for.
     """
+    if return_history:
+        settings.setdefault("history", DEFAULT_HISTORY)
     last = None
     for last in iter_restore(image, task=task, mask=mask, factor=factor, guide=guide,
                              preset=preset, channel_axis=channel_axis, seed=seed, device=device,
                              max_iterations=max_iterations, **settings):
         pass
-    return (last.estimate, last.uncertainty) if return_uncertainty else last.estimate
+    extras = ((last.uncertainty,) if return_uncertainty else ()) + \
+        ((last.history.checkpoints,) if return_history else ())
+    return (last.estimate, *extras) if extras else last.estimate
 
 
 def iter_restore_stack(image: np.ndarray, *, task: str = "denoise",
@@ -136,8 +150,8 @@ def restore_stack(image: np.ndarray, *, task: str = "denoise", mask: np.ndarray 
                   preset: str | DIPConfig = "auto", channel_axis: int | None = None,
                   seed: int = 0, device: str | None = None, max_iterations: int | None = None,
                   intensity_range: tuple[float, float] | None = None,
-                  return_uncertainty: bool = False,
-                  **settings: Any) -> np.ndarray | tuple[np.ndarray, np.ndarray | None]:
+                  return_uncertainty: bool = False, return_history: bool = False,
+                  **settings: Any) -> np.ndarray | tuple:
     """Restore a stack (Z, T, ... of 2D images) slice by slice.
 
     Parameters
@@ -156,6 +170,8 @@ def restore_stack(image: np.ndarray, *, task: str = "denoise", mask: np.ndarray 
     return_uncertainty : bool
         Also return the stack's uncertainty map (Bayesian DIP, ``preset="bayesian"``; None for
         presets that draw no posterior samples, and when no slice drew two samples).
+    return_history : bool
+        Also return each slice's checkpoints (as :func:`restore` does for one image).
 
     Other parameters are those of :func:`restore`. ``warm_start_fraction`` (a setting)
     controls how long slices after the first are fitted.
@@ -168,14 +184,23 @@ def restore_stack(image: np.ndarray, *, task: str = "denoise", mask: np.ndarray 
     ndarray or None
         With ``return_uncertainty=True``: the uncertainty map, the result's shape, float32, in
         intensity units.
+    dict
+        With ``return_history=True`` (last in the returned tuple): each slice's index along
+        the stack axes, e.g. ``(z,)``, to its list of checkpoints; a checkpoint's estimate is
+        that slice's result had it been chosen there.
     """
+    if return_history:
+        settings.setdefault("history", DEFAULT_HISTORY)
     last = None
     for last in iter_restore_stack(image, task=task, mask=mask, factor=factor, guide=guide,
                                    preset=preset, channel_axis=channel_axis, seed=seed,
                                    device=device, max_iterations=max_iterations,
                                    intensity_range=intensity_range, **settings):
         pass
-    return (last.result, last.uncertainty) if return_uncertainty else last.result
+    histories = {index: history.checkpoints for index, history in last.histories.items()}
+    extras = ((last.uncertainty,) if return_uncertainty else ()) + \
+        ((histories,) if return_history else ())
+    return (last.result, *extras) if extras else last.result
 
 
 __all__ = ["Snapshot", "StackSnapshot", "iter_restore", "iter_restore_stack", "restore",

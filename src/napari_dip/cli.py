@@ -214,6 +214,10 @@ def _add_batch_options(batch) -> None:
                        help="with --dask: split stacks of more than N slices into tasks of N "
                             "slices, so that one large stack spreads over several workers "
                             "(default: one task per file)")
+    batch.add_argument("--save-history", action="store_true", default=None,
+                       help="keep a history of each run (32 checkpoints, or --history N) and "
+                            "write it beside each output as NAME.history.tif, checkpoints "
+                            "along its first (T) axis, to choose a result later")
     batch.add_argument("--quiet", action="store_true",
                        help="no progress bars; print only failures and the summary")
 
@@ -290,6 +294,7 @@ def load_config_file(path: Path) -> dict:
 def request_from_args(args: argparse.Namespace):
     """The :class:`~napari_dip.spec.RunSpec` of a batch command: command line, then
     ``--config``, then the preset. Raises ValueError for invalid settings."""
+    from .config import DEFAULT_HISTORY
     from .presets import DEFAULT_PRESET
     from .spec import RunSpec
 
@@ -301,8 +306,13 @@ def request_from_args(args: argparse.Namespace):
     allowed = (_CONFIG_FILE_KEYS - {"task"}) | set(args.setting_names)
     options = {**from_file, **{k: v for k, v in given.items() if k in allowed}}
     run_keys = {k: options[k] for k in _CONFIG_FILE_KEYS - {"task"} if k in options}
-    spec = RunSpec(task=args.task, **{"preset": DEFAULT_PRESET, **run_keys},
-                   overrides={k: options[k] for k in args.setting_names if k in options})
+    settings = {k: options[k] for k in args.setting_names if k in options}
+    if getattr(args, "save_history", None):
+        if options.get("slices_per_task"):
+            raise ValueError("--save-history cannot join the histories of a stack split into "
+                             "Dask tasks; leave out --slices-per-task")
+        settings["history"] = settings.get("history") or DEFAULT_HISTORY
+    spec = RunSpec(task=args.task, **{"preset": DEFAULT_PRESET, **run_keys}, overrides=settings)
     if args.task == "super_resolve" and spec.factor is None:
         raise ValueError("super-resolve needs --factor (2, 4 or 8)")
     return spec.check()  # every setting, before any file is touched

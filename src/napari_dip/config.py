@@ -45,6 +45,11 @@ def _knob(default: Any, doc: str, *, low: float | None = None, high: float | Non
                  metadata={"doc": doc, "low": low, "high": high, "choices": choices})
 
 
+DEFAULT_HISTORY = 32
+"""Checkpoints a run keeps when a front door asks for its history (``return_history=True``,
+``--save-history``) and no ``history`` setting is given."""
+
+
 @dataclass(frozen=True)
 class DIPConfig:
     """Every setting of one Deep Image Prior fit, with the paper's denoising recipe as defaults,
@@ -172,6 +177,14 @@ class DIPConfig:
                             "CUDA graph and replay it (auto), instead of launching its thousand-"
                             "odd kernels one by one from Python (off); not with float16 or "
                             "compile", choices=("auto", "off"))
+    # history of the run
+    history: int = _knob(0, "checkpoints of each image plane's estimates kept over the run, to "
+                         "look back and choose one (the widget's history slider, the command "
+                         "line's --save-history; 0: none kept, at least 2 otherwise)", low=0,
+                         high=1024)
+    history_budget_mb: float = _knob(256.0, "history: the most memory, in MiB, that the kept "
+                                     "checkpoints of one image plane take together", low=0.01,
+                                     high=1e6)
     # large images
     tile_size: int = _knob(0, "side in input pixels of the overlapping tiles a larger image is "
                            "restored in, one fit per tile (0: the whole image in one fit)",
@@ -192,6 +205,9 @@ class DIPConfig:
         _check_burn_in(self)
         _check_tiling(self)
         _check_slice_batch(self)
+        if self.history == 1:
+            raise ValueError("history=1 cannot keep both the first and the latest checkpoint; "
+                             "set history to 2 or more, or 0 to keep none")
 
     def replace(self, **changes: Any) -> DIPConfig:
         """A copy with some fields changed (validated like the original)."""
@@ -317,6 +333,7 @@ SETTING_GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
                                 "sample_every", "n_runs")),
     ("Stacks and tiles", ("warm_start_fraction", "stack_passes", "slice_batch", "tile_size",
                           "tile_overlap", "tile_above")),
+    ("History", ("history", "history_budget_mb")),
     ("Speed and hardware", ("precision", "memory_format", "compile", "cuda_graph")),
 )
 """The settings in sections, everyday ones first, for the widget's form and the command line's

@@ -15,6 +15,8 @@ MAX_POINTS = 2000
 
 LOSS_COLOUR = QColor(80, 170, 255)
 CRITERION_COLOUR = QColor(255, 170, 60)
+STOP_COLOUR = QColor(120, 220, 120)
+CHOSEN_COLOUR = QColor(240, 240, 240)
 
 
 class Curve:
@@ -46,13 +48,23 @@ class LossPlot(QWidget):
         super().__init__(parent)
         self.loss = Curve()
         self.criterion = Curve()
+        self.marks: dict[str, float] = {}  # "stop", "chosen" -> step
         self.setMinimumHeight(120)
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
         self.setToolTip("blue: the loss (log scale, left axis); orange: the automatic stopping "
-                        "rule's criterion (its own scale), when the run has one")
+                        "rule's criterion (its own scale), when the run has one; green "
+                        "dashes: where the automatic rule stopped; white: the checkpoint the "
+                        "history slider shows")
 
     def clear(self) -> None:
-        self.loss, self.criterion = Curve(), Curve()
+        self.loss, self.criterion, self.marks = Curve(), Curve(), {}
+        self.update()
+
+    def set_marks(self, *, stop: float | None = None, chosen: float | None = None) -> None:
+        """Mark the steps where the automatic rule stopped and the history slider stands
+        (None: no mark)."""
+        self.marks = {name: step for name, step in (("stop", stop), ("chosen", chosen))
+                      if step is not None}
         self.update()
 
     def add(self, step: float, loss: float, criterion: float | None = None) -> None:
@@ -77,7 +89,22 @@ class LossPlot(QWidget):
             self._draw_axes(painter, box, x_max)
             self._draw(painter, box, self.loss, x_max, LOSS_COLOUR)
             self._draw(painter, box, self.criterion, x_max, CRITERION_COLOUR)
+            self._draw_marks(painter, box, x_max)
         painter.end()
+
+    def _draw_marks(self, painter: QPainter, box: QRect, x_max: float) -> None:
+        """Vertical lines at the marked steps, labelled at the top of the box."""
+        styles = {"stop": (STOP_COLOUR, Qt.PenStyle.DashLine, "stop"),
+                  "chosen": (CHOSEN_COLOUR, Qt.PenStyle.SolidLine, "shown")}
+        for name, step in self.marks.items():
+            colour, style, text = styles[name]
+            x = round(box.left() + box.width() * min(step, x_max) / x_max)
+            painter.setPen(QPen(colour, 1.5, style))
+            painter.drawLine(x, box.top(), x, box.bottom())
+            align_right = x > box.center().x()
+            width = painter.fontMetrics().horizontalAdvance(text)
+            offset = -width - 3 if align_right else 3
+            painter.drawText(x + offset, box.top() + 12 + (14 if name == "chosen" else 0), text)
 
     def _draw_legend(self, painter: QPainter) -> None:
         x = self.LEFT

@@ -25,6 +25,7 @@ from ..presets import DEFAULT_PRESET, PRESETS, get_config
 from ..io.tiff import split_alpha, with_alpha
 from ..spec import RunSpec
 from .device_combo import DeviceCombo
+from .history_view import HistoryView
 from .layer_choices import LayerChoices, axis_name
 from .loss_plot import LossPlot
 from .output_layers import (PREVIEW_KEY, add_uncertainty, output_style, result_metadata,
@@ -110,6 +111,7 @@ class RestoreWidget(QWidget):
         self.progress_bar = self.progress_view.progress_bar
         self.device_label = self.progress_view.device_label
         self.loss_plot = LossPlot()
+        self.history_view = HistoryView(self)
 
     def _build_layout(self) -> None:
         """Choices and settings scroll; Run, the progress and the plot stay in view below."""
@@ -137,6 +139,7 @@ class RestoreWidget(QWidget):
         layout.addWidget(self.run_button)
         layout.addWidget(self.progress_view)
         layout.addWidget(self.loss_plot)
+        layout.addWidget(self.history_view)
 
     def _connect(self) -> None:
         for combo in (self.task_combo, self.factor_combo, self.preset_combo):
@@ -327,6 +330,7 @@ class RestoreWidget(QWidget):
         worker = create_worker(restoration_steps, request, self.state, _start_thread=False)
         worker.yielded.connect(self._on_progress)
         worker.finished.connect(self._on_finished)
+        self.history_view.watch(worker)
         self.worker = worker
         worker.start()
 

@@ -28,6 +28,9 @@ from .status import Progress, readable_device, seconds_left
 PREVIEW_INTERVAL_S = 0.5
 """Least time between two preview-layer updates, so a fast GPU run cannot flood the GUI."""
 
+WIDGET_HISTORY = 16
+"""Checkpoints the widget keeps for its history slider when the settings ask for none."""
+
 
 @dataclass
 class RunInput:
@@ -118,6 +121,15 @@ def cpu_threads_leaving_one_for_the_gui(device: str):
         yield n
 
 
+def _with_history(spec: RunSpec) -> RunSpec:
+    """``spec`` keeping :data:`WIDGET_HISTORY` checkpoints for the history slider when its
+    settings ask for none. The history only watches the fit, so the run's own document (the
+    result layer's metadata) stays ``spec``."""
+    if spec.config().history:
+        return spec
+    return dataclasses.replace(spec, overrides={**spec.overrides, "history": WIDGET_HISTORY})
+
+
 def input_as_output(data: np.ndarray, plan: RunPlan) -> np.ndarray:
     """A copy of the input region shaped like the output (enlarged by pixel repetition when
     super-resolving): what the preview shows where no slice has been fitted yet."""
@@ -132,7 +144,7 @@ def _progress_of(run_input: RunInput, state: RunState):
     from ..engine.plan import plan, run
 
     data = np.asarray(run_input.data)
-    planned = plan(data, state.spec, mask=run_input.mask)
+    planned = plan(data, _with_history(state.spec), mask=run_input.mask)
     state.spec = dataclasses.replace(state.spec, intensity_range=planned.intensity_range)
     background = input_as_output(data, run_input.region)
     counter = planned.step_counter()

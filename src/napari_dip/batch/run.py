@@ -19,6 +19,7 @@ from ..engine.layout import ImageAxes
 from ..io.records import package_versions, write_json
 from ..io.tiff import TiffImage, check_writable, read_mask, read_tiff, write_tiff
 from ..spec import RunSpec, fit_outcome, record
+from .history_file import history_path, write_history
 from .jobs import Job, Outcome, clear_previous
 
 if TYPE_CHECKING:
@@ -50,13 +51,21 @@ def run_job(job: Job, on_snapshot: SnapshotCallback | None = None) -> Outcome:
         clear_previous(job)
         image, layout, engine_data, mask = load_job(job)
         loaded = time.perf_counter()
+        histories: dict = {}  # the run's per-slice histories, when it keeps them
+
+        def watch(snapshot) -> None:
+            histories.update(snapshot.histories)
+            if on_snapshot is not None:
+                on_snapshot(snapshot)
+
         with torch_threads(job.spec.threads) as threads:
             result, uncertainty, slices, intensity_range = restore_array(
-                engine_data, layout, mask, job.spec, on_snapshot)
+                engine_data, layout, mask, job.spec, watch)
         restored = time.perf_counter()
         save_result(job, image, layout, result, uncertainty, slices, threads,
                     timings={"started": started, "read_s": loaded - start,
-                             "restore_s": restored - loaded}, intensity_range=intensity_range)
+                             "restore_s": restored - loaded}, intensity_range=intensity_range,
+                    histories={index: h.checkpoints for index, h in histories.items()})
     except Exception as error:  # one bad file must not stop the batch
         reason = _reason(error)
         _write_failure(job, reason, started)
@@ -169,10 +178,12 @@ def slice_record(snapshot, fits: dict[tuple[int, int], dict] | None = None) -> d
 def save_result(job: Job, image: TiffImage, layout: ImageAxes, result: np.ndarray,
                 uncertainty: np.ndarray | None, slices: list[dict[str, Any]],
                 threads: int | None, timings: dict[str, Any],
-                intensity_range: tuple[float, float] | None = None) -> None:
-    """Write the output TIFF and its uncertainty map (if any), then its run record (last, so
-    it marks the output complete). ``threads``: the CPU threads the fits ran with;
-    ``intensity_range``: the intensities the model's [0, 1] stood for."""
+                intensity_range: tuple[float, float] | None = None,
+                histories: dict | None = None) -> None:
+    """Write the output TIFF, its uncertainty map and history file (if any), then its run
+    record (last, so it marks the output complete). ``threads``: the CPU threads the fits ran
+    with; ``intensity_range``: the intensities the model's [0, 1] stood for; ``histories``:
+    each slice's checkpoints (:mod:`.history_file`)."""
     begin = time.perf_counter()
     output = image.restored(image.with_alpha(layout.from_engine(result), job.spec.factor),
                             job.spec.factor)
@@ -185,6 +196,11 @@ def save_result(job: Job, image: TiffImage, layout: ImageAxes, result: np.ndarra
         extra["uncertainty"] = {"path": str(job.uncertainty), **uncertainty_map.describe()}
     else:  # an earlier run's map must not pass for this result's
         job.uncertainty.unlink(missing_ok=True)
+    if histories:
+        extra["history"] = write_history(history_path(job.output), image, layout, result,
+                                         histories, job.spec.factor)
+    else:
+        history_path(job.output).unlink(missing_ok=True)
     timings = {**timings, "write_s": time.perf_counter() - begin, "finished": _now()}
     for key, value in timings.items():
         if isinstance(value, float):

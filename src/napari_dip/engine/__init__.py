@@ -30,7 +30,8 @@ Around the fit, the work a whole run does:
 - :mod:`.problem`, :mod:`.scaling`, :mod:`.tiling`, :mod:`.layout`: the observation a fit sees,
   intensities in and out of [0, 1], tiles and their blending, and the one axis model of arrays,
   TIFF files and napari layers.
-- :mod:`.history`: a bounded history of a fit's estimates.
+- :mod:`.history`: a bounded history of a fit's estimates; :mod:`.run_history`: which of a
+  plane's snapshots a run keeps in it, when asked (``config.history``).
 - :mod:`.psf`, :mod:`.convolution`, :mod:`.noise_model`: point-spread functions, the blur
   operator, and the Poisson-Gaussian noise model estimated from one image.
 

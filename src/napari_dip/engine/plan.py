@@ -26,6 +26,7 @@ from .layout import ImageAxes
 from .plane import Snapshot, restore_plane
 from .problem import (CheckedPlane, _as_array, _check_finite, _refuse_all_missing,
                       check_channel_axis, checked_image, guide_to_unit)
+from .run_history import PlaneRecorder
 from .scaling import IntensityScaling
 from .stack import StackData, StackSnapshot, iter_stack, refuse_one_guide_for_a_batch
 from .tiling import Tile, plan_tiles
@@ -221,9 +222,19 @@ def run(plan: Plan) -> Iterator[Snapshot] | Iterator[StackSnapshot]:
     :func:`napari_dip.iter_restore_stack`)."""
     if plan.stack is not None:
         return iter_stack(plan)
-    return (snapshot for snapshot, _ in restore_plane(
-        plan.plane, plan.tiles, channel_axis=plan.spec.channel_axis, plan=plan,
-        config=plan.config))
+    return _recorded(plan, restore_plane(plan.plane, plan.tiles,
+                                         channel_axis=plan.spec.channel_axis, plan=plan,
+                                         config=plan.config))
+
+
+def _recorded(plan: Plan, steps) -> Iterator[Snapshot]:
+    """A single plane's snapshots, offered to its history when the run keeps one."""
+    recorder = PlaneRecorder.for_config(plan.config)
+    for snapshot, step in steps:
+        if recorder is not None:
+            recorder.record(snapshot, fit_done=step.done)
+            snapshot.history = recorder.history
+        yield snapshot
 
 
 def _checked_run(spec: RunSpec, mask, guide) -> tuple[DIPConfig, int | None, torch.device]:

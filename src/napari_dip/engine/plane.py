@@ -20,6 +20,7 @@ from ..config import DIPConfig
 from ..spec import fit_outcome
 from .device import describe_device
 from .fit import FitStep, fit
+from .history import History
 from .networks import size_multiple
 from .problem import (CheckedPlane, Observation, channels_to_layout, from_tensor, guide_to_unit,
                       observation_of)
@@ -88,6 +89,9 @@ class Snapshot:
         The generator's layout in memory, ``"channels_last"`` or ``"contiguous"`` (see
         ``DIPConfig.memory_format``): the same arithmetic rounded in another order, so a run
         repeats bit for bit only in the same layout.
+    history : History or None
+        The plane's checkpoints so far, when the run keeps a history (``config.history``;
+        see :mod:`.run_history`): the same object, updated as the run goes; None otherwise.
     """
 
     iteration: int
@@ -111,6 +115,7 @@ class Snapshot:
     precision: str = "float32"
     weight_noise: float = 0.0
     memory_format: str = "contiguous"
+    history: History | None = None
 
 
 def run_record(snapshot: Snapshot) -> dict[str, Any]:

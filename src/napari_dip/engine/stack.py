@@ -9,6 +9,7 @@ pass averages each slice's two results; ``slice_batch`` fits groups of slices to
 from __future__ import annotations
 
 import dataclasses
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -17,9 +18,11 @@ import torch
 
 from ..config import DIPConfig, warm_start_config
 from .fit import FitStep
+from .history import History
 from .networks import size_multiple
 from .plane import Snapshot, fit_runs, in_intensities, make_snapshot, pool, restore_plane
 from .problem import CheckedPlane, channels_to_layout, observation_of
+from .run_history import PlaneRecorder
 from .scaling import IntensityScaling, map_blocks
 
 
@@ -59,6 +62,11 @@ class StackSnapshot:
         The intensities that every slice's [0, 1] model range maps to, one for the whole
         stack (``intensity_range=`` of :func:`restore_stack` imposes it, e.g. to restore a
         part of the stack alike).
+    histories : dict
+        When the run keeps a history (``config.history``): each slice reached so far, by its
+        index, to its :class:`~.history.History` (the current slice's is also
+        ``snapshot.history``); empty otherwise. With ``stack_passes=2`` a slice's history
+        goes on through its backward visit, whose checkpoints hold the two passes' mean.
     """
 
     index: tuple[int, ...]
@@ -72,6 +80,7 @@ class StackSnapshot:
     group_snapshots: tuple[Snapshot, ...] = ()
     uncertainty: np.ndarray | None = None
     intensity_range: tuple[float, float] | None = None
+    histories: dict[tuple[int, ...], History] = dataclasses.field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not self.group:
@@ -171,11 +180,13 @@ class StackData:
                 self._uncertainty_hwc = np.zeros(self._result_shape, dtype=np.float32)
             self._uncertainty_hwc[index] = uncertainty_hwc
 
+    def user_layout(self, hwc: np.ndarray | None) -> np.ndarray | None:
+        """An ``(M, N, C)`` slice in the caller's slice layout."""
+        return None if hwc is None else channels_to_layout(hwc, self._slice_channel)
+
     def user_snapshot(self, snapshot: Snapshot) -> Snapshot:
         """A snapshot whose images are in the caller's slice layout."""
-        def layout(hwc):
-            return None if hwc is None else channels_to_layout(hwc, self._slice_channel)
-
+        layout = self.user_layout
         return dataclasses.replace(snapshot, image=layout(snapshot.image),
                                    average=layout(snapshot.average),
                                    estimate=layout(snapshot.estimate),
@@ -189,6 +200,7 @@ def iter_stack(plan) -> Iterator[StackSnapshot]:
         return
     data, n_slices = plan.stack, len(plan.stack.indices)
     warm = WarmStart(plan.config)  # holds the previous slice's fit, per tile
+    histories = SliceHistories(plan)
     for visit in plan.visits:
         (index,), pass_number, last_visit = visit.group, visit.pass_number, visit is plan.visits[-1]
         forward = data.get(index) if pass_number else None  # its forward result
@@ -199,17 +211,53 @@ def iter_stack(plan) -> Iterator[StackSnapshot]:
             if pass_number:  # the two passes' results, averaged
                 estimate, uncertainty = two_passes(forward, (estimate, uncertainty))
             data.put(index, estimate, uncertainty)
+            user = histories.recorded(index, snapshot, step, forward)
             yield StackSnapshot(index=index, slice_number=visit.slice_number, n_slices=n_slices,
-                                snapshot=data.user_snapshot(snapshot), result=data.result,
+                                snapshot=user, result=data.result,
                                 done=snapshot.done and last_visit, pass_number=pass_number,
                                 uncertainty=data.uncertainty,
-                                intensity_range=data.scaling.range)
+                                intensity_range=data.scaling.range,
+                                histories=histories.by_slice)
             fitted.setdefault(snapshot.tile, {})[snapshot.run] = warm.kept(
                 step, continued=not last_visit)
         # a tiled slice's length is the mean over its tiles (and runs)
         warm.fitted({tile: list(runs.values()) for tile, runs in fitted.items()},
                     np.mean([step.iteration for runs in fitted.values()
                              for step in runs.values()]))
+
+
+class SliceHistories:
+    """One history per slice of a stack run that keeps one (``config.history``; see
+    :mod:`.run_history`), in the caller's slice layout."""
+
+    def __init__(self, plan) -> None:
+        self.plan, self.data = plan, plan.stack
+        self.by_slice: dict[tuple[int, ...], History] = {}
+        self._recorders: dict[tuple[int, ...], PlaneRecorder] = {}
+        self._visits_left = Counter(index for visit in plan.visits for index in visit.group)
+
+    def recorded(self, index: tuple[int, ...], snapshot: Snapshot, step: FitStep,
+                 forward: tuple[np.ndarray, np.ndarray | None] | None = None) -> Snapshot:
+        """``snapshot`` (``(M, N, C)``) offered to slice ``index``'s history, in the caller's
+        layout; ``forward``: the slice's forward result, in its backward visit."""
+        user = self.data.user_snapshot(snapshot)
+        if not self.plan.config.history:
+            return user
+        recorder = self._recorders.get(index)
+        if recorder is None:
+            recorder = self._recorders[index] = PlaneRecorder.for_config(self.plan.config)
+            self.by_slice[index] = recorder.history
+
+        def keep(hwc: np.ndarray) -> np.ndarray:
+            return self.data.user_layout(hwc if forward is None else
+                                         two_passes(forward, (hwc, None))[0])
+
+        last = "last" if self._visits_left[index] == 1 else "forward pass"
+        recorder.record(snapshot, fit_done=step.done, keep=keep, last_note=last)
+        if snapshot.done:
+            self._visits_left[index] -= 1
+        user.history = recorder.history
+        return user
 
 
 class WarmStart:
@@ -248,6 +296,7 @@ def _iter_slice_batches(plan) -> Iterator[StackSnapshot]:
     the previous group's weights and codes, on the warm-start schedule."""
     data = plan.stack
     warm = WarmStart(plan.config)
+    histories = SliceHistories(plan)
     for visit in plan.visits:
         group, last_group = list(visit.group), visit is plan.visits[-1]
         fitted: dict[int, FitStep] = {}  # run -> its last step
@@ -255,12 +304,14 @@ def _iter_slice_batches(plan) -> Iterator[StackSnapshot]:
             fitted[snapshots[-1].run] = warm.kept(step, continued=not last_group)
             for index, snapshot in zip(group, snapshots):
                 data.put(index, snapshot.estimate, snapshot.uncertainty)
-            user = tuple(data.user_snapshot(snapshot) for snapshot in snapshots)
+            user = tuple(histories.recorded(index, snapshot, step)
+                         for index, snapshot in zip(group, snapshots))
             yield StackSnapshot(index=group[-1], slice_number=visit.slice_number,
                                 n_slices=len(data.indices), snapshot=user[-1],
                                 result=data.result, done=user[-1].done and last_group,
                                 group=tuple(group), group_snapshots=user,
-                                uncertainty=data.uncertainty, intensity_range=data.scaling.range)
+                                uncertainty=data.uncertainty, intensity_range=data.scaling.range,
+                                histories=histories.by_slice)
         warm.fitted(list(fitted.values()), np.mean([step.iteration for step in fitted.values()]))
 
 
