@@ -53,10 +53,10 @@ def run_job(job: Job, on_snapshot: SnapshotCallback | None = None) -> Outcome:
         loaded = time.perf_counter()
         histories: dict = {}  # the run's per-slice histories, when it keeps them
 
-        def watch(snapshot) -> None:
+        def watch(snapshot, steps) -> None:
             histories.update(snapshot.histories)
             if on_snapshot is not None:
-                on_snapshot(snapshot)
+                on_snapshot(snapshot, steps)
 
         with torch_threads(job.spec.threads) as threads:
             result, uncertainty, slices, intensity_range = restore_array(
