@@ -26,7 +26,7 @@ FORMAT = 2
 MARKER = "napari_dip_run"
 
 RUN_KEYS = ("task", "preset", "factor", "seed", "device", "threads", "channel_axis",
-            "intensity_range", "axes", "slices_per_task")
+            "intensity_range", "axes", "slices_per_task", "psf")
 """The option names a document may give besides the settings (:class:`~napari_dip.DIPConfig`
 fields)."""
 
@@ -37,7 +37,7 @@ class RunSpec:
 
     Attributes
     ----------
-    task : {"denoise", "inpaint", "super_resolve"}
+    task : {"denoise", "inpaint", "super_resolve", "deconvolve"}
     preset : str or DIPConfig
         A preset name, or a ready config (written to JSON as its settings).
     factor : int or None
@@ -59,6 +59,10 @@ class RunSpec:
         A file's axis letters, overriding what the file says (batch only).
     slices_per_task : int or None
         With Dask, stacks of more slices are split into tasks of this many (batch only).
+    psf : dict or None
+        Deconvolution: which PSF blurs the image, as
+        :func:`~napari_dip.engine.psf.psf_description` gives it: a model's name and numbers
+        (which rebuild it), or an array's shape and digest (and its file's ``"path"``).
     """
 
     task: str = "denoise"
@@ -72,6 +76,7 @@ class RunSpec:
     intensity_range: tuple[float, float] | None = None
     axes: str | None = None
     slices_per_task: int | None = None
+    psf: Mapping[str, Any] | None = None
 
     def config(self):
         """The run's :class:`~napari_dip.DIPConfig`: the preset with the overrides applied."""
@@ -99,6 +104,12 @@ class RunSpec:
                              f"(e.g. -1 for channels last) or null for a greyscale image")
         if self.intensity_range is not None:
             _checked_range(self.intensity_range)
+        if self.psf is not None:
+            from .engine.psf import check_psf_description
+
+            if self.task != "deconvolve":
+                raise ValueError(f"psf is only used by task 'deconvolve', not {self.task!r}")
+            check_psf_description(self.psf)
         self.config()
         return self
 
@@ -253,7 +264,8 @@ def _from_record(record: Mapping[str, Any], source: str) -> dict[str, Any]:
     """A batch run record (format 1): its settings, task, preset, seed, factor, axes and
     ``slices_per_task``; the device it asked for (unless "auto"); the CPU threads it ran
     with; the precision and memory layout "auto" chose where every slice agrees."""
-    return _repeated(record, ("task", "preset", "seed", "factor", "axes", "slices_per_task"),
+    return _repeated(record, ("task", "preset", "seed", "factor", "axes", "slices_per_task",
+                              "psf"),
                      ran=record.get("slices") or (), device=record.get("requested_device"),
                      threads=record.get("threads") or record.get("threads_used"))
 

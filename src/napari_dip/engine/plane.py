@@ -87,6 +87,9 @@ class Snapshot:
         The generator's layout in memory, ``"channels_last"`` or ``"contiguous"`` (see
         ``DIPConfig.memory_format``): the same arithmetic rounded in another order, so a run
         repeats bit for bit only in the same layout.
+    noise_estimate : dict or None
+        With ``data_term="auto"``: the data term chosen and the noise model (gain and read
+        variance, in intensity units) estimated from the image or stack it was chosen from.
     """
 
     iteration: int
@@ -110,6 +113,7 @@ class Snapshot:
     precision: str = "float32"
     weight_noise: float = 0.0
     memory_format: str = "contiguous"
+    noise_estimate: dict | None = None
 
 
 @dataclass
@@ -146,7 +150,8 @@ def fit_runs(observation: Observation, plan, config: DIPConfig, warm: list[FitSt
                 else observation.guide.to(previous.code.device)
         before = finished[-1].elapsed if finished else 0.0  # already counts earlier runs
         for step in fit(observation, config, seed=plan.seed + run_number, device=plan.device,
-                        network=network, code=code, optimizer_state=optimizer_state):
+                        network=network, code=code, optimizer_state=optimizer_state,
+                        psf=plan.psf):
             step = dataclasses.replace(step, elapsed=before + step.elapsed)
             estimate, uncertainty = _pooled(finished, step)
             images = [Images(crop(step.output, item), crop(step.average, item),
@@ -200,7 +205,8 @@ def make_snapshot(step: FitStep, images: Images, run_number: int, *, done: bool,
                   backtracks=step.backtracks, done=done, config=config,
                   criterion=step.criterion, best_iteration=step.best_iteration,
                   stopped=step.stopped, run=run_number, precision=step.precision,
-                  weight_noise=step.weight_noise, memory_format=step.memory_format)
+                  weight_noise=step.weight_noise, memory_format=step.memory_format,
+                  noise_estimate=plan.noise_estimate)
     fields.update(progress)
     return Snapshot(image=user(images.image), average=user(images.average),
                     estimate=user(images.estimate), uncertainty=user(images.uncertainty),
