@@ -29,6 +29,7 @@ class Request:
     ``threads``: CPU threads for each fit (None: torch's default); a CPU fit repeats bit for bit
     only with the same count. ``slices_per_task``: with Dask, stacks of more slices are split
     into tasks of this many (which changes their result: warm start stops at each part).
+    ``psf``: deconvolution's PSF description (:attr:`napari_dip.spec.RunSpec.psf`).
     """
 
     task: str
@@ -40,6 +41,7 @@ class Request:
     settings: dict[str, Any] = field(default_factory=dict)
     threads: int | None = None
     slices_per_task: int | None = None
+    psf: dict[str, Any] | None = None
 
     def config(self):
         from ..presets import get_config
@@ -51,7 +53,8 @@ class Request:
         match."""
         return {"task": self.task, "factor": self.factor, "seed": self.seed, "axes": self.axes,
                 "threads": self.threads, "slices_per_task": self.slices_per_task,
-                "mask": None if mask is None else str(mask), "config": self.config().to_dict()}
+                "mask": None if mask is None else str(mask), "config": self.config().to_dict(),
+                **({} if self.psf is None else {"psf": self.psf})}
 
 
 @dataclass(frozen=True)

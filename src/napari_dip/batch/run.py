@@ -124,7 +124,8 @@ def restore_array(data: np.ndarray, layout: ImageAxes, mask: np.ndarray | None,
     steps = iter_restore_stack(data, task=request.task, mask=mask, factor=request.factor,
                                preset=request.preset, channel_axis=layout.channel_axis,
                                seed=request.seed, device=request.device,
-                               intensity_range=intensity_range, **request.settings)
+                               intensity_range=intensity_range, psf=request.psf,
+                               **request.settings)
     for last in steps:
         if on_snapshot is not None:
             on_snapshot(last)
