@@ -273,7 +273,7 @@ def _from_record(record: Mapping[str, Any], source: str) -> dict[str, Any]:
 def _from_layer(layer: Mapping[str, Any], source: str) -> dict[str, Any]:
     """The widget's metadata of a result layer (before format 2): its task, settings, seed,
     factor (when it enlarged), device, threads, precision and memory layout."""
-    options = _repeated(layer, ("task", "preset", "seed"), ran=(layer,),
+    options = _repeated(layer, ("task", "preset", "seed", "psf"), ran=(layer,),
                         device=layer.get("device_choice"), threads=layer.get("threads"))
     if isinstance(layer.get("factor"), int) and layer["factor"] > 1:
         options["factor"] = layer["factor"]

@@ -28,6 +28,7 @@ from .loss_plot import LossPlot
 from .output_layers import (PREVIEW_KEY, add_uncertainty, output_style, result_metadata,
                             shown_point, slice_index)
 from .progress_view import ProgressView
+from .psf_picker import PsfPicker
 from .settings_file import load_settings, save_settings
 from .settings_form import SettingsPanel
 from .status import (Progress, RunStatus, format_duration, slice_position, stopped_early_text,
@@ -96,6 +97,7 @@ class RestoreWidget(QWidget):
         self.task_combo.addItems([task_label(t) for t in TASKS])
         self.factor_combo = QComboBox(toolTip="the result is this many times larger per side")
         self.factor_combo.addItems([str(f) for f in SUPPORTED_FACTORS])
+        self.psf_picker = PsfPicker(self.viewer)
         self.preset_combo = QComboBox(toolTip="a named recipe; change single knobs under Advanced")
         self.preset_combo.addItems(list(PRESETS))
         self.device_combo = DeviceCombo()
@@ -114,6 +116,7 @@ class RestoreWidget(QWidget):
         form = QFormLayout()
         form.addRow("task", self.task_combo)
         form.addRow("factor", self.factor_combo)
+        form.addRow("PSF", self.psf_picker)
         form.addRow("preset", self.preset_combo)
         for label, combo in self.layer_choices.rows().items():
             form.addRow(label, combo)
@@ -171,6 +174,7 @@ class RestoreWidget(QWidget):
     def _show_task_controls(self, *_) -> None:
         self.form.setRowVisible(self.labels_combo, self.task == "inpaint")
         self.form.setRowVisible(self.factor_combo, self.task == "super_resolve")
+        self.form.setRowVisible(self.psf_picker, self.task == "deconvolve")
 
     def _show_preset(self, *_, overrides: dict[str, Any] | None = None) -> None:
         """Show the chosen preset's values for the task, keeping the knobs the user changed
@@ -257,7 +261,8 @@ class RestoreWidget(QWidget):
         return RunRequest(data=data, plan=plan, task=self.task, alpha=alpha, mask=mask,
                           preset=self.preset_combo.currentText(), seed=self.seed_spin.value(),
                           device=self.device_combo.currentText(),
-                          overrides=self.settings_panel.overrides())
+                          overrides=self.settings_panel.overrides(),
+                          psf=self.psf_picker.psf(layer) if self.task == "deconvolve" else None)
 
     def _check_view_shows_the_plane(self, layer, axes: ImageAxes) -> None:
         """Refuse a current-slice run while a 2D view shows another plane of the layer than the

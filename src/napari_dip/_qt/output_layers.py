@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from ..engine.layout import Geometry, ImageAxes, RunPlan, output_geometry
+from .psf_picker import describe_psf
 
 PREVIEW_KEY = "napari_dip_preview"
 """Metadata flag of a run's preview layer, which is never offered as an input."""
@@ -86,6 +87,7 @@ def result_metadata(layer, request, state) -> dict[str, Any]:
         "source_layer": layer.name, "task": request.task, "factor": plan.factor,
         "preset": request.preset, "seed": request.seed, "device_choice": request.device,
         "overrides": request.overrides, "region": {str(a): i for a, i in plan.fixed.items()},
+        "psf": describe_psf(request.psf),
         "stack_axes": list(plan.looped), "finished": bool(last.done),
         # in the backward pass (stack_passes=2) every slice has its forward result already
         "slices_done": last.n_slices if last.pass_number else

@@ -37,6 +37,7 @@ class RunRequest:
     device: str
     overrides: dict[str, Any]
     alpha: Any = None  # an RGBA layer's alpha channel: kept as it is, not restored
+    psf: Any = None  # deconvolution: the PSF's pixels or a model's description
 
 
 @dataclass
@@ -124,7 +125,7 @@ def _progress_of(napari_dip, request: RunRequest, state: RunState):
         data, task=request.task, mask=request.mask,
         factor=request.plan.factor if request.plan.factor > 1 else None,
         preset=config, channel_axis=request.plan.axes.channel, seed=request.seed,
-        device=request.device)
+        device=request.device, psf=request.psf)
     counter = StepCounter(config)
     start, last_preview = time.perf_counter(), -np.inf
     for stack_step in steps:
