@@ -105,7 +105,7 @@ def richardson_lucy(observed: np.ndarray, psf: np.ndarray, truth: np.ndarray,
 
 
 def dip(observed: np.ndarray, psf: np.ndarray, truth: np.ndarray, peak: float,
-        preset: str) -> dict:
+        preset: str, **settings) -> dict:
     """napari-dip ``deconvolve`` with its automatic stop: the result's PSNR, the peak PSNR of
     the moving average over the snapshots, the steps, the data term and the time."""
     import napari_dip
@@ -113,7 +113,7 @@ def dip(observed: np.ndarray, psf: np.ndarray, truth: np.ndarray, peak: float,
     peak_psnr, last = -np.inf, None
     cpu, wall = time.process_time(), time.perf_counter()
     for last in napari_dip.iter_restore(observed.astype(np.float32), task="deconvolve",
-                                        psf=psf, preset=preset, seed=0):
+                                        psf=psf, preset=preset, seed=0, **settings):
         peak_psnr = max(peak_psnr, psnr(last.average, truth, peak))
     cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
     return {"dip_psnr": psnr(last.estimate, truth, peak), "dip_peak_psnr": peak_psnr,
@@ -129,6 +129,8 @@ def main() -> None:
     parser.add_argument("--peaks", nargs="+", type=float, default=[50.0, 500.0])
     parser.add_argument("--read-noise", type=float, default=2.0, help="photons (std)")
     parser.add_argument("--preset", default="auto")
+    parser.add_argument("--data-term", default=None,
+                        help="a data term instead of the preset's (e.g. gaussian)")
     args = parser.parse_args()
     columns = ("image", "psf", "peak", "observed", "rl_best_psnr", "rl_best_iterations",
                "rl30_psnr", "dip_psnr", "dip_peak_psnr", "dip_iterations", "dip_data_term",
@@ -144,7 +146,9 @@ def main() -> None:
                 row = {"image": name, "psf": psf_name, "peak": peak,
                        "observed": psnr(observed, truth, peak),
                        **richardson_lucy(observed, psf, truth, peak),
-                       **dip(observed, psf, truth, peak, args.preset)}
+                       **dip(observed, psf, truth, peak, args.preset,
+                             **({} if args.data_term is None
+                                else {"data_term": args.data_term}))}
                 print("| " + " | ".join(_cell(row[c]) for c in columns) + " |", flush=True)
 
 
