@@ -45,5 +45,7 @@ def test_the_airy_psf_takes_the_pixel_size_from_the_layer_scale(dock):  # noqa: 
     picker.pixel_spin.setValue(65.0)
     assert picker.psf(in_pixels)["pixel_size_nm"] == pytest.approx(65.0)
     picker.source_combo.setCurrentText("image layer")
+    viewer.add_image(np.zeros((5, 5)), name="bead")
+    assert picker.layer_combo.count() == 3  # a layer opened while it is shown is listed too
     picker.layer_combo.setCurrentText(in_pixels.name)
     assert picker.psf(in_microns).shape == (32, 32)

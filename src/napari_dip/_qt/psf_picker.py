@@ -74,7 +74,8 @@ class PsfPicker(QWidget):
                               ("pixel size", self.pixel_spin)):
             self.form.addRow(label, widget)
         self.source_combo.currentIndexChanged.connect(self._show_rows)
-        self.source_combo.activated.connect(self.refresh_layers)
+        for event in (viewer.layers.events.inserted, viewer.layers.events.removed):
+            event.connect(self.refresh_layers)
         self._show_rows()
 
     @property
