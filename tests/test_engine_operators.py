@@ -1,4 +1,4 @@
-"""Degradation operators: identity, mask of known pixels, Lanczos downsampler.
+"""Degradation operators: identity, mask of known pixels, Lanczos downsampler, PSF blur.
 
 Every operator gets shape, gradient (gradcheck), exception, module-equals-function and
 correctness tests."""
@@ -7,8 +7,10 @@ import numpy as np
 import pytest
 import torch
 
+from napari_dip.engine.convolution import Convolution, convolve
 from napari_dip.engine.operators import (Chain, Identity, LanczosDownsampler, Mask, Operator,
                                          identity, lanczos_downsample, lanczos_kernel, mask)
+from napari_dip.engine.psf import gaussian_psf
 
 
 @pytest.mark.parametrize("factor", [2, 4, 8])
@@ -54,13 +56,20 @@ def _known(shape=(1, 1, 8, 8), seed=0):
     return (torch.rand(shape, generator=torch.Generator().manual_seed(seed)) > 0.3).double()
 
 
+def _psf(side):
+    return torch.from_numpy(gaussian_psf(1.0, size=side))
+
+
 OPERATORS = {
     "identity": (Identity, (), identity, ()),
     "mask": (Mask, (_known(),), mask, (_known(),)),
     "lanczos2": (LanczosDownsampler, (2,), lanczos_downsample, (2,)),
     "lanczos4": (LanczosDownsampler, (4,), lanczos_downsample, (4,)),
+    # deconvolution: a 3 x 3 PSF is convolved directly, a 5 x 5 one through the FFT
+    "blur3": (Convolution, (_psf(3),), convolve, (_psf(3),)),
+    "blur5": (Convolution, (_psf(5),), convolve, (_psf(5),)),
 }
-EXPECTED_SIDE = {"identity": 8, "mask": 8, "lanczos2": 4, "lanczos4": 2}
+EXPECTED_SIDE = {"identity": 8, "mask": 8, "lanczos2": 4, "lanczos4": 2, "blur3": 8, "blur5": 8}
 
 
 @pytest.mark.parametrize("name", OPERATORS)
@@ -168,3 +177,11 @@ def test_a_chain_applies_its_operators_in_order_and_measures_what_the_last_recor
 def test_operators_follow_the_module_to_another_dtype_and_device():
     operator = LanczosDownsampler(2).then(Mask(torch.ones(1, 1, 4, 4))).to(torch.float64)
     assert operator(torch.rand(1, 1, 8, 8, dtype=torch.float64)).dtype == torch.float64
+
+
+def test_the_blur_is_an_operator_that_measures_every_value_and_chains():
+    blur = Convolution(_psf(3).float())
+    known = (torch.arange(64).reshape(1, 1, 8, 8) % 3 > 0).float()
+    image = torch.rand(1, 1, 8, 8)
+    assert isinstance(blur, Operator) and blur.measured is None
+    torch.testing.assert_close(blur.then(Mask(known))(image), convolve(image, _psf(3)) * known)

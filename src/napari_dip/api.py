@@ -15,37 +15,40 @@ from .config import DEFAULT_HISTORY, DIPConfig
 from .engine.plan import plan, run
 from .engine.plane import Snapshot, run_record
 from .engine.stack import StackSnapshot
+from .io.psf import psf_source
 from .spec import RunSpec
 
 
 def _spec(task, factor, preset, seed, device, max_iterations, settings: dict[str, Any], *,
-          channel_axis=None, intensity_range=None) -> RunSpec:
+          channel_axis=None, intensity_range=None, psf=None) -> RunSpec:
     """The run an entry point's arguments describe (checked by :func:`plan`)."""
     overrides = dict(settings) if max_iterations is None else \
         {"max_iterations": max_iterations, **settings}
     return RunSpec(task=task, preset=preset, factor=factor, overrides=overrides, seed=seed,
-                   device=device, channel_axis=channel_axis, intensity_range=intensity_range)
+                   device=device, channel_axis=channel_axis, intensity_range=intensity_range,
+                   psf=psf)
 
 
 def iter_restore(image: np.ndarray, *, task: str = "denoise", mask: np.ndarray | None = None,
                  factor: int | None = None, guide: np.ndarray | None = None,
                  preset: str | DIPConfig = "auto", channel_axis: int | None = None, seed: int = 0,
-                 device: str | None = None, max_iterations: int | None = None,
+                 device: str | None = None, max_iterations: int | None = None, psf=None,
                  **settings: Any) -> Iterator[Snapshot]:
     """Restore a 2D image with Deep Image Prior, yielding a :class:`Snapshot` as the fit goes.
 
     Stop early by breaking out of the loop; the last snapshot received holds the best result
     so far. Parameters are those of :func:`restore`.
     """
+    psf, description = psf_source(psf)
     spec = _spec(task, factor, preset, seed, device, max_iterations, settings,
-                 channel_axis=channel_axis)
-    return run(plan(image, spec, mask=mask, guide=guide, stack=False))  # bad input fails here
+                 channel_axis=channel_axis, psf=description)
+    return run(plan(image, spec, mask=mask, guide=guide, psf=psf, stack=False))  # fails here
 
 
 def restore(image: np.ndarray, *, task: str = "denoise", mask: np.ndarray | None = None,
             factor: int | None = None, guide: np.ndarray | None = None,
             preset: str | DIPConfig = "auto", channel_axis: int | None = None, seed: int = 0,
-            device: str | None = None, max_iterations: int | None = None,
+            device: str | None = None, max_iterations: int | None = None, psf=None,
             return_uncertainty: bool = False, return_history: bool = False,
             **settings: Any) -> np.ndarray | tuple:
     """Restore a 2D image with Deep Image Prior.
@@ -54,7 +57,7 @@ def restore(image: np.ndarray, *, task: str = "denoise", mask: np.ndarray | None
     ----------
     image : (M, N[, C]) ndarray
         Greyscale, RGB or multichannel image of any integer or float dtype. It is not modified.
-    task : {"denoise", "inpaint", "super_resolve"}
+    task : {"denoise", "inpaint", "super_resolve", "deconvolve"}
         The degradation to undo.
     mask : (M, N[, C]) ndarray, optional
         For ``task="inpaint"``: true (non-zero) where pixels are missing.
@@ -63,6 +66,10 @@ def restore(image: np.ndarray, *, task: str = "denoise", mask: np.ndarray | None
     guide : (M', N'[, C']) ndarray, optional
         An image of the same field (a flash photo, a cleaner channel) used as the network's
         input instead of random noise; ``M', N'`` are the result's sides.
+    psf : array_like or dict, optional
+        For ``task="deconvolve"``: the microscope's 2D point-spread function, as an array (any
+        units, normalised and centred here) or a description (see :func:`psf_source`), e.g.
+        ``{"model": "gaussian", "sigma": 1.5}``. One PSF blurs every slice of a stack.
     preset : str or DIPConfig
         ``"auto"`` (automatic stopping; denoising with a slim network, inpainting and
         super-resolution with the paper's), ``"fast"`` (small networks for every task and a
@@ -111,7 +118,7 @@ def restore(image: np.ndarray, *, task: str = "denoise", mask: np.ndarray | None
     last = None
     for last in iter_restore(image, task=task, mask=mask, factor=factor, guide=guide,
                              preset=preset, channel_axis=channel_axis, seed=seed, device=device,
-                             max_iterations=max_iterations, **settings):
+                             max_iterations=max_iterations, psf=psf, **settings):
         pass
     extras = ((last.uncertainty,) if return_uncertainty else ()) + \
         ((last.history.checkpoints,) if return_history else ())
@@ -123,7 +130,7 @@ def iter_restore_stack(image: np.ndarray, *, task: str = "denoise",
                        guide: np.ndarray | None = None, preset: str | DIPConfig = "auto",
                        channel_axis: int | None = None, seed: int = 0, device: str | None = None,
                        max_iterations: int | None = None,
-                       intensity_range: tuple[float, float] | None = None,
+                       intensity_range: tuple[float, float] | None = None, psf=None,
                        **settings: Any) -> Iterator[StackSnapshot]:
     """Restore every 2D slice of a stack, yielding a :class:`StackSnapshot` as it goes.
 
@@ -140,16 +147,17 @@ def iter_restore_stack(image: np.ndarray, *, task: str = "denoise",
     ``group_snapshots``), with ``index`` and ``slice_number`` those of its last slice.
     Parameters are those of :func:`restore_stack`.
     """
+    psf, description = psf_source(psf)
     spec = _spec(task, factor, preset, seed, device, max_iterations, settings,
-                 channel_axis=channel_axis, intensity_range=intensity_range)
-    return run(plan(image, spec, mask=mask, guide=guide))  # bad input fails here
+                 channel_axis=channel_axis, intensity_range=intensity_range, psf=description)
+    return run(plan(image, spec, mask=mask, guide=guide, psf=psf))  # bad input fails here
 
 
 def restore_stack(image: np.ndarray, *, task: str = "denoise", mask: np.ndarray | None = None,
                   factor: int | None = None, guide: np.ndarray | None = None,
                   preset: str | DIPConfig = "auto", channel_axis: int | None = None,
                   seed: int = 0, device: str | None = None, max_iterations: int | None = None,
-                  intensity_range: tuple[float, float] | None = None,
+                  intensity_range: tuple[float, float] | None = None, psf=None,
                   return_uncertainty: bool = False, return_history: bool = False,
                   **settings: Any) -> np.ndarray | tuple:
     """Restore a stack (Z, T, ... of 2D images) slice by slice.
@@ -195,7 +203,7 @@ def restore_stack(image: np.ndarray, *, task: str = "denoise", mask: np.ndarray 
     for last in iter_restore_stack(image, task=task, mask=mask, factor=factor, guide=guide,
                                    preset=preset, channel_axis=channel_axis, seed=seed,
                                    device=device, max_iterations=max_iterations,
-                                   intensity_range=intensity_range, **settings):
+                                   intensity_range=intensity_range, psf=psf, **settings):
         pass
     histories = {index: history.checkpoints for index, history in last.histories.items()}
     extras = ((last.uncertainty,) if return_uncertainty else ()) + \
@@ -203,5 +211,5 @@ def restore_stack(image: np.ndarray, *, task: str = "denoise", mask: np.ndarray 
     return (last.result, *extras) if extras else last.result
 
 
-__all__ = ["Snapshot", "StackSnapshot", "iter_restore", "iter_restore_stack", "restore",
-           "restore_stack", "run_record"]
+__all__ = ["Snapshot", "StackSnapshot", "iter_restore", "iter_restore_stack", "psf_source",
+           "restore", "restore_stack", "run_record"]

@@ -72,6 +72,8 @@ BATCH_COMMANDS = {
     "denoise": ("denoise", "remove noise from TIFF files"),
     "inpaint": ("inpaint", "fill in missing pixels of TIFF files (mask non-zero = missing)"),
     "super-resolve": ("super_resolve", "make TIFF files FACTOR times larger on each side"),
+    "deconvolve": ("deconvolve", "undo the microscope's blur in TIFF files, given its "
+                                 "point-spread function (PSF)"),
 }
 """Subcommand name -> (engine task, one-line help)."""
 
@@ -88,7 +90,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser = argparse.ArgumentParser(
         prog="napari-dip",
-        description="Deep Image Prior restoration: denoising, inpainting and super-resolution.")
+        description="Deep Image Prior restoration: denoising, inpainting, super-resolution and "
+                    "deconvolution.")
     parser.add_argument("--version", action="version", version=_version())
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -188,6 +191,8 @@ def _add_restoration_options(main, task: str, fields: dict[str, dict]) -> None:
         masks.add_argument("--mask-dir", type=Path, metavar="DIR",
                            help="folder of masks matched by file name: NAME.tif, NAME.tiff or "
                                 "NAME_mask.tif (non-zero = missing)")
+    if task == "deconvolve":
+        _add_psf_options(main)
     main.add_argument("--axes", default=None,
                       help="axes of every input, overriding what the files say, e.g. ZYX, "
                            "TZCYX or YXS (C/S: channels; Y, X: the image plane)")
@@ -196,6 +201,81 @@ def _add_restoration_options(main, task: str, fields: dict[str, dict]) -> None:
                            "--help-all (underscores or dashes), e.g. 'preset: quick', "
                            "'learning_rate: 0.005'; a run record (.json) repeats that run's "
                            "settings")
+
+
+def _add_psf_options(main) -> None:
+    """The PSF of ``deconvolve``: a file, a Gaussian's width, or the Airy model's numbers."""
+    psf = main.add_mutually_exclusive_group()
+    psf.add_argument("--psf", type=Path, metavar="FILE",
+                     help="the PSF as a 2D TIFF (e.g. a measured bead cropped around it; "
+                          "normalised and centred here); one PSF blurs every slice")
+    psf.add_argument("--psf-sigma", type=float, metavar="S",
+                     help="a Gaussian PSF of standard deviation S pixels")
+    psf.add_argument("--na", type=float, metavar="NA",
+                     help="an Airy-type PSF from the objective's numerical aperture (with "
+                          "--wavelength)")
+    main.add_argument("--wavelength", type=float, metavar="NM",
+                      help="with --na: the emission wavelength in nanometres")
+    main.add_argument("--confocal", action="store_true", default=None,
+                      help="with --na: the confocal PSF (a point-like pinhole) instead of the "
+                           "widefield one")
+    main.add_argument("--pixel-size", type=float, metavar="NM",
+                      help="with --na: the pixel size at the sample in nanometres (default: "
+                           "from the inputs' metadata, where they all state the same)")
+
+
+def psf_from_args(args: argparse.Namespace, from_file: dict) -> dict | None:
+    """The PSF description of a ``deconvolve`` command (None for the other commands): from
+    --psf, --psf-sigma or --na, else from --config (a model, or a file whose digest must
+    still match)."""
+    from .io.psf import psf_source
+    from .engine.psf import psf_description
+
+    if args.task != "deconvolve":
+        return None
+    if args.na is None and (args.wavelength or args.confocal or args.pixel_size):
+        raise ValueError("--wavelength, --confocal and --pixel-size describe the Airy PSF: "
+                         "give --na NA with them")
+    if args.psf is not None:
+        try:
+            return psf_source({"path": str(args.psf)})[1]
+        except ValueError as error:
+            raise ValueError(f"--psf {args.psf}: {error}") from error
+    if args.psf_sigma is not None:
+        return psf_description("gaussian", sigma=args.psf_sigma)
+    if args.na is not None:
+        if args.wavelength is None:
+            raise ValueError("--na needs --wavelength NM, the emission wavelength in nanometres")
+        return psf_description("airy", numerical_aperture=args.na,
+                               wavelength_nm=args.wavelength, confocal=bool(args.confocal),
+                               pixel_size_nm=args.pixel_size or _inputs_pixel_size(args.inputs))
+    if from_file.get("psf") is None:
+        raise ValueError("deconvolve needs the microscope's PSF: --psf FILE, --psf-sigma S or "
+                         "--na NA --wavelength NM (or a --config record of a deconvolution)")
+    return psf_source(from_file["psf"])[1]
+
+
+def _inputs_pixel_size(patterns: Sequence[str]) -> float:
+    """The pixel size (nm) that every input's metadata states, for the Airy PSF."""
+    from .batch.jobs import find_inputs
+    from .io.tiff import pixel_size_nm, read_tiff
+
+    sizes = {}
+    for path in find_inputs(patterns)[0]:
+        try:
+            sizes[path] = pixel_size_nm(read_tiff(path, pixels=False))
+        except ValueError:
+            continue  # an unreadable input fails on its own, with its reason
+    unknown = [path.name for path, size in sizes.items() if size is None]
+    if unknown or not sizes:
+        raise ValueError(f"the Airy PSF needs the pixel size: give --pixel-size NM (the pixel "
+                         f"at the sample, camera pixel / magnification); "
+                         f"{', '.join(unknown[:3]) or 'the inputs'} state none in a length unit")
+    if len({round(size, 6) for size in sizes.values()}) > 1:
+        listed = ", ".join(f"{path.name}: {size:g} nm" for path, size in list(sizes.items())[:4])
+        raise ValueError(f"the inputs have different pixel sizes ({listed}): run them "
+                         f"separately, or give --pixel-size NM")
+    return next(iter(sizes.values()))
 
 
 def _add_batch_options(batch) -> None:
@@ -305,14 +385,15 @@ def request_from_args(args: argparse.Namespace):
         raise ValueError(f"--config {args.config} is for task {task!r}, not {args.task!r}")
     allowed = (_CONFIG_FILE_KEYS - {"task"}) | set(args.setting_names)
     options = {**from_file, **{k: v for k, v in given.items() if k in allowed}}
-    run_keys = {k: options[k] for k in _CONFIG_FILE_KEYS - {"task"} if k in options}
+    run_keys = {k: options[k] for k in _CONFIG_FILE_KEYS - {"task", "psf"} if k in options}
     settings = {k: options[k] for k in args.setting_names if k in options}
     if getattr(args, "save_history", None):
         if options.get("slices_per_task"):
             raise ValueError("--save-history cannot join the histories of a stack split into "
                              "Dask tasks; leave out --slices-per-task")
         settings["history"] = settings.get("history") or DEFAULT_HISTORY
-    spec = RunSpec(task=args.task, **{"preset": DEFAULT_PRESET, **run_keys}, overrides=settings)
+    spec = RunSpec(task=args.task, **{"preset": DEFAULT_PRESET, **run_keys}, overrides=settings,
+                   psf=psf_from_args(args, from_file))
     if args.task == "super_resolve" and spec.factor is None:
         raise ValueError("super-resolve needs --factor (2, 4 or 8)")
     return spec.check()  # every setting, before any file is touched

@@ -15,14 +15,14 @@ from typing import Any, Literal
 
 import numpy as np
 
-TASKS = ("denoise", "inpaint", "super_resolve")
+TASKS = ("denoise", "inpaint", "super_resolve", "deconvolve")
 NETWORKS = ("skip", "hourglass", "deep_decoder")
 SUPPORTED_FACTORS = (2, 4, 8)
 PRECISIONS = ("auto", "float32", "bfloat16", "float16")
 COMPILE_MODES = ("off", "default", "reduce-overhead", "max-autotune")
 MEMORY_FORMATS = ("auto", "channels_last", "contiguous")
 
-Task = Literal["denoise", "inpaint", "super_resolve"]
+Task = Literal["denoise", "inpaint", "super_resolve", "deconvolve"]
 
 
 SGLD_REFERENCE_NOISE = 25.0 / 255.0
@@ -109,9 +109,11 @@ class DIPConfig:
                                  high=100_000)
     # data term and regularisation
     data_term: str = _knob("gaussian", "noise model of the data term: squared error, Poisson "
-                           "deviance on photon counts, or squared error after a variance-"
-                           "stabilising transform for Poisson-Gaussian noise",
-                           choices=("gaussian", "poisson", "poisson_gaussian"))
+                           "deviance on photon counts, squared error after a variance-"
+                           "stabilising transform for Poisson-Gaussian noise, or auto: the one "
+                           "the noise model estimated from the image (or stack) suits, with its "
+                           "gain and read noise",
+                           choices=("gaussian", "poisson", "poisson_gaussian", "auto"))
     gain: float = _knob(1.0, "Poisson models: intensity units per detected photon", low=1e-9,
                         high=1e9)
     read_noise: float = _knob(0.0, "Poisson-Gaussian model: std of the Gaussian (read) noise, in "

@@ -11,11 +11,15 @@ from typing import Any
 
 from .config import DIPConfig, check_factor, check_task, scaled_burn_in
 
+DENOISING_TASKS = ("denoise", "deconvolve")
+"""Tasks whose every pixel is observed, whose presets are denoising's: deconvolution is
+denoising through a blur (``docs/benchmarks/deconvolution.md``)."""
+
 
 def _paper(task: str, factor: int | None) -> DIPConfig:
     """The recipes of the Deep Image Prior paper's own code, per task, in its arithmetic
     (float32 throughout): the reference (``docs/benchmarks/paper.md``)."""
-    if task == "denoise":
+    if task in DENOISING_TASKS:
         # 128/128/4 skip net, bilinear, lr 0.01, reg noise 1/30, 3000 steps, output averaging
         recipe = DIPConfig()
     elif task == "inpaint":
@@ -69,15 +73,18 @@ def _auto(task: str, factor: int | None) -> DIPConfig:
     on them is lowest, with :data:`SMALL_DENOISER`, :data:`DENOISING_RAMP` and
     :data:`DENOISING_TILES`; inpainting and super-resolution keep the paper's networks and stop
     where the running variance of the outputs is lowest (inpainting waits longer for a new
-    minimum).
+    minimum). Deconvolution takes denoising's settings, with the data term chosen from the
+    noise model estimated from the image (``data_term="auto"``).
     """
     base = _paper(task, factor)
-    config = base.replace(stopping="holdout" if task == "denoise" else "variance",
+    config = base.replace(stopping="holdout" if task in DENOISING_TASKS else "variance",
                           variance_window=20, patience=500 if task == "inpaint" else 300,
                           max_iterations=2 * base.max_iterations, result="ema",
                           ema_weight=0.99, ema_init="recent", precision="auto")
-    if task != "denoise":
+    if task not in DENOISING_TASKS:
         return config
+    if task == "deconvolve":
+        config = config.replace(data_term="auto")
     return config.replace(**SMALL_DENOISER, **DENOISING_RAMP, **DENOISING_TILES)
 
 
@@ -86,7 +93,7 @@ def _fast(task: str, factor: int | None) -> DIPConfig:
     task (``docs/benchmarks/speed.md``): :data:`SMALL_DENOISER` for denoising (with auto's
     tiles), :data:`SMALL_NETWORK` otherwise; super-resolution keeps a long patience."""
     base = _auto(task, factor)
-    network = SMALL_DENOISER if task == "denoise" else SMALL_NETWORK
+    network = SMALL_DENOISER if task in DENOISING_TASKS else SMALL_NETWORK
     return base.replace(**network, channels_skip=32 if task == "inpaint" else 4,
                         patience=1000 if task == "super_resolve" else 200,
                         max_iterations=min(base.max_iterations, 3000),
@@ -129,7 +136,7 @@ def get_config(preset: str | DIPConfig = "auto", task: str = "denoise", factor: 
     ----------
     preset : str or DIPConfig
         A name from :data:`PRESETS`, or a ready config (returned with ``overrides`` applied).
-    task : {"denoise", "inpaint", "super_resolve"}
+    task : {"denoise", "inpaint", "super_resolve", "deconvolve"}
     factor : int, optional
         Super-resolution factor (2, 4 or 8); required for ``task="super_resolve"``.
     **overrides

@@ -27,7 +27,7 @@ FORMAT = 2
 MARKER = "napari_dip_run"
 
 RUN_KEYS = ("task", "preset", "factor", "seed", "device", "threads", "channel_axis",
-            "intensity_range", "axes", "slices_per_task")
+            "intensity_range", "axes", "slices_per_task", "psf")
 """The option names a document may give besides the settings (:class:`~napari_dip.DIPConfig`
 fields)."""
 
@@ -38,7 +38,7 @@ class RunSpec:
 
     Attributes
     ----------
-    task : {"denoise", "inpaint", "super_resolve"}
+    task : {"denoise", "inpaint", "super_resolve", "deconvolve"}
     preset : str or DIPConfig
         A preset name, or a ready config (written to JSON as its settings).
     factor : int or None
@@ -60,6 +60,10 @@ class RunSpec:
         A file's axis letters, overriding what the file says (batch only).
     slices_per_task : int or None
         With Dask, stacks of more slices are split into tasks of this many (batch only).
+    psf : dict or None
+        Deconvolution: which PSF blurs the image, as
+        :func:`~napari_dip.engine.psf.psf_description` gives it: a model's name and numbers
+        (which rebuild it), or an array's shape and digest (and its file's ``"path"``).
     """
 
     task: str = "denoise"
@@ -73,6 +77,7 @@ class RunSpec:
     intensity_range: tuple[float, float] | None = None
     axes: str | None = None
     slices_per_task: int | None = None
+    psf: Mapping[str, Any] | None = None
 
     def config(self):
         """The run's :class:`~napari_dip.DIPConfig`: the preset with the overrides applied."""
@@ -100,6 +105,12 @@ class RunSpec:
                              f"(e.g. -1 for channels last) or null for a greyscale image")
         if self.intensity_range is not None:
             _checked_range(self.intensity_range)
+        if self.psf is not None:
+            from .engine.psf import check_psf_description
+
+            if self.task != "deconvolve":
+                raise ValueError(f"psf is only used by task 'deconvolve', not {self.task!r}")
+            check_psf_description(self.psf)
         self.config()
         return self
 
@@ -254,7 +265,8 @@ def _from_record(record: Mapping[str, Any], source: str) -> dict[str, Any]:
     """A batch run record (format 1): its settings, task, preset, seed, factor, axes and
     ``slices_per_task``; the device it asked for (unless "auto"); the CPU threads it ran
     with; the precision and memory layout "auto" chose where every slice agrees."""
-    return _repeated(record, ("task", "preset", "seed", "factor", "axes", "slices_per_task"),
+    return _repeated(record, ("task", "preset", "seed", "factor", "axes", "slices_per_task",
+                              "psf"),
                      ran=record.get("slices") or (), device=record.get("requested_device"),
                      threads=record.get("threads") or record.get("threads_used"))
 
@@ -262,7 +274,7 @@ def _from_record(record: Mapping[str, Any], source: str) -> dict[str, Any]:
 def _from_layer(layer: Mapping[str, Any], source: str) -> dict[str, Any]:
     """The widget's metadata of a result layer (before format 2): its task, settings, seed,
     factor (when it enlarged), device, threads, precision and memory layout."""
-    options = _repeated(layer, ("task", "preset", "seed"), ran=(layer,),
+    options = _repeated(layer, ("task", "preset", "seed", "psf"), ran=(layer,),
                         device=layer.get("device_choice"), threads=layer.get("threads"))
     if isinstance(layer.get("factor"), int) and layer["factor"] > 1:
         options["factor"] = layer["factor"]
@@ -352,7 +364,9 @@ def fit_outcome(snapshot) -> dict[str, Any]:
             "seconds": round(snapshot.elapsed, 3), "device": snapshot.device,
             "precision": snapshot.precision, "memory_format": snapshot.memory_format,
             "backtracks": snapshot.backtracks, "weight_noise": snapshot.weight_noise,
-            "stopped_early": snapshot.stopped, "best_iteration": snapshot.best_iteration}
+            "stopped_early": snapshot.stopped, "best_iteration": snapshot.best_iteration,
+            **({} if getattr(snapshot, "noise_estimate", None) is None
+               else {"noise_estimate": snapshot.noise_estimate})}
 
 
 __all__ = ["FORMAT", "RunSpec", "UPGRADES", "document_kind", "fit_outcome", "load_options",

@@ -20,6 +20,7 @@ from qtpy.QtWidgets import (QComboBox, QFormLayout, QPushButton, QScrollArea, QS
 from superqt import QCollapsible
 
 from ..engine.layout import ImageAxes, mask_for_plan, plan_run
+from ..engine.psf import described_psf
 from ..config import SUPPORTED_FACTORS, TASKS
 from ..presets import DEFAULT_PRESET, PRESETS, get_config
 from ..io.tiff import split_alpha, with_alpha
@@ -31,6 +32,7 @@ from .loss_plot import LossPlot
 from .output_layers import (PREVIEW_KEY, add_uncertainty, output_style, result_metadata,
                             shown_point, slice_index)
 from .progress_view import ProgressView
+from .psf_picker import PsfPicker
 from .settings_file import load_settings, save_settings
 from .settings_form import SettingsPanel
 from .status import (Progress, RunStatus, format_duration, slice_position, stopped_early_text,
@@ -99,6 +101,7 @@ class RestoreWidget(QWidget):
         self.task_combo.addItems([task_label(t) for t in TASKS])
         self.factor_combo = QComboBox(toolTip="the result is this many times larger per side")
         self.factor_combo.addItems([str(f) for f in SUPPORTED_FACTORS])
+        self.psf_picker = PsfPicker(self.viewer)
         self.preset_combo = QComboBox(toolTip="a named recipe; change single knobs under Advanced")
         self.preset_combo.addItems(list(PRESETS))
         self.device_combo = DeviceCombo()
@@ -118,6 +121,7 @@ class RestoreWidget(QWidget):
         form = QFormLayout()
         form.addRow("task", self.task_combo)
         form.addRow("factor", self.factor_combo)
+        form.addRow("PSF", self.psf_picker)
         form.addRow("preset", self.preset_combo)
         for label, combo in self.layer_choices.rows().items():
             form.addRow(label, combo)
@@ -176,6 +180,7 @@ class RestoreWidget(QWidget):
     def _show_task_controls(self, *_) -> None:
         self.form.setRowVisible(self.labels_combo, self.task == "inpaint")
         self.form.setRowVisible(self.factor_combo, self.task == "super_resolve")
+        self.form.setRowVisible(self.psf_picker, self.task == "deconvolve")
 
     def _show_preset(self, *_, overrides: dict[str, Any] | None = None) -> None:
         """Show the chosen preset's values for the task, keeping the knobs the user changed
@@ -228,12 +233,13 @@ class RestoreWidget(QWidget):
 
     # ------------------------------------------------------------------ a run's request
 
-    def run_spec(self, channel_axis: int | None = None) -> RunSpec:
-        """The run the choices describe (every setting; the data goes beside it)."""
+    def run_spec(self, channel_axis: int | None = None, psf: dict | None = None) -> RunSpec:
+        """The run the choices describe (every setting; the data goes beside it); ``psf``:
+        deconvolution's PSF description."""
         return RunSpec(task=self.task, preset=self.preset_combo.currentText(),
                        factor=self.factor, overrides=self.settings_panel.overrides(),
                        seed=self.seed_spin.value(), device=self.device_combo.currentText(),
-                       channel_axis=channel_axis)
+                       channel_axis=channel_axis, psf=psf)
 
     def _request(self) -> RunInput:
         """Gather the run's inputs; ``ValueError`` with a user-facing message if they do not fit."""
@@ -266,8 +272,10 @@ class RestoreWidget(QWidget):
         data, alpha = layer.data[plan.region], None
         if plan.axes.rgb and data.shape[-1] == 4:  # RGBA: the colours are restored, not alpha
             data, alpha = split_alpha(data, -1)
-        return RunInput(spec=self.run_spec(plan.axes.channel), data=data, region=plan,
-                        mask=mask, alpha=alpha)
+        psf, described = described_psf(self.psf_picker.psf(layer)
+                                       if self.task == "deconvolve" else None)
+        return RunInput(spec=self.run_spec(plan.axes.channel, psf=described), data=data,
+                        region=plan, mask=mask, alpha=alpha, psf=psf)
 
     def _check_view_shows_the_plane(self, layer, axes: ImageAxes) -> None:
         """Refuse a current-slice run while a 2D view shows another plane of the layer than the

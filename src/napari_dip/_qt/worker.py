@@ -49,6 +49,8 @@ class RunInput:
         For inpainting: true where pixels are missing, shaped like the region's spatial axes.
     alpha : array-like or None
         An RGBA layer's alpha channel: kept as it is, not restored.
+    psf : ndarray or None
+        Deconvolution's PSF pixels (None for a model PSF, which ``spec.psf`` describes).
     """
 
     spec: RunSpec
@@ -56,6 +58,7 @@ class RunInput:
     region: RunPlan
     mask: np.ndarray | None = None
     alpha: Any = None
+    psf: np.ndarray | None = None
 
 
 @dataclass
@@ -144,7 +147,7 @@ def _progress_of(run_input: RunInput, state: RunState):
     from ..engine.plan import plan, run
 
     data = np.asarray(run_input.data)
-    planned = plan(data, _with_history(state.spec), mask=run_input.mask)
+    planned = plan(data, _with_history(state.spec), mask=run_input.mask, psf=run_input.psf)
     state.spec = dataclasses.replace(state.spec, intensity_range=planned.intensity_range)
     background = input_as_output(data, run_input.region)
     counter = planned.step_counter()

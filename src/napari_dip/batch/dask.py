@@ -132,11 +132,14 @@ def _prepare_parts(job: Job):
     import dataclasses
 
     from ..engine.plan import plan
+    from ..io.psf import psf_source
 
     clear_previous(job)
     _, layout, data, mask = load_job(job)
-    spec = dataclasses.replace(job.spec, channel_axis=-1)
-    checked = plan(_flat_slices(data, layout.channel_axis), spec, mask=_flat_mask(mask))
+    psf, described = psf_source(job.spec.psf)
+    spec = dataclasses.replace(job.spec, channel_axis=-1, psf=described)
+    checked = plan(_flat_slices(data, layout.channel_axis), spec, mask=_flat_mask(mask),
+                   psf=psf)
     return {"intensity_range": checked.intensity_range, "started": _now(),
             "clock": time.time()}
 

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..engine.layout import ImageAxes
+from ..io.psf import psf_source
 from ..io.records import package_versions, write_json
 from ..io.tiff import TiffImage, check_writable, read_mask, read_tiff, write_tiff
 from ..spec import RunSpec, fit_outcome, record
@@ -133,9 +134,10 @@ def restore_array(data: np.ndarray, layout: ImageAxes, mask: np.ndarray | None,
     slices: list[dict[str, Any]] = []
     fits: dict[tuple[int, ...], dict[tuple[int, int], dict]] = {}  # slice -> (tile, run) -> end
     last = None
+    psf, described = psf_source(spec.psf)
     spec = dataclasses.replace(spec, channel_axis=layout.channel_axis,
-                               intensity_range=intensity_range)
-    planned = plan(data, spec, mask=mask)
+                               intensity_range=intensity_range, psf=described)
+    planned = plan(data, spec, mask=mask, psf=psf)
     counter = planned.step_counter()
     for last in run(planned):
         if on_snapshot is not None:

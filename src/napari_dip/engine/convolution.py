@@ -1,6 +1,7 @@
 """The deconvolution degradation: blur by a point-spread function, ``x0 = psf * x``.
 
-A function and an ``nn.Module``, as for the other operators. Borders are reflective: the image
+A function and an :class:`~.operators.Operator`, as for the other operators (the operator of
+task ``"deconvolve"``). Borders are reflective: the image
 is padded by reflection (the edge pixel not repeated: ``d c b | a b c d | c b a``, which is
 ``scipy.ndimage.convolve(mode="mirror")``, not its ``mode="reflect"``) by the PSF's half size,
 convolved, and cropped back, so the output has the input's shape and no dark frame. Kernels up
@@ -15,7 +16,8 @@ from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
-from torch import nn
+
+from .operators import Operator, _check_image as check_image_tensor
 
 # Above this side (pixels) the FFT is used: on a CPU, forward and backward together, it beats
 # torch's direct convolution of one-channel planes from 5 x 5 kernels up.
@@ -32,9 +34,7 @@ def _check_psf_tensor(psf: torch.Tensor, method: str) -> None:
 
 
 def _check_image(image: torch.Tensor, psf: torch.Tensor) -> None:
-    if image.ndim != 4:
-        raise ValueError(f"the image must be a (N, C, H, W) tensor, got shape "
-                         f"{tuple(image.shape)}: add the missing axes, e.g. image[None, None]")
+    check_image_tensor(image)
     height, width = image.shape[-2:]
     if psf.shape[0] > height or psf.shape[1] > width:
         raise ValueError(f"the PSF, shape {tuple(psf.shape)}, is larger than the image plane "
@@ -122,7 +122,7 @@ def convolve(image: torch.Tensor, psf: torch.Tensor, *, method: str = "auto") ->
                  lambda padded, kernel: psf_spectrum(kernel, tuple(padded.shape[-2:])))
 
 
-class Convolution(nn.Module):
+class Convolution(Operator):
     """The deconvolution degradation ``x0 = psf * f(z)``, holding the PSF as a buffer.
 
     With the FFT, the PSF's spectrum is computed at the first image of a given size, dtype and
@@ -133,6 +133,12 @@ class Convolution(nn.Module):
     psf : array_like or torch.Tensor, shape (kh, kw)
         As :func:`convolve` takes it (see :func:`napari_dip.engine.psf.check_psf`).
     method : {"auto", "fft", "direct"}
+
+    Examples
+    --------
+    >>> blur = Convolution(torch.full((3, 3), 1 / 9))
+    >>> blur(torch.ones(1, 1, 8, 8)).shape
+    torch.Size([1, 1, 8, 8])
     """
 
     def __init__(self, psf, *, method: str = "auto") -> None:

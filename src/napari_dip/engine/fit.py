@@ -16,6 +16,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -24,6 +25,7 @@ from .problem import Observation
 from .likelihoods import Likelihood, likelihood_from_config
 from .measures import estimate_noise_std, total_variation
 from .networks import build_generator, input_channels
+from .convolution import Convolution
 from .operators import Identity, LanczosDownsampler, Mask, Operator
 from .stepper import Stepper
 from .trackers import (Backtracking, HoldoutStop, MovingAverage, PosteriorSampler, VarianceStop,
@@ -145,19 +147,23 @@ class InputPerturbation:
 
 # ----------------------------------------------------------------------------- the problem
 
-def task_operator(factor: int) -> Operator:
-    """The degradation of a task: the Lanczos downsampler for super-resolution by ``factor``,
-    else the identity."""
+def task_operator(factor: int, psf: np.ndarray | None = None) -> Operator:
+    """The degradation of a task: the blur by ``psf`` (a checked PSF, see
+    :func:`~.psf.check_psf`) for deconvolution, the Lanczos downsampler for super-resolution
+    by ``factor``, else the identity."""
+    if psf is not None:
+        return Convolution(torch.from_numpy(psf).float())
     return LanczosDownsampler(factor) if factor > 1 else Identity()
 
 
 def _data_fit(observation: Observation, config: DIPConfig, seed: int, device: torch.device,
+              psf: np.ndarray | None = None,
               ) -> tuple[Operator, Likelihood, torch.Tensor, VarianceStop | HoldoutStop | None]:
     """The operator (the task's, then the mask of the pixels the loss sees), the likelihood,
     the observation on ``device`` and the stopping rule. The hold-out rule takes its pixels out
     of the mask."""
     target = observation.target.to(device)
-    task = task_operator(observation.factor).to(device)
+    task = task_operator(observation.factor, psf).to(device)
     known, rule = observation.weight, None
     if config.stopping == "holdout":
         known, held = split_holdout(known, tuple(target.shape), config.holdout_fraction,
@@ -174,7 +180,8 @@ def _data_fit(observation: Observation, config: DIPConfig, seed: int, device: to
 def fit(observation: Observation, config: DIPConfig, *, seed: int = 0,
         device: torch.device | str = "cpu", network: nn.Module | None = None,
         code: torch.Tensor | None = None,
-        optimizer_state: dict | None = None) -> Iterator[FitStep]:
+        optimizer_state: dict | None = None, psf: np.ndarray | None = None,
+        ) -> Iterator[FitStep]:
     """Fit a generator to ``observation``; yield a :class:`FitStep` every ``report_every`` steps.
 
     Each step perturbs the input code (:class:`InputPerturbation`), runs the generator, maps
@@ -187,13 +194,15 @@ def fit(observation: Observation, config: DIPConfig, *, seed: int = 0,
     ``network`` and ``code`` continue from an earlier fit (warm start) instead of a fresh,
     seeded initialisation; ``optimizer_state`` (that fit's ``optimizer.state_dict()``) carries
     on its Adam moment estimates too: a fresh Adam knocks a fitted network far off before it
-    settles (``docs/benchmarks/stacks.md``).
+    settles (``docs/benchmarks/stacks.md``). ``psf`` (checked by
+    :func:`~.psf.check_psf`) makes the fit a deconvolution: the data term compares the blurred
+    output with the observation.
     """
     device = torch.device(device)
     if network is None or code is None:
         network, code = build_fit(observation, config, seed, device)
     network.train()
-    operator, likelihood, target, rule = _data_fit(observation, config, seed, device)
+    operator, likelihood, target, rule = _data_fit(observation, config, seed, device, psf)
 
     def loss_of(output: torch.Tensor) -> torch.Tensor:
         loss = likelihood(operator(output), target, operator.measured)

@@ -189,6 +189,10 @@ def make_likelihood(name: str, *, to_input: tuple[float, float] = (1.0, 0.0),
 def likelihood_from_config(config: DIPConfig,
                            to_input: tuple[float, float] = (1.0, 0.0)) -> Likelihood:
     """The likelihood ``config.data_term`` names, with the config's ``gain``, ``read_noise``
-    and ``offset``."""
+    and ``offset``. ``data_term="auto"`` is resolved from the image by
+    :func:`napari_dip.engine.plan.plan` before any fit."""
+    if config.data_term == "auto":
+        raise ValueError("data_term='auto' is chosen from the image when a run is planned: run "
+                         "through plan() (or restore()), or name the data term")
     return make_likelihood(config.data_term, to_input=to_input, gain=config.gain,
                            read_noise=config.read_noise, offset=config.offset)

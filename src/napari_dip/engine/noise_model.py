@@ -364,3 +364,35 @@ def choose_likelihood(model: NoiseModel, image) -> Literal["gaussian", "poisson"
     if model.read_variance <= _NEGLIGIBLE_READ * model.gain * median:
         return "poisson"
     return "poisson_gaussian"
+
+
+def auto_data_term(image: np.ndarray, missing: np.ndarray | None = None,
+                   ) -> tuple[dict, dict]:
+    """What ``data_term="auto"`` becomes for ``image``: the settings of the likelihood that
+    :func:`choose_likelihood` picks for the noise model estimated from it, and a report of the
+    estimate for snapshots and records.
+
+    ``image`` is ``(..., M, N, C)``: every plane and channel is pooled into one estimate (one
+    camera). ``missing`` (broadcast to it) marks pixels that hold no data. Where the noise
+    cannot be measured (too small, clipped or textured), the data term is Gaussian and the
+    report says why. The model has no dark-offset term: an offset adds to the estimated read
+    variance, and the Poisson likelihood counts it as signal.
+    """
+    plane = image.shape[-3:-1]
+    planes = np.moveaxis(image, -1, -3).reshape((-1,) + plane)
+    excluded = None
+    if missing is not None:
+        excluded = np.moveaxis(np.broadcast_to(missing, image.shape), -1, -3).reshape(
+            planes.shape)
+    try:
+        model = estimate_noise_model_stack(planes, mask=excluded)
+    except ValueError as error:
+        return {"data_term": "gaussian"}, {"data_term": "gaussian", "noise_model": None,
+                                           "note": str(error)}
+    values = planes if excluded is None else planes[~excluded]
+    chosen = choose_likelihood(model, values)
+    settings = {"data_term": chosen}
+    if chosen != "gaussian":
+        settings.update(gain=float(model.gain), offset=0.0,
+                        read_noise=float(np.sqrt(model.read_variance)))
+    return settings, {"data_term": chosen, "noise_model": model.as_dict()}

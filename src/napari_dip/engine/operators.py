@@ -6,7 +6,9 @@ the operator:
 - denoising: :class:`Identity`, ``y = x + n``;
 - inpainting: :class:`Mask`, ``y = m * x + n``, only the known pixels are recorded;
 - super-resolution: :class:`LanczosDownsampler`, ``y = d(x) + n``, the paper's Lanczos-2
-  antialiasing filter followed by a stride.
+  antialiasing filter followed by a stride;
+- deconvolution: :class:`~.convolution.Convolution`, ``y = psf * x + n``, a blur by the
+  microscope's point-spread function (in :mod:`.convolution`).
 
 Each operator is an ``nn.Module`` with a plain function beside it that does the work
 (:func:`identity`, :func:`mask`, :func:`lanczos_downsample`), and takes and returns
@@ -14,9 +16,10 @@ Each operator is an ``nn.Module`` with a plain function beside it that does the 
 the mask of the observed pixels.
 
 A new task is a new operator: write its function, and a subclass of :class:`Operator` whose
-``forward`` calls it (a PSF convolution: ``convolve(image, psf)`` and ``Convolution(psf)``
-holding the PSF as a buffer). Deep Image Prior needs no adjoint or inverse, only ``A`` itself
-and its gradient, which autograd gives.
+``forward`` calls it, as :mod:`.convolution` does (``convolve(image, psf)`` and
+``Convolution(psf)`` holding the PSF as a buffer); a 3D PSF would be a new operator on
+``(N, C, D, H, W)`` volumes in the same way. Deep Image Prior needs no adjoint or inverse,
+only ``A`` itself and its gradient, which autograd gives.
 """
 
 from __future__ import annotations

@@ -23,7 +23,9 @@ from ..presets import get_config
 from ..spec import RunSpec
 from .device import select_device
 from .layout import ImageAxes
+from .noise_model import auto_data_term
 from .plane import Snapshot, restore_plane
+from .psf import run_psf
 from .problem import (CheckedPlane, _as_array, _check_finite, _refuse_all_missing,
                       check_channel_axis, checked_image, guide_to_unit)
 from .run_history import PlaneRecorder
@@ -83,6 +85,11 @@ class Plan:
         A stack run's data (:func:`run` yields :class:`StackSnapshot` s).
     plane : CheckedPlane or None
         A single plane's checked problem (:func:`run` yields :class:`Snapshot` s).
+    psf : numpy.ndarray or None
+        Deconvolution: the checked 2D PSF (:func:`~.psf.check_psf`) that blurs every slice.
+    noise_estimate : dict or None
+        With ``data_term="auto"``: the data term chosen and the noise model estimated from the
+        image or stack (:func:`~.noise_model.auto_data_term`); ``config`` holds the choice.
     """
 
     spec: RunSpec
@@ -93,6 +100,8 @@ class Plan:
     visits: list[Visit]
     stack: StackData | None = None
     plane: CheckedPlane | None = None
+    psf: np.ndarray | None = None
+    noise_estimate: dict | None = None
 
     @property
     def seed(self) -> int:
@@ -198,23 +207,51 @@ class StepCounter:
         self._visit, self._fits = visit, {}
 
 
-def plan(image, spec: RunSpec, *, mask=None, guide=None, stack: bool = True) -> Plan:
+def plan(image, spec: RunSpec, *, mask=None, guide=None, psf=None, stack: bool = True) -> Plan:
     """Check a run of ``spec`` on ``image`` and plan it; nothing is fitted yet.
 
     ``stack=True`` treats ``image`` as a stack ``(..., M, N)`` of 2D slices (a 2D image is a
     stack of one slice; :func:`run` yields :class:`StackSnapshot` s); ``stack=False`` as one
-    2D image ``(M, N[, C])`` (:func:`run` yields :class:`Snapshot` s). Raises ValueError, with
-    the fix, for anything a fit would refuse.
+    2D image ``(M, N[, C])`` (:func:`run` yields :class:`Snapshot` s). ``psf`` (an array) is
+    the PSF of ``task="deconvolve"``, unless ``spec.psf`` names a model; one 2D PSF blurs every
+    slice. Raises ValueError, with the fix, for anything a fit would refuse.
     """
     config, factor, device = _checked_run(spec, mask, guide)
+    if spec.task != "deconvolve" and psf is not None:
+        raise ValueError(f"psf= is only used by task='deconvolve', not {spec.task!r}")
     if not stack:
         plane, tiles = _checked_plane(image, mask, guide, spec.channel_axis, factor, config,
                                       intensity_range=spec.intensity_range)
-        return Plan(spec, config, factor, device, tiles, [Visit(0, ((),), 0)], plane=plane)
-    data = _checked_stack(image, spec.channel_axis, mask=mask, guide=guide, factor=factor,
-                          intensity_range=spec.intensity_range)
+        config, noise = _resolved_data_term(config, plane.hwc, plane.missing)
+        return Plan(spec, config, factor, device, tiles, [Visit(0, ((),), 0)], plane=plane,
+                    psf=_run_psf(spec, psf, plane.hwc.shape[:2]), noise_estimate=noise)
+    data, hwc, missing = _checked_stack(image, spec.channel_axis, mask=mask, guide=guide,
+                                        factor=factor, intensity_range=spec.intensity_range)
+    checked_psf = _run_psf(spec, psf, hwc.shape[-3:-1])
+    config, noise = _resolved_data_term(config, hwc, missing)
     tiles = _check_slices(data, factor, config)
-    return Plan(spec, config, factor, device, tiles, _schedule(data.indices, config), stack=data)
+    return Plan(spec, config, factor, device, tiles, _schedule(data.indices, config), stack=data,
+                psf=checked_psf, noise_estimate=noise)
+
+
+def _run_psf(spec: RunSpec, psf, plane: tuple[int, int]) -> np.ndarray | None:
+    """The checked PSF of a deconvolution (None for the other tasks)."""
+    if spec.task != "deconvolve":
+        return None
+    return run_psf(spec.psf, psf, tuple(plane))
+
+
+def _resolved_data_term(config: DIPConfig, hwc: np.ndarray, missing: np.ndarray | None,
+                        ) -> tuple[DIPConfig, dict | None]:
+    """``config`` with ``data_term="auto"`` replaced by the likelihood the image's noise suits
+    (:func:`~.noise_model.auto_data_term`), and the estimate; else as it is."""
+    if config.data_term != "auto":
+        return config, None
+    if hwc.dtype.kind == "b":
+        return config.replace(data_term="gaussian"), {
+            "data_term": "gaussian", "noise_model": None, "note": "a boolean image"}
+    settings, report = auto_data_term(hwc, missing)
+    return config.replace(**settings), report
 
 
 def run(plan: Plan) -> Iterator[Snapshot] | Iterator[StackSnapshot]:
@@ -297,10 +334,11 @@ def _refuse_tiles_without_pixels(missing: np.ndarray, tiles: list[Tile]) -> None
 
 
 def _checked_stack(image, channel_axis, *, mask, guide, factor: int | None,
-                   intensity_range) -> StackData:
+                   intensity_range) -> tuple[StackData, np.ndarray, np.ndarray | None]:
     """A stack ``(..., M, N)`` (with an optional channel axis) checked as a whole and split
     into 2D slices: the last two non-channel axes are the image plane, the others are looped
-    over in C order. The intensity scaling is the whole stack's (or ``intensity_range``)."""
+    over in C order. The intensity scaling is the whole stack's (or ``intensity_range``).
+    Returns the data, its pixels ``(..., M, N, C)`` and where they are missing (or None)."""
     image = _as_array("image", image)
     if image.size == 0:
         raise ValueError(f"image is empty (shape {image.shape})")
@@ -332,8 +370,9 @@ def _checked_stack(image, channel_axis, *, mask, guide, factor: int | None,
         IntensityScaling.from_image(hwc, missing) if intensity_range is None
         else IntensityScaling.given(intensity_range, hwc.dtype))
     stored_guide = _per_slice_or_shared("guide", guide, leading, (plane[0] * f, plane[1] * f))
-    return StackData(hwc, channel_axis=axes.channel, slice_channel=axes.slice_channel,
+    data = StackData(hwc, channel_axis=axes.channel, slice_channel=axes.slice_channel,
                      mask=stored_mask, guide=stored_guide, scaling=scaling, factor=f)
+    return data, hwc, missing
 
 
 def _per_slice_or_shared(name, value, leading: tuple[int, ...], plane: tuple[int, int]):

@@ -92,6 +92,9 @@ class Snapshot:
     history : History or None
         The plane's checkpoints so far, when the run keeps a history (``config.history``;
         see :mod:`.run_history`): the same object, updated as the run goes; None otherwise.
+    noise_estimate : dict or None
+        With ``data_term="auto"``: the data term chosen and the noise model (gain and read
+        variance, in intensity units) estimated from the image or stack it was chosen from.
     """
 
     iteration: int
@@ -116,6 +119,7 @@ class Snapshot:
     weight_noise: float = 0.0
     memory_format: str = "contiguous"
     history: History | None = None
+    noise_estimate: dict | None = None
 
 
 def run_record(snapshot: Snapshot) -> dict[str, Any]:
@@ -159,7 +163,8 @@ def fit_runs(observation: Observation, plan, config: DIPConfig, warm: list[FitSt
                 else observation.guide.to(previous.code.device)
         before = finished[-1].elapsed if finished else 0.0  # already counts earlier runs
         for step in fit(observation, config, seed=plan.seed + run_number, device=plan.device,
-                        network=network, code=code, optimizer_state=optimizer_state):
+                        network=network, code=code, optimizer_state=optimizer_state,
+                        psf=plan.psf):
             step = dataclasses.replace(step, elapsed=before + step.elapsed)
             estimate, uncertainty = _pooled(finished, step)
             images = [Images(crop(step.output, item), crop(step.average, item),
@@ -213,7 +218,8 @@ def make_snapshot(step: FitStep, images: Images, run_number: int, *, done: bool,
                   backtracks=step.backtracks, done=done, config=config,
                   criterion=step.criterion, best_iteration=step.best_iteration,
                   stopped=step.stopped, run=run_number, precision=step.precision,
-                  weight_noise=step.weight_noise, memory_format=step.memory_format)
+                  weight_noise=step.weight_noise, memory_format=step.memory_format,
+                  noise_estimate=plan.noise_estimate)
     fields.update(progress)
     return Snapshot(image=user(images.image), average=user(images.average),
                     estimate=user(images.estimate), uncertainty=user(images.uncertainty),

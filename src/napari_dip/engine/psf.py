@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 import numpy as np
 
@@ -264,3 +264,68 @@ def psf_description(psf, **numbers) -> dict:
     array = _plane_array(psf)
     normalised = np.ascontiguousarray(array / array.sum(), dtype="<f8")
     return {"shape": list(array.shape), "sha256": hashlib.sha256(normalised.tobytes()).hexdigest()}
+
+
+_DESCRIPTION_KEYS = ("shape", "sha256", "path")  # what a description adds beyond a model's numbers
+
+
+def check_psf_description(description) -> dict:
+    """A run's PSF description (what :func:`psf_description` gives, a file's with its
+    ``"path"``), checked: a model's name and numbers must build a PSF; an array's must name its
+    digest or file. Returns it as a plain dict."""
+    if not isinstance(description, Mapping):
+        raise ValueError(f"the PSF must be an array, or a description such as "
+                         f"{{'model': 'gaussian', 'sigma': 1.5}}, got {description!r}")
+    description = dict(description)
+    if "model" in description:
+        model_psf(description["model"], **model_numbers(description))
+    elif not ({"sha256", "path"} & set(description)):
+        raise ValueError(f"the PSF description {description!r} names neither a model "
+                         f"({sorted(PSF_MODELS)}, e.g. {{'model': 'gaussian', 'sigma': 1.5}}) "
+                         "nor an array (its 'sha256' or file 'path')")
+    return description
+
+
+def model_numbers(description: Mapping) -> dict:
+    """A model description's numbers: its keywords for :func:`model_psf`."""
+    return {name: value for name, value in description.items()
+            if name != "model" and name not in _DESCRIPTION_KEYS}
+
+
+def run_psf(description: Mapping | None, psf, image_shape: tuple[int, int]) -> np.ndarray:
+    """The checked PSF (:func:`check_psf`) of a deconvolution run on planes of ``image_shape``:
+    ``psf`` (an array) when given, which must then have the digest the description records;
+    else the model the description names."""
+    if psf is None and description is None:
+        raise ValueError("task='deconvolve' needs a PSF: psf= an array (a measured bead, "
+                         "a TIFF's pixels) or a model, e.g. psf={'model': 'gaussian', "
+                         "'sigma': 1.5}")
+    if psf is not None:
+        recorded = None if description is None else description.get("sha256")
+        if recorded is not None and psf_description(psf)["sha256"] != recorded:
+            raise ValueError("the PSF array is not the one the run describes (its digest "
+                             f"differs from {recorded[:12]}...): pass the PSF the run used")
+        return check_psf(psf, image_shape)
+    description = check_psf_description(description)
+    if "model" not in description:
+        where = description.get("path", "an array")
+        raise ValueError(f"the run used the PSF in {where} (sha256 "
+                         f"{str(description.get('sha256'))[:12]}...): pass its pixels as psf=")
+    return check_psf(model_psf(description["model"], **model_numbers(description)), image_shape)
+
+
+def described_psf(psf) -> tuple[np.ndarray | None, dict | None]:
+    """The PSF array (None for a model) and the description a run records, from what
+    ``psf=`` was given: None; an array; or a model's description, e.g. ``{"model":
+    "gaussian", "sigma": 1.5}`` or ``{"model": "airy", "numerical_aperture": 1.4,
+    "wavelength_nm": 520, "pixel_size_nm": 65}``. A description of an array alone (its shape
+    and digest, as a record gives it) comes back as it is, for :func:`~.plan.plan` to ask for
+    the array."""
+    if psf is None:
+        return None, None
+    if not isinstance(psf, Mapping):
+        return psf, psf_description(psf)
+    description = check_psf_description(psf)
+    if "model" in description:
+        return None, psf_description(description["model"], **model_numbers(description))
+    return None, description

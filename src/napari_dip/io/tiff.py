@@ -393,3 +393,34 @@ def _series_pages(tif, series) -> tuple[int, Callable[[int], np.ndarray]]:
         return page.asarray()
 
     return paged, read_page
+
+
+# nanometres per length unit, as OME, ImageJ and TIFF name them
+_NANOMETRES = {"nm": 1.0, "nanometer": 1.0, "nanometre": 1.0, "µm": 1e3, "\u03bcm": 1e3,
+               "\\u00b5m": 1e3, "um": 1e3, "micron": 1e3, "micrometer": 1e3,
+               "micrometre": 1e3, "mm": 1e6, "cm": 1e7, "m": 1e9}
+_TIFF_UNIT_NANOMETRES = {2: 2.54e7, 3: 1e7}  # ResolutionUnit inch, centimetre
+
+
+def pixel_size_nm(image: TiffImage) -> float | None:
+    """The pixel size in nanometres that the file's metadata states (OME physical size, or the
+    TIFF resolution in an ImageJ, plain-TIFF or inch/centimetre unit), when X and Y agree
+    (within 1 %); None where it states none, in no length unit, or differently along X and Y."""
+    def nanometres(unit) -> float | None:
+        return _NANOMETRES.get(str(unit).strip().lower()) if unit is not None else None
+
+    sides = None
+    if image.ome.get("PhysicalSizeX") and image.ome.get("PhysicalSizeY"):
+        scales = [nanometres(image.ome.get(f"PhysicalSize{axis}Unit", "µm")) for axis in "XY"]
+        if None not in scales:
+            sides = [float(image.ome[f"PhysicalSize{axis}"]) * scale
+                     for axis, scale in zip("XY", scales)]
+    elif image.resolution and min(image.resolution) > 0:
+        unit = image.imagej.get("unit") or image.shaped.get("unit")
+        scale = nanometres(unit) if unit else _TIFF_UNIT_NANOMETRES.get(image.resolution_unit)
+        if scale is not None:
+            sides = [scale / value for value in image.resolution]
+    if sides is None or not all(side > 0 for side in sides) or \
+            abs(sides[0] - sides[1]) > 0.01 * max(sides):
+        return None
+    return sides[0]
