@@ -129,7 +129,7 @@ class HistoryView(QWidget):
         layer.refresh()
 
     def _axes(self):
-        return self.owner._run_context["request"].plan.axes
+        return self.owner._run_context["request"].region.axes
 
     def _preview(self):
         """The layer that shows the checkpoint: made on first use from the run's result so
@@ -140,7 +140,7 @@ class HistoryView(QWidget):
         if state is None or state.last is None:
             return None
         source = self.owner._run_context["layer"]
-        plan = self.owner._run_context["request"].plan
+        plan = self.owner._run_context["request"].region
         self.preview_layer = viewer.add_image(
             np.array(state.last.result, copy=True), name=f"{source.name} [history]",
             metadata={PREVIEW_KEY: True}, **output_style(source, plan))
