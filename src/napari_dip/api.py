@@ -19,26 +19,27 @@ from .spec import RunSpec
 
 
 def _spec(task, factor, preset, seed, device, max_iterations, settings: dict[str, Any], *,
-          channel_axis=None, intensity_range=None) -> RunSpec:
+          threads="auto", channel_axis=None, intensity_range=None) -> RunSpec:
     """The run an entry point's arguments describe (checked by :func:`plan`)."""
     overrides = dict(settings) if max_iterations is None else \
         {"max_iterations": max_iterations, **settings}
     return RunSpec(task=task, preset=preset, factor=factor, overrides=overrides, seed=seed,
-                   device=device, channel_axis=channel_axis, intensity_range=intensity_range)
+                   device=device, threads=threads, channel_axis=channel_axis,
+                   intensity_range=intensity_range)
 
 
 def iter_restore(image: np.ndarray, *, task: str = "denoise", mask: np.ndarray | None = None,
                  factor: int | None = None, guide: np.ndarray | None = None,
                  preset: str | DIPConfig = "auto", channel_axis: int | None = None, seed: int = 0,
                  device: str | None = None, max_iterations: int | None = None,
-                 **settings: Any) -> Iterator[Snapshot]:
+                 threads: int | str | None = "auto", **settings: Any) -> Iterator[Snapshot]:
     """Restore a 2D image with Deep Image Prior, yielding a :class:`Snapshot` as the fit goes.
 
     Stop early by breaking out of the loop; the last snapshot received holds the best result
     so far. Parameters are those of :func:`restore`.
     """
     spec = _spec(task, factor, preset, seed, device, max_iterations, settings,
-                 channel_axis=channel_axis)
+                 threads=threads, channel_axis=channel_axis)
     return run(plan(image, spec, mask=mask, guide=guide, stack=False))  # bad input fails here
 
 
@@ -46,7 +47,7 @@ def restore(image: np.ndarray, *, task: str = "denoise", mask: np.ndarray | None
             factor: int | None = None, guide: np.ndarray | None = None,
             preset: str | DIPConfig = "auto", channel_axis: int | None = None, seed: int = 0,
             device: str | None = None, max_iterations: int | None = None,
-            return_uncertainty: bool = False,
+            threads: int | str | None = "auto", return_uncertainty: bool = False,
             **settings: Any) -> np.ndarray | tuple[np.ndarray, np.ndarray | None]:
     """Restore a 2D image with Deep Image Prior.
 
@@ -78,6 +79,12 @@ def restore(image: np.ndarray, *, task: str = "denoise", mask: np.ndarray | None
         available.
     max_iterations : int, optional
         Overrides the preset's number of steps.
+    threads : int, "auto" or None
+        CPU threads for each fit. ``"auto"`` times a few steps of a copy of each fit at one
+        thread and at torch's count and runs the fit at the faster (on a busy machine more
+        threads can be many times slower); None keeps torch's count as it is. A CPU result
+        repeats bit for bit only with the same count: each snapshot's ``threads`` says which
+        ran. Ignored off the CPU.
     return_uncertainty : bool
         Also return the per-pixel posterior standard deviation (Bayesian DIP: preset
         ``"bayesian"`` or ``sgld_noise > 0``; None for other methods, and when the run ended
@@ -99,7 +106,7 @@ def restore(image: np.ndarray, *, task: str = "denoise", mask: np.ndarray | None
     last = None
     for last in iter_restore(image, task=task, mask=mask, factor=factor, guide=guide,
                              preset=preset, channel_axis=channel_axis, seed=seed, device=device,
-                             max_iterations=max_iterations, **settings):
+                             max_iterations=max_iterations, threads=threads, **settings):
         pass
     return (last.estimate, last.uncertainty) if return_uncertainty else last.estimate
 
@@ -110,6 +117,7 @@ def iter_restore_stack(image: np.ndarray, *, task: str = "denoise",
                        channel_axis: int | None = None, seed: int = 0, device: str | None = None,
                        max_iterations: int | None = None,
                        intensity_range: tuple[float, float] | None = None,
+                       threads: int | str | None = "auto",
                        **settings: Any) -> Iterator[StackSnapshot]:
     """Restore every 2D slice of a stack, yielding a :class:`StackSnapshot` as it goes.
 
@@ -126,7 +134,7 @@ def iter_restore_stack(image: np.ndarray, *, task: str = "denoise",
     ``group_snapshots``), with ``index`` and ``slice_number`` those of its last slice.
     Parameters are those of :func:`restore_stack`.
     """
-    spec = _spec(task, factor, preset, seed, device, max_iterations, settings,
+    spec = _spec(task, factor, preset, seed, device, max_iterations, settings, threads=threads,
                  channel_axis=channel_axis, intensity_range=intensity_range)
     return run(plan(image, spec, mask=mask, guide=guide))  # bad input fails here
 
@@ -136,7 +144,7 @@ def restore_stack(image: np.ndarray, *, task: str = "denoise", mask: np.ndarray 
                   preset: str | DIPConfig = "auto", channel_axis: int | None = None,
                   seed: int = 0, device: str | None = None, max_iterations: int | None = None,
                   intensity_range: tuple[float, float] | None = None,
-                  return_uncertainty: bool = False,
+                  threads: int | str | None = "auto", return_uncertainty: bool = False,
                   **settings: Any) -> np.ndarray | tuple[np.ndarray, np.ndarray | None]:
     """Restore a stack (Z, T, ... of 2D images) slice by slice.
 
@@ -173,7 +181,8 @@ def restore_stack(image: np.ndarray, *, task: str = "denoise", mask: np.ndarray 
     for last in iter_restore_stack(image, task=task, mask=mask, factor=factor, guide=guide,
                                    preset=preset, channel_axis=channel_axis, seed=seed,
                                    device=device, max_iterations=max_iterations,
-                                   intensity_range=intensity_range, **settings):
+                                   intensity_range=intensity_range, threads=threads,
+                                   **settings):
         pass
     return (last.result, last.uncertainty) if return_uncertainty else last.result
 
@@ -183,7 +192,7 @@ def run_record(snapshot: Snapshot) -> dict[str, Any]:
     return {"config": snapshot.config.to_dict(), "iterations": snapshot.iteration,
             "loss": snapshot.loss, "seconds": round(snapshot.elapsed, 3),
             "device": snapshot.device, "precision": snapshot.precision,
-            "memory_format": snapshot.memory_format,
+            "memory_format": snapshot.memory_format, "threads": snapshot.threads,
             "backtracks": snapshot.backtracks, "weight_noise": snapshot.weight_noise,
             "stopped_early": snapshot.stopped, "best_iteration": snapshot.best_iteration}
 

@@ -28,7 +28,7 @@ def _demo(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     last = None
     for last in iter_restore(noisy, preset=args.preset, seed=args.seed, device=args.device,
-                             max_iterations=args.max_iterations):
+                             max_iterations=args.max_iterations, threads=args.threads):
         print(f"  iteration {last.iteration:5d}/{last.max_iterations}  loss {last.loss:.5f}  "
               f"PSNR {psnr(last.estimate, clean):6.2f} dB", flush=True)
     seconds = time.perf_counter() - start
@@ -103,6 +103,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     demo.add_argument("--device", default=None, choices=DEVICE_CHOICES,
                       help="compute device (default: best available)")
+    demo.add_argument("--threads", type=_thread_count, default="auto", metavar="N",
+                      help=THREADS_HELP)
     demo.add_argument("--out", type=Path, default=Path("napari-dip-demo.png"),
                       help="before/after PNG to write (default: napari-dip-demo.png)")
     demo.set_defaults(run=_demo)
@@ -171,10 +173,8 @@ def _add_restoration_options(main, task: str, fields: dict[str, dict]) -> None:
                       help="random seed for the network, its input and its noise (default: 0)")
     main.add_argument("--device", default=None, metavar="DEVICE",
                       help="auto, cuda, cuda:N, mps or cpu (default: auto, the best available)")
-    main.add_argument("--threads", type=_positive_int, default=None, metavar="N",
-                      help="CPU threads for each fit (default: torch's, usually one per core); "
-                           "a CPU result repeats bit for bit only with the same number, which "
-                           "the run record keeps")
+    main.add_argument("--threads", type=_thread_count, default=None, metavar="N",
+                      help=THREADS_HELP + "; the run record keeps the count")
     if task == "super_resolve":
         main.add_argument("--factor", type=int, choices=SUPPORTED_FACTORS, default=None,
                           help="enlargement on each side; the pixel size is divided by it "
@@ -262,6 +262,15 @@ def _setting_type(field_info: dict):
     return parse
 
 
+THREADS_HELP = ("CPU threads for each fit, or auto (default): time a few steps at one thread "
+                "and at all of them before each fit and run it at the faster; a CPU result "
+                "repeats bit for bit only with the same count")
+
+
+def _thread_count(text: str) -> int | str:
+    return "auto" if text == "auto" else _positive_int(text)
+
+
 def _positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
@@ -289,7 +298,7 @@ def request_from_args(args: argparse.Namespace):
     """The :class:`~napari_dip.batch.jobs.Request` of a batch command: command line, then
     ``--config``, then the preset. Raises ValueError for invalid settings."""
     from .batch.jobs import Request
-    from .config import check_seed
+    from .config import check_seed, check_threads
     from .presets import DEFAULT_PRESET
 
     given = {name: value for name, value in vars(args).items() if value is not None}
@@ -303,17 +312,17 @@ def request_from_args(args: argparse.Namespace):
     request = Request(task=args.task, preset=options.get("preset", DEFAULT_PRESET),
                       factor=options.get("factor"), seed=options.get("seed", 0),
                       device=options.get("device"), axes=options.get("axes"),
-                      settings=settings, threads=options.get("threads"),
+                      settings=settings, threads=options.get("threads", "auto"),
                       slices_per_task=options.get("slices_per_task"))
     if args.task == "super_resolve" and request.factor is None:
         raise ValueError("super-resolve needs --factor (2, 4 or 8)")
     request.config()  # validate every setting before any file is touched
     check_seed(request.seed)
-    for name in ("threads", "slices_per_task"):
-        value = getattr(request, name)
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int)
-                                  or value < 1):
-            raise ValueError(f"{name} must be a positive whole number, got {value!r}")
+    check_threads(request.threads)
+    value = request.slices_per_task
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int)
+                              or value < 1):
+        raise ValueError(f"slices_per_task must be a positive whole number, got {value!r}")
     if request.axes is not None and not isinstance(request.axes, str):
         raise ValueError(f"axes must be letters such as 'ZYX' or 'TZCYX', got {request.axes!r}")
     return request

@@ -46,7 +46,7 @@ class RunState:
     ``last`` is the latest :class:`~napari_dip.StackSnapshot`; its ``result`` holds every
     finished slice and the current slice's latest estimate, which is what Stop keeps.
     ``config`` is the run's settings (a stack's later slices run a shorter schedule);
-    ``threads`` the CPU threads torch ran with (None on a GPU).
+    ``threads`` the CPU threads the latest fit ran with (None on a GPU).
     """
 
     last: Any = None
@@ -89,10 +89,10 @@ def restoration_steps(request: RunRequest, state: RunState):
 
 @contextmanager
 def cpu_threads_leaving_one_for_the_gui(device: str):
-    """On the CPU, fit with one thread fewer than the machine has, so the GUI thread keeps a
-    core: with every core busy, torch's worker threads and napari's event loop contend and
-    both slow down. The previous thread count is restored afterwards. Yields the count (None
-    off the CPU): a CPU result depends on it."""
+    """On the CPU, fit with at most one thread fewer than the machine has, so the GUI thread
+    keeps a core: with every core busy, torch's worker threads and napari's event loop contend
+    and both slow down (``threads="auto"`` chooses between one thread and this many). The
+    previous thread count is restored afterwards. Yields the count (None off the CPU)."""
     import torch
 
     from ..engine.device import select_device, torch_threads
@@ -130,6 +130,7 @@ def _progress_of(napari_dip, request: RunRequest, state: RunState):
     for stack_step in steps:
         state.last = stack_step
         snapshot = stack_step.snapshot
+        state.threads = snapshot.threads  # what ran: "auto" measures before each fit
         done, total, expected = counter.count(stack_step)
         progress = Progress(
             slice_number=stack_step.slice_number, n_slices=stack_step.n_slices,

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import statistics
+import time
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 
 import torch
@@ -133,3 +135,28 @@ def torch_threads(threads: int | None) -> Iterator[int]:
         yield torch.get_num_threads()
     finally:
         torch.set_num_threads(before)
+
+
+def fastest_thread_count(probe_step: Callable[[int], object], candidates: Sequence[int], *,
+                         warmup: int = 1, repeats: int = 3,
+                         clock: Callable[[], float] = time.perf_counter) -> int:
+    """The thread count under which ``probe_step`` runs fastest.
+
+    ``probe_step(n)`` does one unit of work with ``n`` threads. The candidates take turns
+    (``warmup`` rounds untimed, then ``repeats`` timed ones), so that a change in the machine's
+    load during the probe weighs on every candidate alike; each candidate's time is its median.
+    On a tie the fewer threads win: they leave the other cores to other work.
+    """
+    counts = sorted(set(candidates))
+    if not counts or counts[0] < 1:
+        raise ValueError(f"thread counts must be positive whole numbers, got {list(candidates)}")
+    if len(counts) == 1:
+        return counts[0]
+    times: dict[int, list[float]] = {n: [] for n in counts}
+    for round_number in range(warmup + repeats):
+        for n in counts:
+            start = clock()
+            probe_step(n)
+            if round_number >= warmup:
+                times[n].append(clock() - start)
+    return min(counts, key=lambda n: (statistics.median(times[n]), n))

@@ -41,6 +41,8 @@ class FitStep:
     ``precision`` is the arithmetic the generator's forward pass ran in at this step.
     ``weight_noise`` is the std of the SGLD noise added to the weights after each step (0: none).
     ``memory_format`` is the generator's layout: ``"channels_last"`` or ``"contiguous"``.
+    ``threads`` is the CPU threads the fit ran with (None when not known or not on a CPU; set by
+    :class:`~.threads.FitThreads`).
     """
 
     iteration: int
@@ -61,6 +63,7 @@ class FitStep:
     precision: str = "float32"
     weight_noise: float = 0.0
     memory_format: str = "contiguous"
+    threads: int | None = None
 
 
 # ----------------------------------------------------------------------------- the generator

@@ -11,7 +11,7 @@ snapshots of :func:`run` into steps done and steps in all, for progress bars and
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -26,6 +26,7 @@ from .problem import (CheckedPlane, _as_array, _check_finite, _refuse_all_missin
                       check_channel_axis, checked_image, guide_to_unit)
 from .scaling import IntensityScaling
 from .stack import StackData, StackSnapshot, iter_stack, refuse_one_guide_for_a_batch
+from .threads import FitThreads
 from .tiling import Tile, plan_tiles
 
 
@@ -61,6 +62,9 @@ class Plan:
         A stack run's data (:func:`run` yields :class:`StackSnapshot` s).
     plane : CheckedPlane or None
         A single plane's checked problem (:func:`run` yields :class:`Snapshot` s).
+    cpu_threads : FitThreads
+        The CPU threads of each fit (``spec.threads``: a count, or measured per fit), and
+        the counts the fits ran with.
     """
 
     spec: RunSpec
@@ -71,6 +75,10 @@ class Plan:
     visits: list[Visit]
     stack: StackData | None = None
     plane: CheckedPlane | None = None
+    cpu_threads: FitThreads = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.cpu_threads = FitThreads(self.spec.threads, self.device)
 
     @property
     def seed(self) -> int:

@@ -18,7 +18,7 @@ import torch
 
 from ..config import DIPConfig
 from .device import describe_device
-from .fit import FitStep, fit
+from .fit import FitStep
 from .networks import size_multiple
 from .problem import (CheckedPlane, Observation, channels_to_layout, from_tensor, guide_to_unit,
                       observation_of)
@@ -87,6 +87,10 @@ class Snapshot:
         The generator's layout in memory, ``"channels_last"`` or ``"contiguous"`` (see
         ``DIPConfig.memory_format``): the same arithmetic rounded in another order, so a run
         repeats bit for bit only in the same layout.
+    threads : int or None
+        The CPU threads this fit runs with (None off the CPU): on a CPU the count changes the
+        arithmetic, so a run repeats bit for bit only with the same count (``threads="auto"``
+        measures which is faster before each fit: :mod:`napari_dip.engine.threads`).
     """
 
     iteration: int
@@ -110,6 +114,7 @@ class Snapshot:
     precision: str = "float32"
     weight_noise: float = 0.0
     memory_format: str = "contiguous"
+    threads: int | None = None
 
 
 @dataclass
@@ -132,7 +137,7 @@ def fit_runs(observation: Observation, plan, config: DIPConfig, warm: list[FitSt
     it is the last step of the last run. A step's ``elapsed`` counts the runs before it too.
     ``warm`` holds, per run, the fit to continue (a stack's previous slice): run r continues
     run r's weights and optimiser state, from its input code, or from this observation's own
-    guide when it has one. ``plan`` gives the seed and device."""
+    guide when it has one. ``plan`` gives the seed, the device and each fit's CPU threads."""
     def crop(tensor, item):
         return None if tensor is None else from_tensor(tensor, observation.crop, item)
 
@@ -145,8 +150,9 @@ def fit_runs(observation: Observation, plan, config: DIPConfig, warm: list[FitSt
             code = previous.code[:observation.target.shape[0]] if observation.guide is None \
                 else observation.guide.to(previous.code.device)
         before = finished[-1].elapsed if finished else 0.0  # already counts earlier runs
-        for step in fit(observation, config, seed=plan.seed + run_number, device=plan.device,
-                        network=network, code=code, optimizer_state=optimizer_state):
+        for step in plan.cpu_threads.run(observation, config, seed=plan.seed + run_number,
+                                          network=network, code=code,
+                                          optimizer_state=optimizer_state):
             step = dataclasses.replace(step, elapsed=before + step.elapsed)
             estimate, uncertainty = _pooled(finished, step)
             images = [Images(crop(step.output, item), crop(step.average, item),
@@ -200,7 +206,8 @@ def make_snapshot(step: FitStep, images: Images, run_number: int, *, done: bool,
                   backtracks=step.backtracks, done=done, config=config,
                   criterion=step.criterion, best_iteration=step.best_iteration,
                   stopped=step.stopped, run=run_number, precision=step.precision,
-                  weight_noise=step.weight_noise, memory_format=step.memory_format)
+                  weight_noise=step.weight_noise, memory_format=step.memory_format,
+                  threads=step.threads)
     fields.update(progress)
     return Snapshot(image=user(images.image), average=user(images.average),
                     estimate=user(images.estimate), uncertainty=user(images.uncertainty),
