@@ -71,6 +71,9 @@ def test_warm_up_steps_are_not_timed_and_a_single_candidate_is_not_probed():
 
     work = FakeWork({1: 1.0, 2: 0.5}, first_call_extra=100.0)  # allocation on the first step
     assert fastest_thread_count(work, [1, 2], warmup=1, repeats=3, clock=work.clock) == 2
+    busy = FakeWork({1: 1.0, 2: 5.0})  # clearly slower: dropped after the first round
+    assert fastest_thread_count(busy, [1, 2], warmup=1, repeats=3, clock=busy.clock) == 1
+    assert busy.calls == [1, 2]
     idle = FakeWork({1: 1.0})
     assert fastest_thread_count(idle, [1], clock=idle.clock) == 1 and idle.calls == []
     with pytest.raises(ValueError, match="positive whole numbers"):

@@ -138,25 +138,31 @@ def torch_threads(threads: int | None) -> Iterator[int]:
 
 
 def fastest_thread_count(probe_step: Callable[[int], object], candidates: Sequence[int], *,
-                         warmup: int = 1, repeats: int = 3,
+                         warmup: int = 1, repeats: int = 3, give_up: float = 3.0,
                          clock: Callable[[], float] = time.perf_counter) -> int:
     """The thread count under which ``probe_step`` runs fastest.
 
     ``probe_step(n)`` does one unit of work with ``n`` threads. The candidates take turns
     (``warmup`` rounds untimed, then ``repeats`` timed ones), so that a change in the machine's
-    load during the probe weighs on every candidate alike; each candidate's time is its median.
-    On a tie the fewer threads win: they leave the other cores to other work.
+    load during the probe weighs on every candidate alike; each candidate's time is the median
+    of its timed rounds. A candidate whose steps so far took more than ``give_up`` times the
+    fastest one's is dropped after any round (on busy cores more threads can be many times
+    slower, and the probe should not pay for that long). On a tie the fewer threads win: they
+    leave the other cores to other work.
     """
     counts = sorted(set(candidates))
     if not counts or counts[0] < 1:
         raise ValueError(f"thread counts must be positive whole numbers, got {list(candidates)}")
-    if len(counts) == 1:
-        return counts[0]
     times: dict[int, list[float]] = {n: [] for n in counts}
-    for round_number in range(warmup + repeats):
+    for _ in range(warmup + repeats):
+        if len(counts) == 1:
+            return counts[0]
         for n in counts:
             start = clock()
             probe_step(n)
-            if round_number >= warmup:
-                times[n].append(clock() - start)
-    return min(counts, key=lambda n: (statistics.median(times[n]), n))
+            times[n].append(clock() - start)
+        least = min(sum(times[n]) for n in counts)
+        counts = [n for n in counts if sum(times[n]) <= give_up * least]
+    if len(counts) == 1:
+        return counts[0]
+    return min(counts, key=lambda n: (statistics.median(times[n][warmup:] or times[n]), n))

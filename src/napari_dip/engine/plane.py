@@ -18,7 +18,7 @@ import torch
 
 from ..config import DIPConfig
 from .device import describe_device
-from .fit import FitStep
+from .fit import FitStep, fit
 from .networks import size_multiple
 from .problem import (CheckedPlane, Observation, channels_to_layout, from_tensor, guide_to_unit,
                       observation_of)
@@ -150,15 +150,16 @@ def fit_runs(observation: Observation, plan, config: DIPConfig, warm: list[FitSt
             code = previous.code[:observation.target.shape[0]] if observation.guide is None \
                 else observation.guide.to(previous.code.device)
         before = finished[-1].elapsed if finished else 0.0  # already counts earlier runs
-        for step in plan.cpu_threads.run(observation, config, seed=plan.seed + run_number,
-                                          network=network, code=code,
-                                          optimizer_state=optimizer_state):
-            step = dataclasses.replace(step, elapsed=before + step.elapsed)
-            estimate, uncertainty = _pooled(finished, step)
-            images = [Images(crop(step.output, item), crop(step.average, item),
-                             crop(estimate, item), crop(uncertainty, item))
-                      for item in range(observation.target.shape[0])]
-            yield step, images, run_number, step.done and run_number == config.n_runs - 1
+        fit_options = dict(seed=plan.seed + run_number, network=network, code=code,
+                           optimizer_state=optimizer_state)
+        with plan.cpu_threads.fitting(observation, config, **fit_options) as threads:
+            for step in fit(observation, config, device=plan.device, **fit_options):
+                step = dataclasses.replace(step, elapsed=before + step.elapsed, threads=threads)
+                estimate, uncertainty = _pooled(finished, step)
+                images = [Images(crop(step.output, item), crop(step.average, item),
+                                 crop(estimate, item), crop(uncertainty, item))
+                          for item in range(observation.target.shape[0])]
+                yield step, images, run_number, step.done and run_number == config.n_runs - 1
         finished.append(step)
 
 

@@ -17,6 +17,7 @@ import copy
 import dataclasses
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import torch
 from torch import nn
@@ -76,11 +77,13 @@ class FitThreads:
             self._measured_at = time.perf_counter()
         return self._chosen
 
-    def run(self, observation: Observation, config: DIPConfig, *, seed: int,
-            network: nn.Module | None = None, code: torch.Tensor | None = None,
-            optimizer_state: dict | None = None) -> Iterator[FitStep]:
-        """:func:`~.fit.fit` at the count :meth:`count_for` chooses for it (the same
-        arguments; the device is this run's)."""
+    @contextmanager
+    def fitting(self, observation: Observation, config: DIPConfig, *, seed: int,
+                network: nn.Module | None = None, code: torch.Tensor | None = None,
+                optimizer_state: dict | None = None) -> Iterator[int | None]:
+        """Run the block, a fit with these arguments (those of :func:`~.fit.fit`, on this
+        run's device), at the count :meth:`count_for` chooses for it; yields the count (None
+        off the CPU) and adds it to :attr:`ran`."""
         def probe():
             return probe_of_fit(observation, config, seed=seed, device=self.device,
                                 network=network, code=code, optimizer_state=optimizer_state)
@@ -88,9 +91,7 @@ class FitThreads:
         with torch_threads(self.count_for(config.max_iterations, probe)) as count:
             count = count if self.device.type == "cpu" else None
             self.ran.append(count)
-            for step in fit(observation, config, seed=seed, device=self.device,
-                            network=network, code=code, optimizer_state=optimizer_state):
-                yield dataclasses.replace(step, threads=count)
+            yield count
 
 
 def probe_of_fit(observation: Observation, config: DIPConfig, *, seed: int,
