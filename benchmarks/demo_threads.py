@@ -37,11 +37,14 @@ def run_demo(threads: str, extra: list[str], out: Path) -> tuple[float, str]:
     return seconds, found.group(1) if found else "?"
 
 
-def measure(repeats: int, extra: list[str], out: Path) -> dict[str, list[tuple[float, str]]]:
-    runs: dict[str, list[tuple[float, str]]] = {setting: [] for setting in SETTINGS}
+def measure(settings: list[str], repeats: int, extra: list[str], out: Path,
+            ) -> dict[str, list[tuple[float, str]]]:
+    runs: dict[str, list[tuple[float, str]]] = {setting: [] for setting in settings}
     for _ in range(repeats):
-        for setting in SETTINGS:
+        for setting in settings:
             runs[setting].append(run_demo(setting, extra, out))
+            print(f"--threads {setting}: {runs[setting][-1][0]:.1f} s, "
+                  f"{runs[setting][-1][1]} thread(s)", file=sys.stderr, flush=True)
     return runs
 
 
@@ -59,6 +62,8 @@ def rows(condition: str, runs: dict[str, list[tuple[float, str]]], load: float) 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--settings", default=",".join(SETTINGS),
+                        help="the --threads values to run, in turn")
     parser.add_argument("--conditions", default="shared,busy",
                         help="shared: the machine as it is; busy: plus one spinning process")
     parser.add_argument("demo_options", nargs="*", help="passed to napari-dip demo (after --)")
@@ -72,7 +77,8 @@ def main() -> None:
                 if condition == "busy" else None
             try:
                 load = os.getloadavg()[0]
-                lines += rows(condition, measure(args.repeats, args.demo_options, out), load)
+                lines += rows(condition, measure(args.settings.split(","), args.repeats,
+                                                args.demo_options, out), load)
             finally:
                 if spinner is not None:
                     spinner.kill()

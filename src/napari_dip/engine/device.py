@@ -138,7 +138,8 @@ def torch_threads(threads: int | None) -> Iterator[int]:
 
 
 def fastest_thread_count(probe_step: Callable[[int], object], candidates: Sequence[int], *,
-                         warmup: int = 1, repeats: int = 3, give_up: float = 3.0,
+                         warmup: int = 1, repeats: int = 3, give_up: float = 2.0,
+                         margin: float = 0.25,
                          clock: Callable[[], float] = time.perf_counter) -> int:
     """The thread count under which ``probe_step`` runs fastest.
 
@@ -147,8 +148,9 @@ def fastest_thread_count(probe_step: Callable[[int], object], candidates: Sequen
     load during the probe weighs on every candidate alike; each candidate's time is the median
     of its timed rounds. A candidate whose steps so far took more than ``give_up`` times the
     fastest one's is dropped after any round (on busy cores more threads can be many times
-    slower, and the probe should not pay for that long). On a tie the fewer threads win: they
-    leave the other cores to other work.
+    slower, and the probe should not pay for that long). More threads win only where they
+    save more than ``margin`` of the fewer threads' time: they take cores from other work, and
+    on a shared machine the load changes under the probe.
     """
     counts = sorted(set(candidates))
     if not counts or counts[0] < 1:
@@ -163,6 +165,9 @@ def fastest_thread_count(probe_step: Callable[[int], object], candidates: Sequen
             times[n].append(clock() - start)
         least = min(sum(times[n]) for n in counts)
         counts = [n for n in counts if sum(times[n]) <= give_up * least]
-    if len(counts) == 1:
-        return counts[0]
-    return min(counts, key=lambda n: (statistics.median(times[n][warmup:] or times[n]), n))
+    chosen = counts[0]
+    for n in counts[1:]:
+        if statistics.median(times[n][warmup:] or times[n]) < \
+                (1 - margin) * statistics.median(times[chosen][warmup:] or times[chosen]):
+            chosen = n
+    return chosen

@@ -43,9 +43,9 @@ class FitThreads:
 
     ``threads``: a count (every fit runs with it), None (the process's count as it is) or
     ``"auto"`` (measured, see the module). ``device``: off the CPU no count is set or measured.
-    The candidates of ``"auto"`` are one thread and the count torch has when the run's first
-    fit starts (a caller that caps it, such as the widget leaving a core to the viewer, caps
-    the candidates too). :attr:`ran` lists each fit's count, in the order the fits ran.
+    The candidates of ``"auto"`` are one thread and the count torch has between fits, the
+    caller's (a caller that caps it, such as the widget leaving a core to the viewer, caps the
+    candidates too). :attr:`ran` lists each fit's count, in the order the fits ran.
     """
 
     def __init__(self, threads, device: torch.device, *, recheck_s: float = RECHECK_S) -> None:
