@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import statistics
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -145,12 +144,14 @@ def fastest_thread_count(probe_step: Callable[[int], object], candidates: Sequen
 
     ``probe_step(n)`` does one unit of work with ``n`` threads. The candidates take turns
     (``warmup`` rounds untimed, then ``repeats`` timed ones), so that a change in the machine's
-    load during the probe weighs on every candidate alike; each candidate's time is the median
-    of its timed rounds. A candidate whose steps so far took more than ``give_up`` times the
-    fastest one's is dropped after any round (on busy cores more threads can be many times
-    slower, and the probe should not pay for that long). More threads win only where they
-    save more than ``margin`` of the fewer threads' time: they take cores from other work, and
-    on a shared machine the load changes under the probe.
+    load during the probe weighs on every candidate alike; each candidate's time is the sum of
+    its timed rounds, not their median: a fit pays for every step, and on busy cores the
+    threads' waits come as rare long steps that a median would hide. A candidate whose steps
+    so far took more than ``give_up`` times the fastest one's is dropped after any round (on
+    busy cores more threads can be many times slower, and the probe should not pay for that
+    long). More threads win only where they save more than ``margin`` of the fewer threads'
+    time: they take cores from other work, and on a shared machine the load changes under the
+    probe.
     """
     counts = sorted(set(candidates))
     if not counts or counts[0] < 1:
@@ -167,7 +168,6 @@ def fastest_thread_count(probe_step: Callable[[int], object], candidates: Sequen
         counts = [n for n in counts if sum(times[n]) <= give_up * least]
     chosen = counts[0]
     for n in counts[1:]:
-        if statistics.median(times[n][warmup:] or times[n]) < \
-                (1 - margin) * statistics.median(times[chosen][warmup:] or times[chosen]):
+        if sum(times[n][warmup:]) < (1 - margin) * sum(times[chosen][warmup:]):
             chosen = n
     return chosen

@@ -29,8 +29,8 @@ from .problem import Observation
 
 PROBE_WARMUP = 1
 """Untimed probe steps per candidate count (the first steps allocate their buffers)."""
-PROBE_REPEATS = 3
-"""Timed probe steps per candidate count; each count's time is their median."""
+PROBE_REPEATS = 4
+"""Timed probe steps per candidate count; each count's time is their sum."""
 RECHECK_S = 180.0
 """Seconds after a measurement from which the next fit measures again."""
 PROBE_SHARE = 10
