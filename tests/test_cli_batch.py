@@ -690,7 +690,7 @@ def test_a_record_of_an_auto_run_repeats_the_thread_count_that_was_measured(tmp_
     torch.set_num_threads(2)  # so that "auto" has two counts to choose from
     source = tmp_path / "stack.tif"
     _write_stack(source, shape=(1, 16, 16))
-    run = ["--preset", "quick", "--max-iterations", "80", "--report-every", "40", "--scales",
+    run = ["--preset", "quick", "--max-iterations", "100", "--report-every", "50", "--scales",
            "2", "--quiet"]
     assert main(["denoise", str(source), "--out", str(tmp_path / "auto"), *run]) == 0
     record = _record(tmp_path / "auto" / "stack.tif")

@@ -21,7 +21,7 @@ def two_torch_threads():
     torch.set_num_threads(before)
 
 
-def _last(image, max_iterations=80, **options):
+def _last(image, max_iterations=100, **options):
     last = None
     for last in iter_restore(image, preset="quick", max_iterations=max_iterations,
                              report_every=40, seed=3, device="cpu", **options):
