@@ -736,6 +736,35 @@ def test_a_record_repeats_the_cpu_threads_its_result_depends_on(tmp_path):
     np.testing.assert_array_equal(again, two)  # in this 1-thread process, with 2 threads
 
 
+def test_a_record_of_an_auto_run_repeats_the_thread_count_that_was_measured(tmp_path,
+                                                                          monkeypatch):
+    import torch
+
+    from napari_dip.engine import threads as fit_threads
+
+    measured = []
+
+    def one_is_faster(probe_step, candidates, **kwargs):
+        measured.append(list(candidates))
+        return 1
+
+    monkeypatch.setattr(fit_threads, "fastest_thread_count", one_is_faster)
+    torch.set_num_threads(2)  # so that "auto" has two counts to choose from
+    source = tmp_path / "stack.tif"
+    _write_stack(source, shape=(1, 16, 16))
+    run = ["--preset", "quick", "--max-iterations", "100", "--report-every", "50", "--scales",
+           "2", "--quiet"]
+    assert main(["denoise", str(source), "--out", str(tmp_path / "auto"), *run]) == 0
+    record = _record(tmp_path / "auto" / "stack.tif")
+    assert measured == [[1, 2]] and record["threads"] == 1  # the measured count, pinned
+    assert record["threads_used"] == 1 and record["slices"][0]["threads"] == 1
+    assert main(["denoise", str(source), "--out", str(tmp_path / "again"), "--config",
+                 str(tmp_path / "auto" / "stack.tif.json"), "--quiet"]) == 0
+    assert len(measured) == 1  # the record's count, not measured again
+    again, auto = (read_tiff(tmp_path / d / "stack.tif").data for d in ("again", "auto"))
+    np.testing.assert_array_equal(again, auto)
+
+
 def test_the_record_of_a_tiled_slice_says_how_each_tile_ended(tmp_path):
     rng = np.random.default_rng(0)
     clean = np.where(np.arange(48) > 24, 1800, 1000) * np.ones((48, 1))

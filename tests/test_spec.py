@@ -98,7 +98,8 @@ def test_an_old_option_file_still_loads_and_leaves_out_what_it_does_not_give(tmp
 @pytest.mark.parametrize("document, message", [
     ({"learning_rat": 0.1}, r"unknown option\(s\) \['learning_rat'\]; known options are"),
     ({"seed": -1}, "seed must be an integer from 0 to 2\\*\\*32 - 1"),
-    ({"threads": 0}, "threads must be a positive whole number"),
+    ({"threads": 0}, "threads must be a positive whole number or 'auto'"),
+    ({"threads": "all"}, "threads must be a positive whole number or 'auto'"),
     ({"intensity_range": [3, 1]}, "intensity_range=.* low < high"),
     ({"learning_rate": 5}, "learning_rate=5 is out of range"),
     ({"napari_dip_run": 99}, "format 99; this version reads format 2 .* upgrade napari-dip"),
@@ -137,3 +138,12 @@ def test_a_record_is_the_run_document_pinned_to_what_ran_with_the_outcome_beside
     assert record(RunSpec(threads=2), outcome)["threads"] == 2  # as asked, kept
     with pytest.raises(ValueError, match=r"outcome keys \['device'\] would hide the run's own"):
         record(spec, {"device": "cpu (3 threads)"})
+
+
+def test_threads_default_to_auto_and_pinning_keeps_the_count_every_fit_ran_with():
+    spec = RunSpec(preset="quick")
+    assert spec.threads == "auto" and RunSpec.from_dict(spec.to_dict()) == spec
+    assert spec.pinned([{"threads": 1}, {"threads": 1}]).threads == 1
+    assert spec.pinned([{"threads": 1}, {"threads": 2}]).threads == "auto"  # no one count
+    assert spec.pinned([{"threads": None}]).threads == "auto"  # off the CPU
+    assert RunSpec(preset="quick", threads=2).pinned([{"threads": 1}]).threads == 2

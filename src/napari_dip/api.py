@@ -20,20 +20,20 @@ from .spec import RunSpec
 
 
 def _spec(task, factor, preset, seed, device, max_iterations, settings: dict[str, Any], *,
-          channel_axis=None, intensity_range=None, psf=None) -> RunSpec:
+          threads="auto", channel_axis=None, intensity_range=None, psf=None) -> RunSpec:
     """The run an entry point's arguments describe (checked by :func:`plan`)."""
     overrides = dict(settings) if max_iterations is None else \
         {"max_iterations": max_iterations, **settings}
     return RunSpec(task=task, preset=preset, factor=factor, overrides=overrides, seed=seed,
-                   device=device, channel_axis=channel_axis, intensity_range=intensity_range,
-                   psf=psf)
+                   device=device, threads=threads, channel_axis=channel_axis,
+                   intensity_range=intensity_range, psf=psf)
 
 
 def iter_restore(image: np.ndarray, *, task: str = "denoise", mask: np.ndarray | None = None,
                  factor: int | None = None, guide: np.ndarray | None = None,
                  preset: str | DIPConfig = "auto", channel_axis: int | None = None, seed: int = 0,
                  device: str | None = None, max_iterations: int | None = None, psf=None,
-                 **settings: Any) -> Iterator[Snapshot]:
+                 threads: int | str | None = "auto", **settings: Any) -> Iterator[Snapshot]:
     """Restore a 2D image with Deep Image Prior, yielding a :class:`Snapshot` as the fit goes.
 
     Stop early by breaking out of the loop; the last snapshot received holds the best result
@@ -41,7 +41,7 @@ def iter_restore(image: np.ndarray, *, task: str = "denoise", mask: np.ndarray |
     """
     psf, description = psf_source(psf)
     spec = _spec(task, factor, preset, seed, device, max_iterations, settings,
-                 channel_axis=channel_axis, psf=description)
+                 threads=threads, channel_axis=channel_axis, psf=description)
     return run(plan(image, spec, mask=mask, guide=guide, psf=psf, stack=False))  # fails here
 
 
@@ -49,8 +49,8 @@ def restore(image: np.ndarray, *, task: str = "denoise", mask: np.ndarray | None
             factor: int | None = None, guide: np.ndarray | None = None,
             preset: str | DIPConfig = "auto", channel_axis: int | None = None, seed: int = 0,
             device: str | None = None, max_iterations: int | None = None, psf=None,
-            return_uncertainty: bool = False, return_history: bool = False,
-            **settings: Any) -> np.ndarray | tuple:
+            threads: int | str | None = "auto", return_uncertainty: bool = False,
+            return_history: bool = False, **settings: Any) -> np.ndarray | tuple:
     """Restore a 2D image with Deep Image Prior.
 
     Parameters
@@ -85,6 +85,12 @@ def restore(image: np.ndarray, *, task: str = "denoise", mask: np.ndarray | None
         available.
     max_iterations : int, optional
         Overrides the preset's number of steps.
+    threads : int, "auto" or None
+        CPU threads for each fit. ``"auto"`` times a few steps of a copy of each fit at one
+        thread and at torch's count and runs the fit at the faster (on a busy machine more
+        threads can be many times slower); None keeps torch's count as it is. A CPU result
+        repeats bit for bit only with the same count: each snapshot's ``threads`` says which
+        ran. Ignored off the CPU.
     return_uncertainty : bool
         Also return the per-pixel posterior standard deviation (Bayesian DIP: preset
         ``"bayesian"`` or ``sgld_noise > 0``; None for other methods, and when the run ended
@@ -118,7 +124,8 @@ def restore(image: np.ndarray, *, task: str = "denoise", mask: np.ndarray | None
     last = None
     for last in iter_restore(image, task=task, mask=mask, factor=factor, guide=guide,
                              preset=preset, channel_axis=channel_axis, seed=seed, device=device,
-                             max_iterations=max_iterations, psf=psf, **settings):
+                             max_iterations=max_iterations, psf=psf, threads=threads,
+                             **settings):
         pass
     extras = ((last.uncertainty,) if return_uncertainty else ()) + \
         ((last.history.checkpoints,) if return_history else ())
@@ -131,6 +138,7 @@ def iter_restore_stack(image: np.ndarray, *, task: str = "denoise",
                        channel_axis: int | None = None, seed: int = 0, device: str | None = None,
                        max_iterations: int | None = None,
                        intensity_range: tuple[float, float] | None = None, psf=None,
+                       threads: int | str | None = "auto",
                        **settings: Any) -> Iterator[StackSnapshot]:
     """Restore every 2D slice of a stack, yielding a :class:`StackSnapshot` as it goes.
 
@@ -148,7 +156,7 @@ def iter_restore_stack(image: np.ndarray, *, task: str = "denoise",
     Parameters are those of :func:`restore_stack`.
     """
     psf, description = psf_source(psf)
-    spec = _spec(task, factor, preset, seed, device, max_iterations, settings,
+    spec = _spec(task, factor, preset, seed, device, max_iterations, settings, threads=threads,
                  channel_axis=channel_axis, intensity_range=intensity_range, psf=description)
     return run(plan(image, spec, mask=mask, guide=guide, psf=psf))  # bad input fails here
 
@@ -158,8 +166,8 @@ def restore_stack(image: np.ndarray, *, task: str = "denoise", mask: np.ndarray 
                   preset: str | DIPConfig = "auto", channel_axis: int | None = None,
                   seed: int = 0, device: str | None = None, max_iterations: int | None = None,
                   intensity_range: tuple[float, float] | None = None, psf=None,
-                  return_uncertainty: bool = False, return_history: bool = False,
-                  **settings: Any) -> np.ndarray | tuple:
+                  threads: int | str | None = "auto", return_uncertainty: bool = False,
+                  return_history: bool = False, **settings: Any) -> np.ndarray | tuple:
     """Restore a stack (Z, T, ... of 2D images) slice by slice.
 
     Parameters
@@ -203,7 +211,8 @@ def restore_stack(image: np.ndarray, *, task: str = "denoise", mask: np.ndarray 
     for last in iter_restore_stack(image, task=task, mask=mask, factor=factor, guide=guide,
                                    preset=preset, channel_axis=channel_axis, seed=seed,
                                    device=device, max_iterations=max_iterations,
-                                   intensity_range=intensity_range, psf=psf, **settings):
+                                   intensity_range=intensity_range, psf=psf, threads=threads,
+                                   **settings):
         pass
     histories = {index: history.checkpoints for index, history in last.histories.items()}
     extras = ((last.uncertainty,) if return_uncertainty else ()) + \

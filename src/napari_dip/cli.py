@@ -30,7 +30,7 @@ def _demo(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     last = None
     for last in iter_restore(noisy, preset=args.preset, seed=args.seed, device=args.device,
-                             max_iterations=args.max_iterations):
+                             max_iterations=args.max_iterations, threads=args.threads):
         print(f"  iteration {last.iteration:5d}/{last.max_iterations}  loss {last.loss:.5f}  "
               f"PSNR {psnr(last.estimate, clean):6.2f} dB", flush=True)
     seconds = time.perf_counter() - start
@@ -108,6 +108,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     demo.add_argument("--device", default=None, choices=DEVICE_CHOICES,
                       help="compute device (default: best available)")
+    demo.add_argument("--threads", type=_thread_count, default="auto", metavar="N",
+                      help=THREADS_HELP)
     demo.add_argument("--out", type=Path, default=Path("napari-dip-demo.png"),
                       help="before/after PNG to write (default: napari-dip-demo.png)")
     demo.set_defaults(run=_demo)
@@ -176,10 +178,8 @@ def _add_restoration_options(main, task: str, fields: dict[str, dict]) -> None:
                       help="random seed for the network, its input and its noise (default: 0)")
     main.add_argument("--device", default=None, metavar="DEVICE",
                       help="auto, cuda, cuda:N, mps or cpu (default: auto, the best available)")
-    main.add_argument("--threads", type=_positive_int, default=None, metavar="N",
-                      help="CPU threads for each fit (default: torch's, usually one per core); "
-                           "a CPU result repeats bit for bit only with the same number, which "
-                           "the run record keeps")
+    main.add_argument("--threads", type=_thread_count, default=None, metavar="N",
+                      help=THREADS_HELP + "; the run record keeps the count")
     if task == "super_resolve":
         main.add_argument("--factor", type=int, choices=SUPPORTED_FACTORS, default=None,
                           help="enlargement on each side; the pixel size is divided by it "
@@ -346,6 +346,15 @@ def _setting_type(field_info: dict):
 
     parse.__name__ = str(field_info["type"])
     return parse
+
+
+THREADS_HELP = ("CPU threads for each fit, or auto (default): time a few steps at one thread "
+                "and at all of them before each fit and run it at the faster; a CPU result "
+                "repeats bit for bit only with the same count")
+
+
+def _thread_count(text: str) -> int | str:
+    return "auto" if text == "auto" else _positive_int(text)
 
 
 def _positive_int(text: str) -> int:

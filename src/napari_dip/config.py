@@ -254,6 +254,16 @@ def check_seed(seed: Any) -> None:
         raise ValueError(f"seed must be an integer from 0 to 2**32 - 1, got {seed!r}")
 
 
+def check_threads(threads: Any) -> None:
+    """Refuse a CPU thread setting other than a positive whole number, ``"auto"`` (measured
+    before each fit: :mod:`napari_dip.engine.threads`) or None (the process's count as it is)."""
+    if threads is None or threads == "auto":
+        return
+    if isinstance(threads, (bool, np.bool_)) or not isinstance(threads, (int, np.integer)) or \
+            threads < 1:
+        raise ValueError(f"threads must be a positive whole number or 'auto', got {threads!r}")
+
+
 def check_setting(name: str, value: Any) -> None:
     """Check one setting against its own bounds or choices (combinations are checked when the
     whole config is built)."""

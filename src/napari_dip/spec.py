@@ -49,9 +49,10 @@ class RunSpec:
     seed : int
     device : str or None
         As asked for (None or ``"auto"``: the best available).
-    threads : int or None
-        CPU threads for each fit (None: torch's default); a CPU result repeats bit for bit
-        only with the same count.
+    threads : int, "auto" or None
+        CPU threads for each fit: ``"auto"`` measures before each fit whether one thread or
+        all are faster (:mod:`napari_dip.engine.threads`), None leaves torch's count as it is;
+        a CPU result repeats bit for bit only with the same count, which :meth:`pinned` fixes.
     channel_axis : int or None
         The input's channel axis (after ``axes`` arranged a file, for the batch).
     intensity_range : (float, float) or None
@@ -72,7 +73,7 @@ class RunSpec:
     overrides: Mapping[str, Any] = field(default_factory=dict)
     seed: int = 0
     device: str | None = None
-    threads: int | None = None
+    threads: int | str | None = "auto"
     channel_axis: int | None = None
     intensity_range: tuple[float, float] | None = None
     axes: str | None = None
@@ -87,16 +88,16 @@ class RunSpec:
 
     def check(self) -> RunSpec:
         """Refuse a spec whose values cannot run, naming the key and the fix; return it."""
-        from .config import check_factor, check_seed, check_task
+        from .config import check_factor, check_seed, check_task, check_threads
 
         check_task(self.task)
         check_factor(self.task, self.factor)
         check_seed(self.seed)
-        for name in ("threads", "slices_per_task"):
-            value = getattr(self, name)
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int)
-                                      or value < 1):
-                raise ValueError(f"{name} must be a positive whole number, got {value!r}")
+        check_threads(self.threads)
+        value = self.slices_per_task
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int)
+                                  or value < 1):
+            raise ValueError(f"slices_per_task must be a positive whole number, got {value!r}")
         if self.axes is not None and not isinstance(self.axes, str):
             raise ValueError(f"axes must be letters such as 'ZYX' or 'TZCYX', got {self.axes!r}")
         if self.channel_axis is not None and (isinstance(self.channel_axis, bool) or
@@ -115,11 +116,17 @@ class RunSpec:
         return self
 
     def pinned(self, ran: Iterable[Mapping[str, Any]]) -> RunSpec:
-        """This spec with the precision and memory layout that ``"auto"`` chose pinned, where
-        every fit in ``ran`` (mappings with ``"precision"`` / ``"memory_format"``, e.g. a
-        record's slices) agrees: a run repeats bit for bit only in the same arithmetic."""
-        return dataclasses.replace(self, overrides=_pinned(
-            {**self.config().to_dict(), **self.overrides}, list(ran), self.overrides))
+        """This spec with the precision, memory layout and CPU threads that ``"auto"`` chose
+        pinned, where every fit in ``ran`` (mappings with ``"precision"`` /
+        ``"memory_format"`` / ``"threads"``, e.g. a record's slices) agrees: a run repeats bit
+        for bit only in the same arithmetic."""
+        ran = list(ran)
+        threads = self.threads
+        counts = {entry.get("threads") for entry in ran if isinstance(entry, Mapping)}
+        if threads == "auto" and len(counts) == 1 and isinstance(next(iter(counts)), int):
+            threads = counts.pop()
+        return dataclasses.replace(self, threads=threads, overrides=_pinned(
+            {**self.config().to_dict(), **self.overrides}, ran, self.overrides))
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON form: the marker and version, every field, and the settings as they
@@ -268,7 +275,7 @@ def _from_record(record: Mapping[str, Any], source: str) -> dict[str, Any]:
     return _repeated(record, ("task", "preset", "seed", "factor", "axes", "slices_per_task",
                               "psf"),
                      ran=record.get("slices") or (), device=record.get("requested_device"),
-                     threads=record.get("threads") or record.get("threads_used"))
+                     threads=record.get("threads_used") or record.get("threads"))
 
 
 def _from_layer(layer: Mapping[str, Any], source: str) -> dict[str, Any]:
@@ -363,7 +370,8 @@ def fit_outcome(snapshot) -> dict[str, Any]:
     return {"iterations": snapshot.iteration, "loss": snapshot.loss,
             "seconds": round(snapshot.elapsed, 3), "device": snapshot.device,
             "precision": snapshot.precision, "memory_format": snapshot.memory_format,
-            "backtracks": snapshot.backtracks, "weight_noise": snapshot.weight_noise,
+            "threads": getattr(snapshot, "threads", None), "backtracks": snapshot.backtracks,
+            "weight_noise": snapshot.weight_noise,
             "stopped_early": snapshot.stopped, "best_iteration": snapshot.best_iteration,
             **({} if getattr(snapshot, "noise_estimate", None) is None
                else {"noise_estimate": snapshot.noise_estimate})}

@@ -109,10 +109,10 @@ def restoration_steps(run_input: RunInput, state: RunState):
 
 @contextmanager
 def cpu_threads_leaving_one_for_the_gui(device: str):
-    """On the CPU, fit with one thread fewer than the machine has, so the GUI thread keeps a
-    core: with every core busy, torch's worker threads and napari's event loop contend and
-    both slow down. The previous thread count is restored afterwards. Yields the count (None
-    off the CPU): a CPU result depends on it."""
+    """On the CPU, fit with at most one thread fewer than the machine has, so the GUI thread
+    keeps a core: with every core busy, torch's worker threads and napari's event loop contend
+    and both slow down (``threads="auto"`` chooses between one thread and this many). The
+    previous thread count is restored afterwards. Yields the count (None off the CPU)."""
     import torch
 
     from ..engine.device import select_device, torch_threads

@@ -14,7 +14,7 @@ from ..engine.layout import CHANNEL_AXES, ImageAxes
 from ..io.tiff import read_mask, read_tiff, read_tiff_header, read_tiff_slices
 from .jobs import BatchError, Job, Outcome, clear_previous
 from .run import (_now, _reason, _write_failure, load_job, restore_array, run_job, save_result,
-                  undo_tiny_malloc_trim)
+                  threads_ran, undo_tiny_malloc_trim)
 
 if TYPE_CHECKING:
     from .progress import Progress
@@ -148,18 +148,15 @@ def _restore_part(job: Job, start: int, stop: int, prepared,
                   ) -> tuple[np.ndarray, np.ndarray | None, list, int]:
     """Restore slices ``start:stop`` with the whole stack's intensity scaling; also return
     the CPU threads it ran with."""
-    from ..engine.device import torch_threads
-
     undo_tiny_malloc_trim()
     part, mask, stack_shape = _load_part(job, start, stop)
-    with torch_threads(job.spec.threads) as threads:
-        result, uncertainty, slices, _ = restore_array(
-            part, ImageAxes.from_letters("ZYXC"), mask, job.spec,
-            intensity_range=prepared["intensity_range"])
+    result, uncertainty, slices, _ = restore_array(
+        part, ImageAxes.from_letters("ZYXC"), mask, job.spec,
+        intensity_range=prepared["intensity_range"])
     for entry in slices:
         entry["index"] = [int(i) for i in np.unravel_index(start + entry["index"][0],
                                                            stack_shape)]
-    return result, uncertainty, slices, threads
+    return result, uncertainty, slices, threads_ran(slices)
 
 
 def _load_part(job: Job, start: int, stop: int,

@@ -45,8 +45,6 @@ def run_job(job: Job, on_snapshot: SnapshotCallback | None = None) -> Outcome:
     """
     start = time.perf_counter()
     started = _now()
-    from ..engine.device import torch_threads
-
     undo_tiny_malloc_trim()
     try:
         clear_previous(job)
@@ -59,11 +57,10 @@ def run_job(job: Job, on_snapshot: SnapshotCallback | None = None) -> Outcome:
             if on_snapshot is not None:
                 on_snapshot(snapshot, steps)
 
-        with torch_threads(job.spec.threads) as threads:
-            result, uncertainty, slices, intensity_range = restore_array(
-                engine_data, layout, mask, job.spec, watch)
+        result, uncertainty, slices, intensity_range = restore_array(
+            engine_data, layout, mask, job.spec, watch)
         restored = time.perf_counter()
-        save_result(job, image, layout, result, uncertainty, slices, threads,
+        save_result(job, image, layout, result, uncertainty, slices, threads_ran(slices),
                     timings={"started": started, "read_s": loaded - start,
                              "restore_s": restored - loaded}, intensity_range=intensity_range,
                     histories={index: h.checkpoints for index, h in histories.items()})
@@ -72,6 +69,13 @@ def run_job(job: Job, on_snapshot: SnapshotCallback | None = None) -> Outcome:
         _write_failure(job, reason, started)
         return Outcome(job.input, "failed", reason, seconds=time.perf_counter() - start)
     return Outcome(job.input, "written", output=job.output, seconds=time.perf_counter() - start)
+
+
+def threads_ran(slices: list[dict[str, Any]]) -> int | None:
+    """The CPU threads every fit of ``slices`` (their records) ran with; None off the CPU or
+    when the fits ran with different counts (each slice's record keeps its own)."""
+    counts = {fit.get("threads") for entry in slices for fit in entry.get("fits", [entry])}
+    return counts.pop() if len(counts) == 1 else None
 
 
 def undo_tiny_malloc_trim() -> None:
@@ -155,7 +159,7 @@ def fit_record(snapshot) -> dict[str, Any]:
     """How one fit (a tile's, a run's) stands at ``snapshot``."""
     return {"tile": snapshot.tile, "run": snapshot.run, "iterations": snapshot.iteration,
             "stopped_early": snapshot.stopped, "best_iteration": snapshot.best_iteration,
-            "loss": snapshot.loss}
+            "loss": snapshot.loss, "threads": snapshot.threads}
 
 
 def slice_record(snapshot, fits: dict[tuple[int, int], dict] | None = None) -> dict[str, Any]:

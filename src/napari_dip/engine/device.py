@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 
 import torch
@@ -133,3 +134,40 @@ def torch_threads(threads: int | None) -> Iterator[int]:
         yield torch.get_num_threads()
     finally:
         torch.set_num_threads(before)
+
+
+def fastest_thread_count(probe_step: Callable[[int], object], candidates: Sequence[int], *,
+                         warmup: int = 1, repeats: int = 3, give_up: float = 2.0,
+                         margin: float = 0.25,
+                         clock: Callable[[], float] = time.perf_counter) -> int:
+    """The thread count under which ``probe_step`` runs fastest.
+
+    ``probe_step(n)`` does one unit of work with ``n`` threads. The candidates take turns
+    (``warmup`` rounds untimed, then ``repeats`` timed ones), so that a change in the machine's
+    load during the probe weighs on every candidate alike; each candidate's time is the sum of
+    its timed rounds, not their median: a fit pays for every step, and on busy cores the
+    threads' waits come as rare long steps that a median would hide. A candidate whose steps
+    so far took more than ``give_up`` times the fastest one's is dropped after any round (on
+    busy cores more threads can be many times slower, and the probe should not pay for that
+    long). More threads win only where they save more than ``margin`` of the fewer threads'
+    time: they take cores from other work, and on a shared machine the load changes under the
+    probe.
+    """
+    counts = sorted(set(candidates))
+    if not counts or counts[0] < 1:
+        raise ValueError(f"thread counts must be positive whole numbers, got {list(candidates)}")
+    times: dict[int, list[float]] = {n: [] for n in counts}
+    for _ in range(warmup + repeats):
+        if len(counts) == 1:
+            return counts[0]
+        for n in counts:
+            start = clock()
+            probe_step(n)
+            times[n].append(clock() - start)
+        least = min(sum(times[n]) for n in counts)
+        counts = [n for n in counts if sum(times[n]) <= give_up * least]
+    chosen = counts[0]
+    for n in counts[1:]:
+        if sum(times[n][warmup:]) < (1 - margin) * sum(times[chosen][warmup:]):
+            chosen = n
+    return chosen

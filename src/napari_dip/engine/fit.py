@@ -43,6 +43,8 @@ class FitStep:
     ``precision`` is the arithmetic the generator's forward pass ran in at this step.
     ``weight_noise`` is the std of the SGLD noise added to the weights after each step (0: none).
     ``memory_format`` is the generator's layout: ``"channels_last"`` or ``"contiguous"``.
+    ``threads`` is the CPU threads the fit ran with (None off the CPU, or when its caller did
+    not set them: the plane runner does, per :class:`~.threads.FitThreads`).
     """
 
     iteration: int
@@ -63,6 +65,7 @@ class FitStep:
     precision: str = "float32"
     weight_noise: float = 0.0
     memory_format: str = "contiguous"
+    threads: int | None = None
 
 
 # ----------------------------------------------------------------------------- the generator

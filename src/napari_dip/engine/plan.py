@@ -13,7 +13,7 @@ left; with a stopping rule it counts toward where the rule is expected to stop
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -31,6 +31,7 @@ from .problem import (CheckedPlane, _as_array, _check_finite, _refuse_all_missin
 from .run_history import PlaneRecorder
 from .scaling import IntensityScaling
 from .stack import StackData, StackSnapshot, iter_stack, refuse_one_guide_for_a_batch
+from .threads import FitThreads
 from .tiling import Tile, plan_tiles
 
 
@@ -90,6 +91,9 @@ class Plan:
     noise_estimate : dict or None
         With ``data_term="auto"``: the data term chosen and the noise model estimated from the
         image or stack (:func:`~.noise_model.auto_data_term`); ``config`` holds the choice.
+    cpu_threads : FitThreads
+        The CPU threads of each fit (``spec.threads``: a count, or measured per fit), and
+        the counts the fits ran with.
     """
 
     spec: RunSpec
@@ -102,6 +106,10 @@ class Plan:
     plane: CheckedPlane | None = None
     psf: np.ndarray | None = None
     noise_estimate: dict | None = None
+    cpu_threads: FitThreads = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.cpu_threads = FitThreads(self.spec.threads, self.device)
 
     @property
     def seed(self) -> int:

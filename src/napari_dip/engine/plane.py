@@ -95,6 +95,10 @@ class Snapshot:
     noise_estimate : dict or None
         With ``data_term="auto"``: the data term chosen and the noise model (gain and read
         variance, in intensity units) estimated from the image or stack it was chosen from.
+    threads : int or None
+        The CPU threads this fit runs with (None off the CPU): on a CPU the count changes the
+        arithmetic, so a run repeats bit for bit only with the same count (``threads="auto"``
+        measures which is faster before each fit: :mod:`napari_dip.engine.threads`).
     """
 
     iteration: int
@@ -120,6 +124,7 @@ class Snapshot:
     memory_format: str = "contiguous"
     history: History | None = None
     noise_estimate: dict | None = None
+    threads: int | None = None
 
 
 def run_record(snapshot: Snapshot) -> dict[str, Any]:
@@ -149,7 +154,7 @@ def fit_runs(observation: Observation, plan, config: DIPConfig, warm: list[FitSt
     it is the last step of the last run. A step's ``elapsed`` counts the runs before it too.
     ``warm`` holds, per run, the fit to continue (a stack's previous slice): run r continues
     run r's weights and optimiser state, from its input code, or from this observation's own
-    guide when it has one. ``plan`` gives the seed and device."""
+    guide when it has one. ``plan`` gives the seed, the device and each fit's CPU threads."""
     def crop(tensor, item):
         return None if tensor is None else from_tensor(tensor, observation.crop, item)
 
@@ -162,15 +167,17 @@ def fit_runs(observation: Observation, plan, config: DIPConfig, warm: list[FitSt
             code = previous.code[:observation.target.shape[0]] if observation.guide is None \
                 else observation.guide.to(previous.code.device)
         before = finished[-1].elapsed if finished else 0.0  # already counts earlier runs
-        for step in fit(observation, config, seed=plan.seed + run_number, device=plan.device,
-                        network=network, code=code, optimizer_state=optimizer_state,
-                        psf=plan.psf):
-            step = dataclasses.replace(step, elapsed=before + step.elapsed)
-            estimate, uncertainty = _pooled(finished, step)
-            images = [Images(crop(step.output, item), crop(step.average, item),
-                             crop(estimate, item), crop(uncertainty, item))
-                      for item in range(observation.target.shape[0])]
-            yield step, images, run_number, step.done and run_number == config.n_runs - 1
+        fit_options = dict(seed=plan.seed + run_number, network=network, code=code,
+                           optimizer_state=optimizer_state)
+        with plan.cpu_threads.fitting(observation, config, **fit_options) as threads:
+            for step in fit(observation, config, device=plan.device, psf=plan.psf,
+                            **fit_options):
+                step = dataclasses.replace(step, elapsed=before + step.elapsed, threads=threads)
+                estimate, uncertainty = _pooled(finished, step)
+                images = [Images(crop(step.output, item), crop(step.average, item),
+                                 crop(estimate, item), crop(uncertainty, item))
+                          for item in range(observation.target.shape[0])]
+                yield step, images, run_number, step.done and run_number == config.n_runs - 1
         finished.append(step)
 
 
@@ -219,7 +226,7 @@ def make_snapshot(step: FitStep, images: Images, run_number: int, *, done: bool,
                   criterion=step.criterion, best_iteration=step.best_iteration,
                   stopped=step.stopped, run=run_number, precision=step.precision,
                   weight_noise=step.weight_noise, memory_format=step.memory_format,
-                  noise_estimate=plan.noise_estimate)
+                  noise_estimate=plan.noise_estimate, threads=step.threads)
     fields.update(progress)
     return Snapshot(image=user(images.image), average=user(images.average),
                     estimate=user(images.estimate), uncertainty=user(images.uncertainty),
