@@ -1,11 +1,9 @@
 """The bounded history of a fit's estimates: spacing, pins, memory, and what it gives back."""
 
-import doctest
 
 import numpy as np
 import pytest
 
-from napari_dip.engine import history as history_module
 from napari_dip.engine.history import History
 
 
@@ -220,8 +218,3 @@ def test_history_keeps_the_estimate_as_given():
 
     assert point.estimate is estimate and point.estimate.dtype == np.float64
     assert (point.iteration, point.elapsed, point.loss, point.criterion) == (1, 0.5, 0.25, 0.125)
-
-
-def test_history_docstring_examples_run():
-    result = doctest.testmod(history_module)
-    assert result.attempted > 0 and result.failed == 0

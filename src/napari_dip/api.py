@@ -38,6 +38,17 @@ def iter_restore(image: np.ndarray, *, task: str = "denoise", mask: np.ndarray |
 
     Stop early by breaking out of the loop; the last snapshot received holds the best result
     so far. Parameters are those of :func:`restore`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import napari_dip
+    >>> noisy = np.random.default_rng(0).random((48, 48), dtype=np.float32)
+    >>> for snapshot in napari_dip.iter_restore(noisy, preset="quick", max_iterations=20,
+    ...                                         report_every=10):
+    ...     print(snapshot.iteration, snapshot.estimate.shape)
+    10 (48, 48)
+    20 (48, 48)
     """
     psf, description = psf_source(psf)
     spec = _spec(task, factor, preset, seed, device, max_iterations, settings,
@@ -118,6 +129,24 @@ def restore(image: np.ndarray, *, task: str = "denoise", mask: np.ndarray | None
         (each with ``iteration``, ``elapsed``, ``loss``, ``criterion``, ``estimate`` and
         ``note``: ``"last"``, ``"automatic stop"`` or None), last in the returned tuple:
         ``result, uncertainty, checkpoints`` when both are asked for.
+
+    Examples
+    --------
+    Denoise, fill the pixels a mask marks, enlarge four times:
+
+    >>> import numpy as np
+    >>> import napari_dip
+    >>> image = np.random.default_rng(0).random((48, 48), dtype=np.float32)
+    >>> napari_dip.restore(image, preset="quick", max_iterations=10).shape
+    (48, 48)
+    >>> missing = np.zeros(image.shape, dtype=bool)
+    >>> missing[20:24] = True
+    >>> napari_dip.restore(image, task="inpaint", mask=missing, preset="quick",
+    ...                    max_iterations=10).shape
+    (48, 48)
+    >>> napari_dip.restore(image, task="super_resolve", factor=4, preset="quick",
+    ...                    max_iterations=10).shape
+    (192, 192)
     """
     if return_history:
         settings.setdefault("history", DEFAULT_HISTORY)
@@ -189,8 +218,9 @@ def restore_stack(image: np.ndarray, *, task: str = "denoise", mask: np.ndarray 
     return_history : bool
         Also return each slice's checkpoints (as :func:`restore` does for one image).
 
-    Other parameters are those of :func:`restore`. ``warm_start_fraction`` (a setting)
-    controls how long slices after the first are fitted.
+    **settings
+        Other parameters are those of :func:`restore`. ``warm_start_fraction`` (a setting)
+        controls how long slices after the first are fitted.
 
     Returns
     -------
@@ -204,6 +234,14 @@ def restore_stack(image: np.ndarray, *, task: str = "denoise", mask: np.ndarray 
         With ``return_history=True`` (last in the returned tuple): each slice's index along
         the stack axes, e.g. ``(z,)``, to its list of checkpoints; a checkpoint's estimate is
         that slice's result had it been chosen there.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import napari_dip
+    >>> stack = np.random.default_rng(0).random((3, 32, 32), dtype=np.float32)  # Z, Y, X
+    >>> napari_dip.restore_stack(stack, preset="quick", max_iterations=10).shape
+    (3, 32, 32)
     """
     if return_history:
         settings.setdefault("history", DEFAULT_HISTORY)
