@@ -10,10 +10,10 @@ recorded run (the automatic stop should stay within 0.5 dB of it). The clean ima
 only to measure.
 
 Images: 128x128 centre crops of the five FMD confocal pairs (real noise) and, with
-``--sets fmd,cbm3d9``, of four CBM3D9 images in greyscale with sigma=25 Gaussian noise. Writes
+``--sets fmd,cbm3d9 --limit 4``, of the first four CBM3D9 images in greyscale with sigma=25 Gaussian noise. Writes
 benchmarks/results/learned_init.json and prints the table of docs/benchmarks/learned-init.md::
 
-    OMP_NUM_THREADS=1 nice -n 19 python benchmarks/learned_init.py --sets fmd,cbm3d9
+    OMP_NUM_THREADS=1 nice -n 19 python benchmarks/learned_init.py --sets fmd,cbm3d9 --limit 4
 """
 
 from __future__ import annotations
@@ -38,20 +38,20 @@ from reproduce_paper import (DATA, RESULTS, center_crop, command_line,  # noqa: 
 INITS = ("random", "learned")
 
 
-def cases(sets: list[str], crop: int, cbm3d9_count: int):
+def cases(sets: list[str], crop: int, limit: int):
     """(name, noisy, clean) for each selected image, greyscale float32 in [0, 1]."""
     if "fmd" in sets:
         import tifffile
 
         folder = DATA / "microscopy" / "fmd_confocal"
-        for path in sorted((folder / "Confocal").glob("*.tif")):
+        for path in sorted((folder / "Confocal").glob("*.tif"))[:limit]:
             clean = center_crop(tifffile.imread(path).astype(np.float32) / 255, crop)
             noisy = center_crop(tifffile.imread(folder / "Confocal_gaussianpoisson" / path.name)
                                 .astype(np.float32) / 255, crop)
             yield f"FMD {path.stem}", noisy, clean
     if "cbm3d9" in sets:
         rng = np.random.default_rng(0)
-        for path in sorted((DATA / "CBM3D9_color").glob("*.png"))[:cbm3d9_count]:
+        for path in sorted((DATA / "CBM3D9_color").glob("*.png"))[:limit]:
             clean = center_crop(load(path, grey=True), crop)
             yield f"CBM3D9 {path.stem} grey σ=25", with_gaussian_noise(clean, rng), clean
 
@@ -129,16 +129,16 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sets", default="fmd", help="comma-separated: fmd, cbm3d9")
     parser.add_argument("--crop", type=int, default=128)
-    parser.add_argument("--cbm3d9-count", type=int, default=4)
+    parser.add_argument("--limit", type=int, default=5, help="images per set at most")
     parser.add_argument("--seeds", default="0", help="comma-separated seeds")
-    parser.add_argument("--after", type=int, default=300,
+    parser.add_argument("--after", type=int, default=100,
                         help="iterations recorded past each run's stop, to find its peak")
     parser.add_argument("--out", type=Path, default=RESULTS / "learned_init.json")
     args = parser.parse_args(argv)
     if missing_data():
         return 1
     results = []
-    for name, noisy, clean in cases(args.sets.split(","), args.crop, args.cbm3d9_count):
+    for name, noisy, clean in cases(args.sets.split(","), args.crop, args.limit):
         for seed in (int(s) for s in args.seeds.split(",")):
             row = dict(name=name, input_psnr=psnr(noisy, clean))
             for init in INITS:
