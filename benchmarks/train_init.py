@@ -216,6 +216,15 @@ def reptile_update(meta: torch.nn.Module, adapted: torch.nn.Module, epsilon: flo
                 value.add_(epsilon * (adapted_state[name].to(value.dtype) - value))
 
 
+def reproduce_command(args: argparse.Namespace, done: int) -> str:
+    """The command that trains these weights again, to the same outer step."""
+    return (f"OMP_NUM_THREADS=1 python benchmarks/train_init.py --seed {args.seed} "
+            f"--outer-steps {args.outer_steps} --stop-after {done} "
+            f"--inner-steps {args.inner_steps[0]} {args.inner_steps[1]} "
+            f"--epsilon {args.epsilon[0]} {args.epsilon[1]} "
+            f"--checkpoint-every {args.checkpoint_every} --validate-steps {args.validate_steps}")
+
+
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seed", type=int, default=0)
@@ -272,7 +281,8 @@ def main() -> None:
         if done % args.checkpoint_every == 0 or done == stop_after or out_of_time:
             curve = validate(meta, problems, config, args.validate_steps)
             record["validation"]["learned"].append({"outer_steps": done, "psnr": curve})
-            record.update(outer_steps_done=done, minutes=round((time.monotonic() - start) / 60, 2))
+            record.update(outer_steps_done=done, minutes=round((time.monotonic() - start) / 60, 2),
+                          reproduce=reproduce_command(args, done))
             save_checkpoint(args.out, key, meta, record)
             print(f"{done} steps, {record['minutes']} min: {curve}", flush=True)
 
