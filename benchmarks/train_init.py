@@ -19,8 +19,9 @@ interrupted run still leaves a usable file. One CPU thread::
 
     OMP_NUM_THREADS=1 nice -n 19 python benchmarks/train_init.py --minutes 50
 
-Rerun with the recorded ``--seed``, ``--outer-steps`` and ``--stop-after`` (the steps done) to
-reproduce a shipped file (bit for bit on the same CPU and PyTorch with one thread).
+The JSON's ``reproduce`` is the command that trains the same weights again (the seed, the
+planned outer steps and ``--stop-after`` the steps done): with one thread, the same CPU and the
+same PyTorch, the training is deterministic.
 """
 
 from __future__ import annotations
