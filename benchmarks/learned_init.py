@@ -10,10 +10,11 @@ recorded run (the automatic stop should stay within 0.5 dB of it). The clean ima
 only to measure.
 
 Images: 128x128 centre crops of the five FMD confocal pairs (real noise) and, with
-``--sets fmd,cbm3d9 --limit 4``, of the first four CBM3D9 images in greyscale with sigma=25 Gaussian noise. Writes
-benchmarks/results/learned_init.json and prints the table of docs/benchmarks/learned-init.md::
+``--sets cbm3d9 --limit 4``, of the first four CBM3D9 images in greyscale with sigma=25
+Gaussian noise (give that run its own ``--out``). Writes ``--out`` (JSON) and prints the
+table of docs/benchmarks/learned-init.md::
 
-    OMP_NUM_THREADS=1 nice -n 19 python benchmarks/learned_init.py --sets fmd,cbm3d9 --limit 4
+    OMP_NUM_THREADS=1 nice -n 19 python benchmarks/learned_init.py --sets fmd
 """
 
 from __future__ import annotations
