@@ -68,8 +68,9 @@ class DIPConfig:
     kernel_skip: int = _knob(1, "convolution size in the skip connections", low=1, high=7)
     upsample: str = _knob("bilinear", "decoder upsampling mode", choices=("bilinear", "nearest"))
     init: str = _knob("random", "starting weights of the generator: drawn from the seed (the "
-                      "paper's DIP) or learned ones shipped with the package for preset auto's "
-                      "greyscale denoiser (fewer steps; the seed still draws the input code)",
+                      "paper's DIP) or learned ones shipped with the package for the greyscale "
+                      "denoiser of presets auto and fast (fewer steps, but lower PSNR so far: "
+                      "docs/benchmarks/learned-init.md); the seed still draws the input code",
                       choices=INITS)
     # input code z
     input_type: str = _knob("noise", "input code: uniform noise or a 2-channel meshgrid",
