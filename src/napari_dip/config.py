@@ -21,6 +21,7 @@ SUPPORTED_FACTORS = (2, 4, 8)
 PRECISIONS = ("auto", "float32", "bfloat16", "float16")
 COMPILE_MODES = ("off", "default", "reduce-overhead", "max-autotune")
 MEMORY_FORMATS = ("auto", "channels_last", "contiguous")
+INITS = ("random", "learned")
 
 Task = Literal["denoise", "inpaint", "super_resolve", "deconvolve"]
 
@@ -71,6 +72,11 @@ class DIPConfig:
     kernel_up: int = _knob(3, "convolution size in the decoder", low=1, high=7)
     kernel_skip: int = _knob(1, "convolution size in the skip connections", low=1, high=7)
     upsample: str = _knob("bilinear", "decoder upsampling mode", choices=("bilinear", "nearest"))
+    init: str = _knob("random", "starting weights of the generator: drawn from the seed (the "
+                      "paper's DIP) or learned ones shipped with the package for the greyscale "
+                      "denoiser of presets auto and fast (fewer steps, but lower PSNR so far: "
+                      "docs/benchmarks/learned-init.md); the seed still draws the input code",
+                      choices=INITS)
     # input code z
     input_type: str = _knob("noise", "input code: uniform noise or a 2-channel meshgrid",
                             choices=("noise", "meshgrid"))
@@ -335,7 +341,8 @@ SETTING_GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("Run length and stopping", ("max_iterations", "stopping", "patience", "variance_window",
                                  "holdout_fraction", "report_every")),
     ("Network", ("network", "scales", "channels_down", "channels_up", "channels_skip",
-                 "top_channels", "kernel_down", "kernel_up", "kernel_skip", "upsample")),
+                 "top_channels", "kernel_down", "kernel_up", "kernel_skip", "upsample",
+                 "init")),
     ("Input code", ("input_type", "input_channels", "input_scale", "reg_noise_std",
                     "reg_noise_ramp", "reg_noise_ramp_scaling")),
     ("Optimisation", ("learning_rate", "ema_weight", "ema_init", "result", "backtrack_drop_db",

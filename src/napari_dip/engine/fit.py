@@ -27,6 +27,7 @@ from .measures import estimate_noise_std, total_variation
 from .networks import build_generator, input_channels
 from .convolution import Convolution
 from .operators import Identity, LanczosDownsampler, Mask, Operator
+from .pretrained import architecture, learned_state, load_learned_weights
 from .stepper import Stepper
 from .trackers import (Backtracking, HoldoutStop, MovingAverage, PosteriorSampler, VarianceStop,
                        sgld_weight_noise, split_holdout)
@@ -89,7 +90,14 @@ def seeded_generator_network(config: DIPConfig, out_channels: int, in_channels: 
     The layers are created on the meta device (no memory, no random numbers), then given
     PyTorch's default initialisation drawn from the local generator. The global RNG is neither
     read nor changed, so fits running in parallel threads cannot take each other's seeds.
+    With ``config.init="learned"`` the weights are then replaced by the learned ones shipped
+    for this architecture (:mod:`.pretrained`; a ``ValueError`` if there are none): ``rng`` is
+    drawn from as with random weights, so a seed gives the same input code either way.
     """
+    arch = architecture(config, out_channels,
+                        input_channels(config) if in_channels is None else in_channels)
+    if config.init == "learned":
+        learned_state(arch)  # refuse an architecture without learned weights before any work
     with torch.device("meta"):
         network = build_generator(config, out_channels, in_channels)
     network = network.to_empty(device="cpu")
@@ -103,6 +111,8 @@ def seeded_generator_network(config: DIPConfig, out_channels: int, in_channels: 
                     nn.init.uniform_(module.bias, -bound, bound, generator=rng)
             elif isinstance(module, nn.BatchNorm2d):
                 module.reset_parameters()
+    if config.init == "learned":
+        load_learned_weights(network, arch)
     return network
 
 
