@@ -42,7 +42,7 @@ import napari_dip
 from napari_dip.engine.fit import fit, make_input_code, seeded_generator_network
 from napari_dip.engine.pretrained import WEIGHTS_DIR, architecture, architecture_key
 from napari_dip.presets import get_config
-from napari_dip.stack import Observation
+from napari_dip.engine.problem import Observation
 
 TRAINING_IMAGES = ("chelsea", "coffee", "rocket", "brick", "grass", "gravel", "horse",
                    "hubble_deep_field", "retina", "motorcycle_left", "page", "text")

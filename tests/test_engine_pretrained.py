@@ -10,7 +10,7 @@ from napari_dip.api import restore
 from napari_dip.engine import pretrained
 from napari_dip.engine.fit import fit
 from napari_dip.presets import get_config
-from napari_dip.stack import Observation
+from napari_dip.engine.problem import Observation
 
 
 def _blobs(side: int = 32, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

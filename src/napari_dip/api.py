@@ -75,74 +75,51 @@ def restore(image: np.ndarray, *, task: str = "denoise", mask: np.ndarray | None
     factor : {2, 4, 8}, optional
         For ``task="super_resolve"``: the result is ``factor`` times larger on each side.
     guide : (M', N'[, C']) ndarray, optional
-        An image of the same field (a flash photo, a cleaner channel) used as the network's
-        input instead of random noise; ``M', N'`` are the result's sides.
+        An image of the same field fed to the network instead of random noise (result's sides).
     psf : array_like or dict, optional
-        For ``task="deconvolve"``: the microscope's 2D point-spread function, as an array (any
-        units, normalised and centred here) or a description (see :func:`psf_source`), e.g.
-        ``{"model": "gaussian", "sigma": 1.5}``. One PSF blurs every slice of a stack.
+        For ``task="deconvolve"``: the 2D point-spread function, an array (normalised and
+        centred here) or a description (:func:`psf_source`), e.g. ``{"model": "gaussian",
+        "sigma": 1.5}``.
     preset : str or DIPConfig
-        ``"auto"`` (automatic stopping; denoising with a slim network, inpainting and
-        super-resolution with the paper's), ``"fast"`` (small networks for every task and a
-        shorter patience), ``"paper"`` (the paper's recipe for the task, fixed iteration
-        count), ``"quick"`` (small and short), ``"bayesian"`` (SGLD posterior mean and
-        uncertainty), or a config.
+        ``"auto"`` (stops by itself), ``"fast"``, ``"paper"``, ``"quick"``, ``"bayesian"``
+        (with an uncertainty map; the README's preset table says what each is for), or a config.
     channel_axis : int, optional
         The axis of ``image`` that holds channels; None for greyscale.
     seed : int
         Seeds the network's initialisation, its input code and the input perturbation.
     device : str, optional
-        ``"cuda"`` (or ``"cuda:N"``), ``"mps"``, ``"cpu"``; None or ``"auto"`` picks the best
-        available.
+        ``"cuda"``, ``"cuda:N"``, ``"mps"``, ``"cpu"``; None or ``"auto"``: the best available.
     max_iterations : int, optional
         Overrides the preset's number of steps.
     threads : int, "auto" or None
-        CPU threads for each fit. ``"auto"`` times a few steps of a copy of each fit at one
-        thread and at torch's count and runs the fit at the faster (on a busy machine more
-        threads can be many times slower); None keeps torch's count as it is. A CPU result
-        repeats bit for bit only with the same count: each snapshot's ``threads`` says which
-        ran. Ignored off the CPU.
+        CPU threads for each fit; ``"auto"`` times a copy of each fit at one thread and at
+        torch's count and runs at the faster; None keeps torch's. A CPU result repeats bit for
+        bit only with the same count (each snapshot's ``threads``).
     return_uncertainty : bool
-        Also return the per-pixel posterior standard deviation (Bayesian DIP: preset
-        ``"bayesian"`` or ``sgld_noise > 0``; None for other methods, and when the run ended
-        before two samples were drawn after ``burn_in``).
+        Also return the per-pixel posterior standard deviation (Bayesian DIP; None for other
+        methods, and when the run ended before two samples were drawn after ``burn_in``).
     return_history : bool
-        Also return the run's checkpoints, to choose another point of the run than the one it
-        stopped at. Keeps ``history`` checkpoints (default
-        :data:`napari_dip.config.DEFAULT_HISTORY`) within
-        ``history_budget_mb`` MiB; see :mod:`napari_dip.engine.run_history`.
+        Also return the run's checkpoints, to pick another point of the run: ``history`` of
+        them (default :data:`napari_dip.config.DEFAULT_HISTORY`), see :mod:`.engine.run_history`.
     **settings
         Any other field of :class:`DIPConfig`, e.g. ``learning_rate=0.005``, or
-        ``tile_size=256`` to restore a large image in overlapping tiles, one fit each, whose
-        estimates are blended smoothly (see :mod:`napari_dip.engine.tiling`).
+        ``tile_size=256`` to restore a large image in overlapping, blended tiles.
 
     Returns
     -------
     ndarray
-        The restored image in the input's layout, dtype and intensity range (``factor`` times
-        larger for super-resolution).
+        The result in the input's layout, dtype and intensity range (``factor`` times larger).
     ndarray or None
-        With ``return_uncertainty=True``: the uncertainty map, the result's shape, float32, in
-        intensity units.
+        With ``return_uncertainty=True``: the uncertainty map, float32, in intensity units.
     list of Checkpoint
-        With ``return_history=True``: the kept checkpoints in the order of their iterations
-        (each with ``iteration``, ``elapsed``, ``loss``, ``criterion``, ``estimate`` and
-        ``note``: ``"last"``, ``"automatic stop"`` or None), last in the returned tuple:
-        ``result, uncertainty, checkpoints`` when both are asked for.
+        With ``return_history=True`` (last in the tuple): the checkpoints by iteration, each
+        with ``iteration``, ``elapsed``, ``loss``, ``criterion``, ``estimate`` and ``note``.
 
     Examples
     --------
-    Denoise, fill the pixels a mask marks, enlarge four times:
-
-    >>> import numpy as np
-    >>> import napari_dip
+    >>> import numpy as np, napari_dip
     >>> image = np.random.default_rng(0).random((48, 48), dtype=np.float32)
     >>> napari_dip.restore(image, preset="quick", max_iterations=10).shape
-    (48, 48)
-    >>> missing = np.zeros(image.shape, dtype=bool)
-    >>> missing[20:24] = True
-    >>> napari_dip.restore(image, task="inpaint", mask=missing, preset="quick",
-    ...                    max_iterations=10).shape
     (48, 48)
     >>> napari_dip.restore(image, task="super_resolve", factor=4, preset="quick",
     ...                    max_iterations=10).shape

@@ -1,7 +1,7 @@
 """The per-image optimisation loop of Deep Image Prior, as a generator of snapshots.
 
 :func:`fit` fits a randomly initialised generator ``f(z)`` to one
-:class:`~napari_dip.stack.Observation` through the task's degradation operator
+:class:`~napari_dip.engine.problem.Observation` through the task's degradation operator
 (:mod:`.operators`) under the data's likelihood (:mod:`.likelihoods`), one
 :class:`~.stepper.Stepper` step at a time, with :mod:`.trackers` watching, and yields a
 :class:`FitStep` every ``report_every`` iterations and after the last one. The consumer may stop
