@@ -35,6 +35,7 @@ from napari_dip.presets import get_config
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from reproduce_paper import (DATA, RESULTS, center_crop, command_line,  # noqa: E402
                              cpu_description, load, missing_data, with_gaussian_noise)
+from stopping import fmd_pairs  # noqa: E402
 
 INITS = ("random", "learned")
 
@@ -42,14 +43,8 @@ INITS = ("random", "learned")
 def cases(sets: list[str], crop: int, limit: int):
     """(name, noisy, clean) for each selected image, greyscale float32 in [0, 1]."""
     if "fmd" in sets:
-        import tifffile
-
-        folder = DATA / "microscopy" / "fmd_confocal"
-        for path in sorted((folder / "Confocal").glob("*.tif"))[:limit]:
-            clean = center_crop(tifffile.imread(path).astype(np.float32) / 255, crop)
-            noisy = center_crop(tifffile.imread(folder / "Confocal_gaussianpoisson" / path.name)
-                                .astype(np.float32) / 255, crop)
-            yield f"FMD {path.stem}", noisy, clean
+        for stem, noisy, clean in fmd_pairs(crop, limit):
+            yield f"FMD {stem}", noisy, clean
     if "cbm3d9" in sets:
         rng = np.random.default_rng(0)
         for path in sorted((DATA / "CBM3D9_color").glob("*.png"))[:limit]:

@@ -43,6 +43,19 @@ ESTIMATES = RESULTS / "estimates"
 """The estimate each run returned (not kept in git: megabytes per full-size image)."""
 
 
+def fmd_pairs(crop: int, limit: int):
+    """(name, noisy, clean) of the FMD confocal pairs: one raw frame and the 50-frame average,
+    float32 in [0, 1], centre-cropped to ``crop`` (0: whole)."""
+    import tifffile
+
+    folder = DATA / "microscopy" / "fmd_confocal"
+    for path in sorted((folder / "Confocal").glob("*.tif"))[:limit]:
+        clean = center_crop(tifffile.imread(path).astype(np.float32) / 255, crop)
+        noisy = center_crop(tifffile.imread(folder / "Confocal_gaussianpoisson" / path.name)
+                            .astype(np.float32) / 255, crop)
+        yield path.stem, noisy, clean
+
+
 def cases(sets: list[str], crop: int, limit: int, seed: int):
     """(set, name, task, degraded, clean, kwargs, metric) for each selected image."""
     rng = np.random.default_rng(seed)
@@ -69,15 +82,8 @@ def cases(sets: list[str], crop: int, limit: int, seed: int):
             yield (folder, f"{path.stem} x4", "super_resolve", low, clean,
                    dict(channel_axis=-1, factor=4), psnr_y)
     if "fmd" in sets:
-        import tifffile
-
-        folder = DATA / "microscopy" / "fmd_confocal"
-        for path in sorted((folder / "Confocal").glob("*.tif"))[:limit]:
-            clean = center_crop(tifffile.imread(path).astype(np.float32) / 255, crop)
-            noisy = center_crop(tifffile.imread(folder / "Confocal_gaussianpoisson" / path.name)
-                                .astype(np.float32) / 255, crop)
-            yield ("FMD confocal", f"FMD {path.stem} (real noise)", "denoise", noisy, clean, {},
-                   psnr)
+        for stem, noisy, clean in fmd_pairs(crop, limit):
+            yield ("FMD confocal", f"FMD {stem} (real noise)", "denoise", noisy, clean, {}, psnr)
 
 
 def long_run(image, clean, task, kwargs, metric, preset, patience, cap, seed, settings):

@@ -99,3 +99,16 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "qt" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture
+def one_torch_thread():
+    """One torch thread for the test's fits, restored after: tiny fits gain nothing from
+    threads, and on a busy machine OpenMP threads that wait for each other make them many
+    times slower."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -18,16 +18,7 @@ from napari_dip.io.tiff import read_tiff
 from napari_dip.spec import RunSpec
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """Tiny fits gain nothing from threads, and on a busy machine OpenMP threads that wait
-    for each other make them many times slower; one thread keeps these tests quick."""
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 # a tiny, short fit: small generator (2 scales), 4 steps per slice

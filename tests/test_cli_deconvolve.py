@@ -13,14 +13,7 @@ FAST = ["--preset", "quick", "--max-iterations", "4", "--report-every", "2", "--
         "--threads", "1", "--quiet"]
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _write_stack(path, *, metadata=True, shape=(2, 32, 32)):
