@@ -112,7 +112,8 @@ def test_the_result_metadata_is_the_run_document_and_reads_back_as_the_same_run(
     assert document["finished"] and document["slices_done"] == document["n_slices"] == 2
     again = RunSpec.from_dict(document)
     assert again == state.spec.pinned([{"precision": document["precision"],
-                                        "memory_format": document["memory_format"]}])
+                                        "memory_format": document["memory_format"],
+                                        "threads": document["threads"]}])
     assert again.threads >= 1 and again.overrides["max_iterations"] == 4
     assert again.overrides["precision"] == document["precision"] != "auto"
     low, high = again.intensity_range

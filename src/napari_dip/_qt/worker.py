@@ -67,8 +67,9 @@ class RunState:
 
     ``last`` is the latest :class:`~napari_dip.StackSnapshot`; its ``result`` holds every
     finished slice and the current slice's latest estimate, which is what Stop keeps.
-    ``spec`` is the run's spec as it ran: with the CPU threads torch ran with (a CPU result
-    depends on them; None on a GPU) and the intensities the model's [0, 1] stood for.
+    ``spec`` is the run's spec with the intensities the model's [0, 1] stood for; the CPU
+    threads each fit ran with are in its snapshots (``threads``), from which the result
+    layer's metadata pins them.
     """
 
     last: Any = None
@@ -99,8 +100,8 @@ def restoration_steps(run_input: RunInput, state: RunState):
     """
     try:
         # the first torch import happens here, on the worker thread
-        with cpu_threads_leaving_one_for_the_gui(run_input.spec.device) as threads:
-            state.spec = dataclasses.replace(run_input.spec, threads=threads)
+        with cpu_threads_leaving_one_for_the_gui(run_input.spec.device):
+            state.spec = run_input.spec  # "auto" threads: measured per fit, pinned in the record
             yield from _progress_of(run_input, state)
     except Exception as error:  # noqa: BLE001 (every failure becomes a notification)
         state.error = explain_error(error)

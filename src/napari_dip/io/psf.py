@@ -15,8 +15,8 @@ def psf_source(psf) -> tuple[np.ndarray | None, dict | None]:
     ``psf=`` was given: an array or a model's description (see
     :func:`napari_dip.engine.psf.described_psf`), or a TIFF file's, ``{"path": "psf.tif"}``
     (with the ``"sha256"`` a record gives, which the file must still have)."""
-    if not isinstance(psf, Mapping) or "path" not in check_psf_description(psf):
-        return described_psf(psf)
+    if not isinstance(psf, Mapping) or "path" not in psf:
+        return described_psf(psf)  # checks a description once
     description = check_psf_description(psf)
     array = read_tiff(description["path"]).data
     described = {"path": str(description["path"]), **psf_description(array)}
