@@ -8,8 +8,6 @@ one is typed in. :meth:`PsfPicker.psf` gives what ``psf=`` of the API takes.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
 
 import numpy as np
 from qtpy.QtWidgets import QComboBox, QDoubleSpinBox, QFormLayout, QWidget
@@ -18,14 +16,6 @@ from ..engine.psf import psf_description
 
 SOURCES = ("Gaussian", "Airy, widefield", "Airy, confocal", "image layer")
 """The picker's choices, in the order of its source list."""
-
-
-def describe_psf(psf) -> dict[str, Any] | None:
-    """What a result layer's metadata keeps of the PSF a run used (see
-    :func:`~napari_dip.engine.psf.psf_description`): a model's numbers, an array's digest."""
-    if psf is None or isinstance(psf, Mapping):
-        return None if psf is None else dict(psf)
-    return psf_description(psf)
 
 
 def layer_pixel_size_nm(layer) -> float | None:
