@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -136,10 +137,31 @@ def torch_threads(threads: int | None) -> Iterator[int]:
         torch.set_num_threads(before)
 
 
+PROC_STAT = "/proc/stat"
+
+
+def idle_cpu_jiffies(path: str = PROC_STAT) -> tuple[float, float] | None:
+    """(idle ticks summed over this process's CPUs, ticks elapsed per CPU) since boot, read
+    from ``/proc/stat``; None where that is not available (other systems than Linux)."""
+    try:
+        with open(path) as stat:
+            lines = [line.split() for line in stat if line.startswith("cpu")]
+        allowed = {f"cpu{n}" for n in os.sched_getaffinity(0)}
+    except (OSError, AttributeError):
+        return None
+    rows = [[float(v) for v in line[1:]] for line in lines if line[0] in allowed]
+    if not rows or any(len(row) < 5 for row in rows):
+        return None
+    idle = sum(row[3] + row[4] for row in rows)  # idle and waiting for I/O
+    return idle, sum(sum(row[:8]) for row in rows) / len(rows)
+
+
 def fastest_thread_count(probe_step: Callable[[int], object], candidates: Sequence[int], *,
                          warmup: int = 1, repeats: int = 3, give_up: float = 2.0,
-                         margin: float = 0.25,
-                         clock: Callable[[], float] = time.perf_counter) -> int:
+                         margin: float = 0.25, spare: float = 0.75,
+                         clock: Callable[[], float] = time.perf_counter,
+                         idle: Callable[[], tuple[float, float] | None] = idle_cpu_jiffies,
+                         ) -> int:
     """The thread count under which ``probe_step`` runs fastest.
 
     ``probe_step(n)`` does one unit of work with ``n`` threads. The candidates take turns
@@ -147,25 +169,43 @@ def fastest_thread_count(probe_step: Callable[[int], object], candidates: Sequen
     load during the probe weighs on every candidate alike; each candidate's time is the sum of
     its timed rounds, not their median: a fit pays for every step, and on busy cores the
     threads' waits come as rare long steps that a median would hide. A candidate whose steps
-    so far took more than ``give_up`` times the fastest one's is dropped after any round (on
-    busy cores more threads can be many times slower, and the probe should not pay for that
-    long). More threads win only where they save more than ``margin`` of the fewer threads'
-    time: they take cores from other work, and on a shared machine the load changes under the
-    probe.
+    so far took more than ``give_up`` times the fastest one's is dropped after any timed round
+    (on busy cores more threads can be many times slower, and the probe should not pay for
+    that long). More threads win only where they save more than ``margin`` of the fewer
+    threads' time: they take cores from other work, and on a shared machine the load changes
+    under the probe.
+
+    More threads than the fewest are considered only on cores other work leaves free: while
+    the fewest threads' steps run, ``idle()`` (ticks of idle CPU, ticks elapsed per CPU; None:
+    unknown, then the times alone decide) must show at least ``spare`` of an idle core for
+    each thread added. Another process busy on a core makes OpenMP's threads spin-wait for it,
+    and a short probe can miss that: it measured faster, then ran ten times slower
+    (``docs/benchmarks/speed.md``).
     """
     counts = sorted(set(candidates))
     if not counts or counts[0] < 1:
         raise ValueError(f"thread counts must be positive whole numbers, got {list(candidates)}")
     times: dict[int, list[float]] = {n: [] for n in counts}
-    for _ in range(warmup + repeats):
+    idle_ticks, elapsed_ticks, fewest = 0.0, 0.0, counts[0]
+    for round_ in range(warmup + repeats):
         if len(counts) == 1:
             return counts[0]
-        for n in counts:
-            start = clock()
+        for n in list(counts):
+            if n not in counts:
+                continue
+            before, start = (idle() if n == fewest else None), clock()
             probe_step(n)
             times[n].append(clock() - start)
-        least = min(sum(times[n]) for n in counts)
-        counts = [n for n in counts if sum(times[n]) <= give_up * least]
+            after = idle() if before is not None else None
+            if after is not None:
+                idle_ticks, elapsed_ticks = (idle_ticks + after[0] - before[0],
+                                             elapsed_ticks + after[1] - before[1])
+            if n == fewest and elapsed_ticks > 0:  # no spare core: threads would spin-wait
+                free = idle_ticks / elapsed_ticks
+                counts = [m for m in counts if m == fewest or free >= spare * (m - fewest)]
+        if round_ >= warmup:  # the warm-up's one-off costs fall on whichever count ran first
+            least = min(sum(times[n][warmup:]) for n in counts)
+            counts = [n for n in counts if sum(times[n][warmup:]) <= give_up * least]
     chosen = counts[0]
     for n in counts[1:]:
         if sum(times[n][warmup:]) < (1 - margin) * sum(times[chosen][warmup:]):

@@ -4,8 +4,9 @@ On a CPU the thread count changes a fit's arithmetic (torch splits its sums by t
 fit runs whole at one count, and a run repeats bit for bit only with the counts it ran with.
 With ``threads="auto"``, before a fit, a few steps of a throwaway copy of that fit (its network,
 input code and optimiser state copied, or built afresh from the same seed) are timed at one
-thread and at all of them, taking turns (:func:`~.device.fastest_thread_count`); the fit then
-runs at the faster count. On a busy machine OpenMP threads spin-wait for each other and more
+thread and at all of them, taking turns (:func:`~.device.fastest_thread_count`), more threads
+only where other work leaves their cores idle meanwhile; the fit then runs at the faster count.
+On a busy machine OpenMP threads spin-wait for each other and more
 threads can be many times slower (``docs/benchmarks/speed.md``). The choice is measured again
 between fits (the next slice, tile or seeded run) once :data:`RECHECK_S` seconds have passed,
 never inside one.
