@@ -17,13 +17,14 @@ k warm-started from slice k-1); the clean stack is used only to measure.
     OMP_NUM_THREADS=1 python benchmarks/stack_speed.py --preset fast --crop 128 --set top_channels=0
 
 The single-slice fits do not depend on the stack's options. Each is kept, as it finishes, in
-``results/stack_<label>_<side>_alone.json`` (the label is the preset and any ``--set`` overrides,
-e.g. ``fast+top_channels=0``); ``--reuse-alone`` takes them from there (or from an
-older one-pass record) instead of fitting again. At 256x256 a single fit runs for up to half an
-hour on one thread, so they can be made in parts: ``--alone-slices 1-3 --alone-only`` fits
-slices 1 to 3 alone and stops; ``--alone-slices none --reuse-alone`` runs the stack against
-whatever single fits are kept when it ends (another process may be making them meanwhile),
-comparing only those slices (the table says how many). ``--alone-workers N`` fits
+``results/stack_<label>_<side>_alone.json`` (the label is the preset and any ``--set``
+overrides, e.g. ``fast+top_channels=0``, leaving out :data:`STACK_ONLY` settings such as
+``warm_start_fraction``, which a single fit does not use); ``--reuse-alone`` takes them from
+there (or from an older one-pass record) instead of fitting again. At 256x256 a single fit runs
+for up to half an hour on one thread, so they can be made in parts: ``--alone-slices 1-3
+--alone-only`` fits slices 1 to 3 alone and stops; ``--alone-slices none --reuse-alone`` runs
+the stack against whatever single fits are kept when it ends (another process may be making them
+meanwhile), comparing only those slices (the table says how many). ``--alone-workers N`` fits
 the single slices in N processes at once (one thread each unless OMP_NUM_THREADS says
 otherwise); each fit is still timed in its own process.
 
@@ -78,6 +79,11 @@ def fit_alone(noisy: np.ndarray, clean: np.ndarray, preset: str, seed: int,
 
 def alone_file(label: str, side: int) -> Path:
     return RESULTS / f"stack_{label}_{side}_alone.json"
+
+
+STACK_ONLY = ("warm_start_fraction", "stack_passes", "slice_batch")
+"""Settings that only a stack uses: a slice fitted alone is the same fit whatever they are, so
+its kept result serves every value of them."""
 
 
 def kept_alone_fits(label: str, side: int) -> dict[int, dict]:
@@ -175,12 +181,14 @@ def main() -> None:
 
     settings = dict(parse_setting(text) for text in args.set)
     label = labelled(args.preset, settings)
+    single = {k: v for k, v in settings.items() if k not in STACK_ONLY}
+    alone_label = labelled(args.preset, single)
     noisy, clean = noisy_stack(args.crop, args.seed)
     side = clean.shape[1]
     RESULTS.mkdir(parents=True, exist_ok=True)
-    alone = kept_alone_fits(label, side) if args.reuse_alone else {}
+    alone = kept_alone_fits(alone_label, side) if args.reuse_alone else {}
     todo = [k for k in parse_slices(args.alone_slices, len(noisy)) if k not in alone]
-    jobs = [(noisy[k], clean[k], args.preset, args.seed, settings) for k in todo]
+    jobs = [(noisy[k], clean[k], args.preset, args.seed, single) for k in todo]
     if args.alone_workers > 1 and len(jobs) > 1:
         pool = ProcessPoolExecutor(args.alone_workers, mp_context=get_context("spawn"))
         fits = pool.map(fit_alone, *zip(*jobs))
@@ -188,7 +196,7 @@ def main() -> None:
         pool, fits = None, (fit_alone(*job) for job in jobs)
     for k, fit in zip(todo, fits):
         alone[k] = fit
-        keep_alone_fits(label, side, alone)
+        keep_alone_fits(alone_label, side, alone)
         print(f"slice {k} alone: {fit['psnr']:.2f} dB, {fit['iterations']} iterations, "
               f"{fit['cpu_seconds']:.0f} s of CPU", flush=True)
     if pool is not None:
@@ -209,7 +217,7 @@ def main() -> None:
     stack_seconds = time.perf_counter() - start
     stack_cpu = time.process_time() - cpu
     if args.reuse_alone:  # single fits made meanwhile by another process count too
-        alone = {**kept_alone_fits(label, side), **alone}
+        alone = {**kept_alone_fits(alone_label, side), **alone}
     if not alone:
         raise SystemExit("no single-slice fit to compare with: drop --alone-slices none, or fit "
                          "some with --alone-only and add --reuse-alone")
