@@ -279,21 +279,29 @@ def nl_means(noisy: np.ndarray, steps: int | None = None, seed: int = 0) -> tupl
     return estimate.astype(np.float32), dict(sigma=sigma)
 
 
-def napari_dip_peer(preset: str):
-    """napari-dip's ``restore`` with ``preset`` as a peer (``steps`` caps its iterations)."""
+def napari_dip_peer(preset: str, data_term: str | None = None):
+    """napari-dip's ``restore`` with ``preset`` as a peer (``steps`` caps its iterations;
+    ``data_term``, if given, replaces the preset's)."""
     def run(noisy: np.ndarray, steps: int | None = None, seed: int = 0):
         import napari_dip
 
+        options = {} if data_term is None else dict(data_term=data_term)
         estimate = napari_dip.restore(noisy, preset=preset, seed=seed, device="cpu",
-                                      max_iterations=steps)
-        return np.asarray(estimate, dtype=np.float32), dict(preset=preset)
+                                      max_iterations=steps, **options)
+        details = dict(preset=preset, **options)
+        if data_term == "auto":  # what it became: the engine's own choice for this image
+            from napari_dip.engine.noise_model import auto_data_term
+
+            details["data_term_chosen"] = auto_data_term(np.asarray(noisy)[..., None])[0][
+                "data_term"]
+        return np.asarray(estimate, dtype=np.float32), details
     return run
 
 
-def peers(preset: str = "auto") -> dict:
+def peers(preset: str = "auto", data_term: str | None = None) -> dict:
     """Each peer by name: ``run(noisy, steps, seed) -> (estimate, details)``."""
     return {"nl-means": nl_means, "bm3d": bm3d_vst, "bm3d-unit": bm3d_unit_sigma, "zs-n2n": zs_n2n,
-            "noise2fast": noise2fast, "napari-dip": napari_dip_peer(preset)}
+            "noise2fast": noise2fast, "napari-dip": napari_dip_peer(preset, data_term)}
 
 
 DEFAULT_PEERS = ("nl-means", "bm3d", "bm3d-unit", "zs-n2n", "noise2fast")
@@ -306,12 +314,15 @@ def dtype_maximum(dtype: np.dtype) -> float:
     return float(np.iinfo(dtype).max) if np.issubdtype(dtype, np.integer) else 1.0
 
 
-def fmd_pairs(folder: Path, crop: int, limit: int | None = None):
-    """(name, noisy, clean) for each FMD pair in ``folder``, both divided by the ground truth
-    dtype's maximum (so PSNR is on its data range) and centre-cropped to ``crop`` (0: whole)."""
+def fmd_pairs(folder: Path, crop: int, limit: int | None = None,
+              names: list[str] | None = None):
+    """(name, noisy, clean) for each FMD pair in ``folder`` (only those in ``names`` if given),
+    both divided by the ground truth dtype's maximum (so PSNR is on its data range) and
+    centre-cropped to ``crop`` (0: whole)."""
     import tifffile
 
-    for path in sorted((folder / CLEAN).glob("*.tif"))[:limit]:
+    paths = sorted((folder / CLEAN).glob("*.tif"))
+    for path in [p for p in paths if names is None or p.stem in names][:limit]:
         clean = tifffile.imread(path)
         scale = dtype_maximum(clean.dtype)
         noisy = tifffile.imread(folder / NOISY / path.name)
@@ -342,7 +353,7 @@ def run_benchmark(images, names: list[str], preset: str, steps: int | None, seed
                   record: dict, out: Path) -> dict:
     """Every peer in ``names`` on every (name, noisy, clean) of ``images``; ``record`` gains one
     entry per image and is rewritten to ``out`` after each image."""
-    available = peers(preset)
+    available = peers(preset, record.get("data_term"))
     for image_name, noisy, clean in images:
         entry = dict(image=image_name, shape=list(noisy.shape), input_psnr=psnr(noisy, clean),
                      methods={})
@@ -370,7 +381,10 @@ LABELS = {"nl-means": "NL-means", "bm3d": "BM3D (VST, σ estimated)",
 
 
 def label(name: str, record: dict) -> str:
-    return LABELS[name] + (f" ({record['preset']})" if name == "napari-dip" else "")
+    if name != "napari-dip":
+        return LABELS[name]
+    term = record.get("data_term")
+    return LABELS[name] + f" ({record['preset']}" + (f", data term {term})" if term else ")")
 
 
 def cell(runs: list[dict]) -> str:
@@ -429,9 +443,13 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
                         help="a folder with Confocal/ (ground truth) and Confocal_gaussianpoisson/")
     parser.add_argument("--crop", type=int, default=0, help="centre crop side (0: whole image)")
     parser.add_argument("--limit", type=int, default=None, help="only the first N images")
+    parser.add_argument("--names", default=None,
+                        help="only these images, comma-separated (e.g. fish,mice)")
     parser.add_argument("--peers", default=",".join(DEFAULT_PEERS),
                         help=f"comma-separated subset of {', '.join(peers())}")
     parser.add_argument("--preset", default="auto", help="napari-dip's preset")
+    parser.add_argument("--data-term", default=None,
+                        help="napari-dip's data term, instead of the preset's (e.g. auto)")
     parser.add_argument("--steps", type=int, default=None,
                         help="ZS-N2N's steps, the most Noise2Fast may take and napari-dip's "
                              "iterations (default: each one's own recipe)")
@@ -508,8 +526,10 @@ def main(argv: list[str] | None = None) -> int:
     record = dict(command=command_line("peers.py", argv), cpu=cpu_description(),
                   omp_threads=os.environ.get("OMP_NUM_THREADS", "unset"),
                   threads=args.threads, crop=args.crop, steps=args.steps, seed=args.seed,
-                  preset=args.preset, peers=args.peers, skipped={}, images=[])
-    run_benchmark(fmd_pairs(args.images, args.crop, args.limit), args.peers, args.preset,
+                  preset=args.preset, data_term=args.data_term, peers=args.peers, skipped={},
+                  images=[])
+    names = None if args.names is None else args.names.split(",")
+    run_benchmark(fmd_pairs(args.images, args.crop, args.limit, names), args.peers, args.preset,
                   args.steps, args.seed, record, out)
     report(record, args.table, args.plot)
     return 0

@@ -122,6 +122,22 @@ def test_runs_of_other_peers_on_the_same_images_share_one_table(peers, tmp_path)
     assert "--peers nl-means" in table.read_text() and "--peers zs-n2n" in table.read_text()
 
 
+def test_named_images_only_and_napari_dip_data_term_recorded(peers, tmp_path):
+    """``--names`` picks images; ``--data-term auto`` records what the engine chose."""
+    images = write_fmd_folder(tmp_path / "fmd", names=("a", "b", "c"))
+    out, table = tmp_path / "dip.json", tmp_path / "table.md"
+    assert peers.main(["--images", str(images), "--names", "c,a", "--peers", "napari-dip",
+                       "--preset", "quick", "--data-term", "auto", "--steps", "5",
+                       "--out", str(out), "--table", str(table)]) == 0
+    record = json.loads(out.read_text())
+    assert [entry["image"] for entry in record["images"]] == ["a", "c"]
+    for entry in record["images"]:
+        result = entry["methods"]["napari-dip"]
+        assert result["data_term"] == "auto"
+        assert result["data_term_chosen"] in ("gaussian", "poisson", "poisson_gaussian")
+    assert "napari-dip (quick, data term auto)" in table.read_text()
+
+
 def test_benchmark_without_images_says_so_and_writes_nothing(peers, tmp_path, capsys):
     out = tmp_path / "results.json"
     assert peers.main(["--images", str(tmp_path / "absent"), "--out", str(out)]) == 0
