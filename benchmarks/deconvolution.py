@@ -151,7 +151,7 @@ def measure(name: str, clean: np.ndarray, psf_name: str, peak: float, read_noise
         settings = {**settings, "intensity_range": (low, low + headroom * (high - low))}
     return {"image": name, "psf": psf_name, "peak": peak, "crop": clean.shape[0],
             "read_noise": read_noise, "preset": preset, "settings": settings, "headroom": headroom,
-            "observed": psnr(observed, truth, peak),
+            "noise_seed": seed, "observed": psnr(observed, truth, peak),
             **richardson_lucy(observed, psf, truth, peak),
             **dip(observed, psf, truth, peak, preset, **settings)}
 
