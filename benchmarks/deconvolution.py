@@ -110,17 +110,12 @@ def dip(observed: np.ndarray, psf: np.ndarray, truth: np.ndarray, peak: float,
     """napari-dip ``deconvolve`` with its automatic stop: the result's PSNR, the peak PSNR of
     the moving average over the snapshots (and where it was), the steps, the data term and the
     time."""
-    from napari_dip.engine.plan import plan, run
-    from napari_dip.io.psf import psf_source
-    from napari_dip.spec import RunSpec
+    import napari_dip
 
-    settings = dict(settings)
-    psf, description = psf_source(psf)
-    spec = RunSpec(task="deconvolve", preset=preset, overrides=settings, seed=0, psf=description,
-                   intensity_range=settings.pop("intensity_range", None))
     peak_psnr, peak_iteration, last = -np.inf, 0, None
     cpu, wall = time.process_time(), time.perf_counter()
-    for last in run(plan(observed.astype(np.float32), spec, psf=psf, stack=False)):
+    for last in napari_dip.iter_restore(observed.astype(np.float32), task="deconvolve",
+                                        psf=psf, preset=preset, seed=0, **settings):
         score = psnr(last.average, truth, peak)
         if score > peak_psnr:
             peak_psnr, peak_iteration = score, last.iteration
@@ -138,19 +133,13 @@ COLUMNS = ("image", "psf", "peak", "observed", "rl_best_psnr", "rl_best_iteratio
 
 
 def measure(name: str, clean: np.ndarray, psf_name: str, peak: float, read_noise: float,
-            seed: int, preset: str, settings: dict, headroom: float | None = None) -> dict:
+            seed: int, preset: str, settings: dict) -> dict:
     """One row: ``clean`` blurred by the PSF ``psf_name`` with noise at ``peak`` photons,
-    restored by Richardson-Lucy and by napari-dip (``preset`` with ``settings`` over it; with
-    ``headroom``, an intensity range that many times the observation's, from its low end)."""
+    restored by Richardson-Lucy and by napari-dip (``preset`` with ``settings`` over it)."""
     psf = make_psf(psf_name)
     truth, observed = observe(clean, psf, peak, read_noise, seed)
-    if headroom is not None:
-        from napari_dip.engine.scaling import IntensityScaling
-
-        low, high = IntensityScaling.from_image(observed.astype(np.float32)).range
-        settings = {**settings, "intensity_range": (low, low + headroom * (high - low))}
     return {"image": name, "psf": psf_name, "peak": peak, "crop": clean.shape[0],
-            "read_noise": read_noise, "preset": preset, "settings": settings, "headroom": headroom,
+            "read_noise": read_noise, "preset": preset, "settings": settings,
             "noise_seed": seed, "observed": psnr(observed, truth, peak),
             **richardson_lucy(observed, psf, truth, peak),
             **dip(observed, psf, truth, peak, preset, **settings)}
@@ -179,9 +168,6 @@ def common_arguments(parser: argparse.ArgumentParser) -> None:
                         help="a data term instead of the preset's (e.g. gaussian)")
     parser.add_argument("--set", nargs="*", type=parse_setting, default=[], metavar="KEY=VALUE",
                         help="settings over the preset's (e.g. tv_weight=0.1 n_runs=2)")
-    parser.add_argument("--headroom", type=float, default=None,
-                        help="give napari-dip an intensity range this many times the "
-                        "observation's, from its low end")
     parser.add_argument("--out", type=Path, default=None,
                         help="append each row as a JSON line to this file")
 
@@ -198,7 +184,7 @@ def run_rows(images: dict, args: argparse.Namespace) -> None:
         for psf_name in args.psfs:
             for peak in args.peaks:
                 row = measure(name, clean, psf_name, peak, args.read_noise, seed, args.preset,
-                              settings, args.headroom)
+                              settings)
                 print("| " + " | ".join(_cell(row[c]) for c in COLUMNS) + " |", flush=True)
                 if args.out is not None:
                     args.out.parent.mkdir(parents=True, exist_ok=True)
