@@ -29,6 +29,7 @@ Full run::
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import time
 from pathlib import Path
@@ -107,49 +108,97 @@ def richardson_lucy(observed: np.ndarray, psf: np.ndarray, truth: np.ndarray,
 def dip(observed: np.ndarray, psf: np.ndarray, truth: np.ndarray, peak: float,
         preset: str, **settings) -> dict:
     """napari-dip ``deconvolve`` with its automatic stop: the result's PSNR, the peak PSNR of
-    the moving average over the snapshots, the steps, the data term and the time."""
+    the moving average over the snapshots (and where it was), the steps, the data term and the
+    time."""
     import napari_dip
 
-    peak_psnr, last = -np.inf, None
+    peak_psnr, peak_iteration, last = -np.inf, 0, None
     cpu, wall = time.process_time(), time.perf_counter()
     for last in napari_dip.iter_restore(observed.astype(np.float32), task="deconvolve",
                                         psf=psf, preset=preset, seed=0, **settings):
-        peak_psnr = max(peak_psnr, psnr(last.average, truth, peak))
+        score = psnr(last.average, truth, peak)
+        if score > peak_psnr:
+            peak_psnr, peak_iteration = score, last.iteration
     cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
     return {"dip_psnr": psnr(last.estimate, truth, peak), "dip_peak_psnr": peak_psnr,
+            "dip_peak_iteration": peak_iteration,
             "dip_iterations": last.iteration, "dip_best_iteration": last.best_iteration,
             "dip_data_term": last.config.data_term, "dip_cpu_s": cpu, "dip_wall_s": wall}
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+COLUMNS = ("image", "psf", "peak", "observed", "rl_best_psnr", "rl_best_iterations",
+           "rl30_psnr", "dip_psnr", "dip_peak_psnr", "dip_iterations", "dip_data_term",
+           "dip_cpu_s", "dip_wall_s", "rl_cpu_s_all_counts")
+"""The columns of the printed table (the JSON lines of ``--out`` hold every measure)."""
+
+
+def measure(name: str, clean: np.ndarray, psf_name: str, peak: float, read_noise: float,
+            seed: int, preset: str, settings: dict) -> dict:
+    """One row: ``clean`` blurred by the PSF ``psf_name`` with noise at ``peak`` photons,
+    restored by Richardson-Lucy and by napari-dip (``preset`` with ``settings`` over it)."""
+    psf = make_psf(psf_name)
+    truth, observed = observe(clean, psf, peak, read_noise, seed)
+    return {"image": name, "psf": psf_name, "peak": peak, "crop": clean.shape[0],
+            "read_noise": read_noise, "preset": preset, "settings": settings,
+            "noise_seed": seed, "observed": psnr(observed, truth, peak),
+            **richardson_lucy(observed, psf, truth, peak),
+            **dip(observed, psf, truth, peak, preset, **settings)}
+
+
+def parse_setting(text: str) -> tuple[str, object]:
+    """``KEY=VALUE`` -> (key, value), the value read as JSON where it parses (numbers,
+    true/false), else kept as text (``data_term=gaussian``)."""
+    key, sep, value = text.partition("=")
+    if not sep:
+        raise argparse.ArgumentTypeError(f"{text!r} is not KEY=VALUE (e.g. tv_weight=0.1)")
+    try:
+        return key, json.loads(value)
+    except json.JSONDecodeError:
+        return key, value
+
+
+def common_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options this script and ``deconvolution_tuning.py`` share."""
     parser.add_argument("--crop", type=int, default=256)
-    parser.add_argument("--images", nargs="+", default=list(IMAGES), choices=IMAGES)
     parser.add_argument("--psfs", nargs="+", default=list(PSFS), choices=PSFS)
     parser.add_argument("--peaks", nargs="+", type=float, default=[50.0, 500.0])
     parser.add_argument("--read-noise", type=float, default=2.0, help="photons (std)")
     parser.add_argument("--preset", default="auto")
     parser.add_argument("--data-term", default=None,
                         help="a data term instead of the preset's (e.g. gaussian)")
-    args = parser.parse_args()
-    columns = ("image", "psf", "peak", "observed", "rl_best_psnr", "rl_best_iterations",
-               "rl30_psnr", "dip_psnr", "dip_peak_psnr", "dip_iterations", "dip_data_term",
-               "dip_cpu_s", "dip_wall_s", "rl_cpu_s_all_counts")
-    print("| " + " | ".join(columns) + " |")
-    print("|" + "---|" * len(columns))
-    for seed, name in enumerate(args.images):
-        clean = clean_image(name, args.crop)
+    parser.add_argument("--set", nargs="*", type=parse_setting, default=[], metavar="KEY=VALUE",
+                        help="settings over the preset's (e.g. tv_weight=0.1 n_runs=2)")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="append each row as a JSON line to this file")
+
+
+def run_rows(images: dict, args: argparse.Namespace) -> None:
+    """Measure every image (name -> (clean image, noise seed)) x PSF x peak; print the table
+    and append the rows to ``args.out``."""
+    settings = dict(args.set)
+    if args.data_term is not None:
+        settings["data_term"] = args.data_term
+    print("| " + " | ".join(COLUMNS) + " |")
+    print("|" + "---|" * len(COLUMNS))
+    for name, (clean, seed) in images.items():
         for psf_name in args.psfs:
-            psf = make_psf(psf_name)
             for peak in args.peaks:
-                truth, observed = observe(clean, psf, peak, args.read_noise, seed)
-                row = {"image": name, "psf": psf_name, "peak": peak,
-                       "observed": psnr(observed, truth, peak),
-                       **richardson_lucy(observed, psf, truth, peak),
-                       **dip(observed, psf, truth, peak, args.preset,
-                             **({} if args.data_term is None
-                                else {"data_term": args.data_term}))}
-                print("| " + " | ".join(_cell(row[c]) for c in columns) + " |", flush=True)
+                row = measure(name, clean, psf_name, peak, args.read_noise, seed, args.preset,
+                              settings)
+                print("| " + " | ".join(_cell(row[c]) for c in COLUMNS) + " |", flush=True)
+                if args.out is not None:
+                    args.out.parent.mkdir(parents=True, exist_ok=True)
+                    with open(args.out, "a") as stream:
+                        stream.write(json.dumps(row) + "\n")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--images", nargs="+", default=list(IMAGES), choices=IMAGES)
+    common_arguments(parser)
+    args = parser.parse_args()
+    run_rows({name: (clean_image(name, args.crop), seed)
+              for seed, name in enumerate(args.images)}, args)
 
 
 def _cell(value) -> str:

@@ -8,6 +8,7 @@ import torch
 from napari_dip import iter_restore, restore
 from napari_dip.engine import fit as fit_module
 from napari_dip.engine import likelihoods
+from napari_dip.engine.problem import prepare_observation
 from napari_dip.presets import get_config
 
 from .conftest import fit_parts, tiny
@@ -77,6 +78,18 @@ def test_total_variation_term_smooths(noisy_cell):
     smooth = restore(noisy, preset="quick", max_iterations=30, tv_weight=0.5)
     roughness = [np.abs(np.diff(x, axis=0)).mean() for x in (plain, smooth)]
     assert roughness[1] < roughness[0]
+
+
+def test_total_variation_in_noise_units_is_scaled_by_the_data_terms_noise(noisy_cell):
+    _, noisy = noisy_cell
+    observation = prepare_observation(noisy, mask=None, factor=None, guide=None,
+                                      channel_axis=None, size_multiple=32)[0]
+    unit = likelihoods.Gaussian().noise_unit(observation.target, observation.weight)
+    assert unit == pytest.approx((25 / 255) ** 2, rel=0.3)  # the cell's noise variance
+    scaled = restore(noisy, preset="quick", max_iterations=20, tv_weight=2.0,
+                     tv_scaling="noise")
+    assert np.array_equal(scaled, restore(noisy, preset="quick", max_iterations=20,
+                                          tv_weight=2.0 * unit))
 
 
 def test_a_fit_can_be_closed_between_any_two_snapshots():

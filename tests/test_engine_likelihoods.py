@@ -157,3 +157,18 @@ def test_the_anscombe_transform_makes_poisson_gaussian_noise_unit_variance():
         values = gain * rng.poisson(photons, 20000) + rng.normal(0, read_noise, 20000)
         stabilised = generalized_anscombe(torch.from_numpy(values), gain, read_noise)
         assert float(stabilised.std()) == pytest.approx(1.0, rel=0.1)
+
+
+@pytest.mark.parametrize("data_term", ["gaussian", "poisson", "poisson_gaussian"])
+def test_noise_unit_is_the_data_term_of_a_prediction_one_noise_std_off(data_term):
+    # photon counts with a known noise std (the square root of the rate, plus read noise),
+    # in the model's [0, 1] for a scale of 200 units
+    rng = np.random.default_rng(3)
+    rate, read_noise, scale = 100.0, 3.0, 200.0
+    std = np.sqrt(rate + read_noise ** 2)
+    observed = rng.poisson(rate, (1, 1, 128, 128)) + rng.normal(0, read_noise, (1, 1, 128, 128))
+    observed = torch.from_numpy(observed / scale)
+    likelihood = make_likelihood(data_term, to_input=(scale, 0.0), read_noise=read_noise)
+    off_by_one_std = torch.full_like(observed, (rate + std) / scale)
+    exact = likelihood(off_by_one_std, torch.full_like(observed, rate / scale))
+    assert likelihood.noise_unit(observed) == pytest.approx(float(exact), rel=0.15)

@@ -164,3 +164,16 @@ def test_invalid_input_is_refused_by_the_plan_before_any_fit(no_fit, image, mask
                    overrides=overrides)
     with pytest.raises(ValueError, match=message):
         plan(image, spec, mask=mask, guide=guide, stack=stack)
+
+
+def test_intensity_headroom_widens_the_scaling_above_the_images_range_for_planes_and_stacks():
+    image = np.linspace(10.0, 50.0, 32 * 32, dtype=np.float32).reshape(32, 32)
+    spec = RunSpec(preset="quick", overrides=dict(intensity_headroom=1.5))
+    own = plan(image, RunSpec(preset="quick"), stack=False).plane.scaling.range
+    widened = plan(image, spec, stack=False).plane.scaling.range
+    assert widened == pytest.approx((own[0], own[0] + 1.5 * (own[1] - own[0])))
+    assert plan(image[None], spec).stack.scaling.range == pytest.approx(widened)
+    # a range the user gives is kept as given: a run record repeats its run
+    given = RunSpec(preset="quick", overrides=dict(intensity_headroom=1.5),
+                    intensity_range=(0.0, 60.0))
+    assert plan(image, given, stack=False).plane.scaling.range == (0.0, 60.0)

@@ -128,6 +128,17 @@ class DIPConfig:
                           low=-1e9, high=1e9)
     tv_weight: float = _knob(0.0, "weight of a total-variation term on the estimate (DIP-TV; "
                              "0: off)", low=0.0, high=10.0)
+    tv_scaling: str = _knob("none", "'noise' weighs the total variation against the data term "
+                            "in units of the noise, so that tv_weight means the same with "
+                            "every data term and noise level (a pixel one noise std off costs "
+                            "1); 'none' adds tv_weight x total variation to the data term as "
+                            "it is", choices=("none", "noise"))
+    intensity_headroom: float = _knob(1.0, "the model's [0, 1] spans this many times the "
+                                      "image's intensity range (from its low end), leaving "
+                                      "room for an estimate brighter than the observation (a "
+                                      "deconvolved one: blurring dims bright details); 1: the "
+                                      "image's range. Not applied to a given intensity_range",
+                                      low=1.0, high=10.0)
     # automatic stopping
     stopping: str = _knob("none", "automatic stopping rule: none (run max_iterations), the "
                           "running variance of the outputs (any task) or a held-out share of "
@@ -347,7 +358,8 @@ SETTING_GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
                     "reg_noise_ramp", "reg_noise_ramp_scaling")),
     ("Optimisation", ("learning_rate", "ema_weight", "ema_init", "result", "backtrack_drop_db",
                       "backtrack_every")),
-    ("Noise model", ("data_term", "gain", "read_noise", "offset", "tv_weight")),
+    ("Noise model", ("data_term", "gain", "read_noise", "offset", "tv_weight", "tv_scaling",
+                     "intensity_headroom")),
     ("Bayesian and averaging", ("sgld_noise", "sgld_noise_scaling", "weight_decay", "burn_in",
                                 "sample_every", "n_runs")),
     ("Stacks and tiles", ("warm_start_fraction", "stack_passes", "slice_batch", "tile_size",

@@ -59,6 +59,13 @@ DENOISING_RAMP = dict(reg_noise_ramp=500, reg_noise_ramp_scaling="pixels")
 their first 500 iterations on images of 256x256 pixels or more, over a share of them as large
 as the image's share of 256x256 pixels below that (``docs/benchmarks/speed.md``)."""
 
+DECONVOLUTION = dict(tv_weight=1.0, tv_scaling="noise", intensity_headroom=1.5)
+"""What presets auto and fast add to denoising's settings when deconvolving: a total-variation
+term (DIP-TV, Liu et al. 2019) weighed in the data term's noise units, against the noise the
+generator puts where the blur hides it from the data term, and room above the observation's
+intensity range for details brighter than their blurred image
+(``docs/benchmarks/deconvolution.md``)."""
+
 DENOISING_TILES = dict(tile_size=288, tile_above=432)
 """Presets auto and fast denoise an image with a side longer than 432 pixels in overlapping
 tiles of 288, where the small denoiser fits a large image's detail slowly
@@ -74,7 +81,8 @@ def _auto(task: str, factor: int | None) -> DIPConfig:
     :data:`DENOISING_TILES`; inpainting and super-resolution keep the paper's networks and stop
     where the running variance of the outputs is lowest (inpainting waits longer for a new
     minimum). Deconvolution takes denoising's settings, with the data term chosen from the
-    noise model estimated from the image (``data_term="auto"``).
+    noise model estimated from the image (``data_term="auto"``) and :data:`DECONVOLUTION`
+    (``docs/benchmarks/deconvolution.md``).
     """
     base = _paper(task, factor)
     config = base.replace(stopping="holdout" if task in DENOISING_TASKS else "variance",
@@ -84,7 +92,7 @@ def _auto(task: str, factor: int | None) -> DIPConfig:
     if task not in DENOISING_TASKS:
         return config
     if task == "deconvolve":
-        config = config.replace(data_term="auto")
+        config = config.replace(data_term="auto", **DECONVOLUTION)
     return config.replace(**SMALL_DENOISER, **DENOISING_RAMP, **DENOISING_TILES)
 
 

@@ -199,7 +199,8 @@ def fit(observation: Observation, config: DIPConfig, *, seed: int = 0,
 
     Each step perturbs the input code (:class:`InputPerturbation`), runs the generator, maps
     its output through the degradation operator and takes an Adam step on the likelihood (plus
-    ``tv_weight`` x total variation). The trackers keep the moving average of the outputs, draw
+    ``tv_weight`` x total variation, in the data term's noise units with
+    ``tv_scaling="noise"``). The trackers keep the moving average of the outputs, draw
     posterior samples (SGLD, with ``sgld_noise > 0``), undo steps after which the fit diverged
     (backtracking) and stop the fit (``stopping``). With the same seed and number of CPU
     threads, CPU runs are bit-for-bit repeatable.
@@ -216,11 +217,14 @@ def fit(observation: Observation, config: DIPConfig, *, seed: int = 0,
         network, code = build_fit(observation, config, seed, device)
     network.train()
     operator, likelihood, target, rule = _data_fit(observation, config, seed, device, psf)
+    tv_weight = config.tv_weight
+    if tv_weight > 0 and config.tv_scaling == "noise":
+        tv_weight *= likelihood.noise_unit(observation.target, observation.weight)
 
     def loss_of(output: torch.Tensor) -> torch.Tensor:
         loss = likelihood(operator(output), target, operator.measured)
-        if config.tv_weight > 0:
-            loss = loss + config.tv_weight * total_variation(output)
+        if tv_weight > 0:
+            loss = loss + tv_weight * total_variation(output)
         return loss
 
     pixels = observation.target.shape[0] * observation.size[0] * observation.size[1]  # per step

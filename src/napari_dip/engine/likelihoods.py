@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from ..config import DIPConfig
+from .measures import estimate_noise_std
 from .operators import fits
 
 
@@ -87,6 +88,12 @@ class Likelihood(nn.Module):
                                 measured: torch.Tensor | None) -> torch.Tensor:
         raise NotImplementedError
 
+    def noise_unit(self, observed: torch.Tensor, measured: torch.Tensor | None = None) -> float:
+        """About the data term's value for a prediction one noise standard deviation off at
+        every pixel of ``observed``: the unit a regulariser weighed in noise units is scaled by
+        (``tv_scaling="noise"``)."""
+        raise NotImplementedError
+
 
 class Gaussian(Likelihood):
     """Additive white Gaussian noise: the squared error (:func:`squared_error`).
@@ -100,6 +107,12 @@ class Gaussian(Likelihood):
 
     def negative_log_likelihood(self, prediction, observed, measured):
         return squared_error(prediction, observed, measured)
+
+    def noise_unit(self, observed, measured=None):
+        """The noise variance, estimated from ``observed`` (:func:`.estimate_noise_std`; 1
+        where it cannot be measured)."""
+        std = estimate_noise_std(observed, measured)
+        return 1.0 if std is None else std ** 2
 
 
 class _InIntensityUnits(Likelihood):
@@ -139,6 +152,11 @@ class Poisson(_InIntensityUnits):
         return poisson_deviance((pred - self.offset) / self.gain,
                                 (obs - self.offset) / self.gain, measured)
 
+    def noise_unit(self, observed, measured=None):
+        """One half: the deviance of a count one standard deviation (the square root of its
+        rate) from its rate."""
+        return 0.5
+
 
 class PoissonGaussian(_InIntensityUnits):
     """Shot noise plus Gaussian read noise of std ``read_noise`` (intensity units): squared
@@ -165,6 +183,10 @@ class PoissonGaussian(_InIntensityUnits):
         return squared_error(
             generalized_anscombe(pred, self.gain, self.read_noise, self.offset),
             generalized_anscombe(obs, self.gain, self.read_noise, self.offset), measured)
+
+    def noise_unit(self, observed, measured=None):
+        """One: the transform gives the noise a unit variance."""
+        return 1.0
 
 
 LIKELIHOODS = {"gaussian": Gaussian, "poisson": Poisson, "poisson_gaussian": PoissonGaussian}

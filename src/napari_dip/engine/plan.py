@@ -234,7 +234,8 @@ def plan(image, spec: RunSpec, *, mask=None, guide=None, psf=None, stack: bool =
         return Plan(spec, config, factor, device, tiles, [Visit(0, ((),), 0)], plane=plane,
                     psf=_run_psf(spec, psf, plane.hwc.shape[:2]), noise_estimate=noise)
     data, hwc, missing = _checked_stack(image, spec.channel_axis, mask=mask, guide=guide,
-                                        factor=factor, intensity_range=spec.intensity_range)
+                                        factor=factor, intensity_range=spec.intensity_range,
+                                        headroom=config.intensity_headroom)
     checked_psf = _run_psf(spec, psf, hwc.shape[-3:-1])
     config, noise = _resolved_data_term(config, hwc, missing)
     tiles = _check_slices(data, factor, config)
@@ -315,8 +316,7 @@ def _checked_plane(image, mask, guide, channel_axis, factor: int | None, config:
     the checked problem and its tiles."""
     hwc, missing = checked_image(image, channel_axis, mask)
     if scaling is None:
-        scaling = IntensityScaling.from_image(hwc, missing) if intensity_range is None \
-            else IntensityScaling.given(intensity_range, hwc.dtype)
+        scaling = intensity_scaling(hwc, missing, intensity_range, config.intensity_headroom)
     f = factor or 1
     if guide is not None:
         guide_to_unit(guide, (hwc.shape[0] * f, hwc.shape[1] * f))
@@ -341,11 +341,23 @@ def _refuse_tiles_without_pixels(missing: np.ndarray, tiles: list[Tile]) -> None
                 f"every tile holds known pixels, or set tile_size=0")
 
 
+def intensity_scaling(hwc: np.ndarray, missing: np.ndarray | None, intensity_range,
+                      headroom: float = 1.0) -> IntensityScaling:
+    """The scaling a run fits ``hwc`` in: ``intensity_range`` as given, else the image's own
+    (:meth:`IntensityScaling.from_image`) widened by ``headroom``
+    (:meth:`IntensityScaling.widened`)."""
+    if intensity_range is not None:
+        return IntensityScaling.given(intensity_range, hwc.dtype)
+    return IntensityScaling.from_image(hwc, missing).widened(headroom)
+
+
 def _checked_stack(image, channel_axis, *, mask, guide, factor: int | None,
-                   intensity_range) -> tuple[StackData, np.ndarray, np.ndarray | None]:
+                   intensity_range, headroom: float = 1.0,
+                   ) -> tuple[StackData, np.ndarray, np.ndarray | None]:
     """A stack ``(..., M, N)`` (with an optional channel axis) checked as a whole and split
     into 2D slices: the last two non-channel axes are the image plane, the others are looped
-    over in C order. The intensity scaling is the whole stack's (or ``intensity_range``).
+    over in C order. The intensity scaling is the whole stack's widened by ``headroom`` (or
+    ``intensity_range``).
     Returns the data, its pixels ``(..., M, N, C)`` and where they are missing (or None)."""
     image = _as_array("image", image)
     if image.size == 0:
@@ -374,9 +386,8 @@ def _checked_stack(image, channel_axis, *, mask, guide, factor: int | None,
         missing = (value != 0)[..., None]
         _check_every_slice_keeps_pixels(missing[..., 0], per_slice, leading)
     _check_finite("image", hwc, missing)
-    scaling = None if hwc.dtype.kind == "b" else (
-        IntensityScaling.from_image(hwc, missing) if intensity_range is None
-        else IntensityScaling.given(intensity_range, hwc.dtype))
+    scaling = None if hwc.dtype.kind == "b" else \
+        intensity_scaling(hwc, missing, intensity_range, headroom)
     stored_guide = _per_slice_or_shared("guide", guide, leading, (plane[0] * f, plane[1] * f))
     data = StackData(hwc, channel_axis=axes.channel, slice_channel=axes.slice_channel,
                      mask=stored_mask, guide=stored_guide, scaling=scaling, factor=f)

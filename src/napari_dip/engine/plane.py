@@ -43,7 +43,7 @@ class Snapshot:
         The objective at this step: the data term (mean squared error in [0, 1] units with
         ``data_term="gaussian"``, the Poisson deviance per pixel with ``"poisson"``, the squared
         error after a variance-stabilising transform with ``"poisson_gaussian"``) plus
-        ``tv_weight`` times the total variation.
+        ``tv_weight`` times the total variation (in noise units with ``tv_scaling="noise"``).
     image : ndarray
         The generator's current output.
     average : ndarray

@@ -49,6 +49,14 @@ class IntensityScaling:
             lo, hi = lo - width / 2, lo + width / 2  # from either side
         return cls(lo, hi, dtype)
 
+    def widened(self, headroom: float) -> IntensityScaling:
+        """The same scaling with its top raised to ``headroom`` times its width above its low
+        end (1: unchanged): room for an estimate brighter than the image, such as a
+        deconvolved one, below the top of the model's [0, 1], which the generator's output
+        cannot pass."""
+        return IntensityScaling(self.low, self.low + headroom * (self.high - self.low),
+                                self.dtype)
+
     @property
     def range(self) -> tuple[float, float]:
         """``(low, high)``, as ``intensity_range=`` takes it."""
