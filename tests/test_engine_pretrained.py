@@ -28,7 +28,8 @@ def _blobs(side: int = 32, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
 def _mean_loss(init: str, noisy: np.ndarray, steps: int = 20, last: int = 5) -> float:
     """Mean loss of the last ``last`` of ``steps`` steps of preset auto's denoising fit."""
     side = noisy.shape[0]
-    config = get_config("auto", "denoise", init=init, report_every=1, max_iterations=steps)
+    config = get_config("auto", "denoise", init=init, report_every=1, max_iterations=steps,
+                        data_term="gaussian")  # fit() directly: no plan to choose it
     observation = Observation(torch.from_numpy(noisy)[None, None], None, 1, (side, side),
                               (side, side))
     losses = [step.loss for step in fit(observation, config, seed=0)]

@@ -81,3 +81,24 @@ def test_fast_preset_raises_psnr_within_a_tight_step_budget(noisy_cell):
     last = list(iter_restore(noisy, preset="fast", max_iterations=150))[-1]
     assert last.iteration <= 150
     assert psnr(last.estimate, clean) > psnr(noisy, clean) + 6.0
+
+
+def test_auto_and_fast_denoise_with_the_data_term_the_image_noise_suits():
+    """Photon counts get the Poisson term, additive Gaussian noise keeps the squared error
+    (on the FMD pairs the chosen term returned more: docs/benchmarks/noise-model.md); the
+    paper's recipe and the quick demo keep the squared error whatever the image."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    signal = np.linspace(5, 200, 96)[None, :].repeat(96, axis=0)
+    counts = rng.poisson(signal).astype(np.float32)
+    additive = (signal / 255 + rng.normal(0, 0.1, signal.shape)).astype(np.float32)
+    for preset in ("auto", "fast"):
+        assert get_config(preset, "denoise").data_term == "auto"
+        photons = next(iter(iter_restore(counts, preset=preset, max_iterations=1)))
+        gaussian = next(iter(iter_restore(additive, preset=preset, max_iterations=1)))
+        assert photons.config.data_term == "poisson"
+        assert gaussian.config.data_term == "gaussian"
+        assert photons.noise_estimate["data_term"] == "poisson"
+    for preset in ("paper", "quick"):
+        assert get_config(preset, "denoise").data_term == "gaussian"

@@ -80,9 +80,11 @@ def _auto(task: str, factor: int | None) -> DIPConfig:
     on them is lowest, with :data:`SMALL_DENOISER`, :data:`DENOISING_RAMP` and
     :data:`DENOISING_TILES`; inpainting and super-resolution keep the paper's networks and stop
     where the running variance of the outputs is lowest (inpainting waits longer for a new
-    minimum). Deconvolution takes denoising's settings, with the data term chosen from the
-    noise model estimated from the image (``data_term="auto"``) and :data:`DECONVOLUTION`
-    (``docs/benchmarks/deconvolution.md``).
+    minimum). Denoising and deconvolution choose their data term from the noise model
+    estimated from the image (``data_term="auto"``): the Poisson terms where the noise grows
+    with the signal, as in fluorescence, the squared error where it does not
+    (``docs/benchmarks/noise-model.md``). Deconvolution takes denoising's settings and
+    :data:`DECONVOLUTION` (``docs/benchmarks/deconvolution.md``).
     """
     base = _paper(task, factor)
     config = base.replace(stopping="holdout" if task in DENOISING_TASKS else "variance",
@@ -91,8 +93,9 @@ def _auto(task: str, factor: int | None) -> DIPConfig:
                           ema_weight=0.99, ema_init="recent", precision="auto")
     if task not in DENOISING_TASKS:
         return config
+    config = config.replace(data_term="auto")
     if task == "deconvolve":
-        config = config.replace(data_term="auto", **DECONVOLUTION)
+        config = config.replace(**DECONVOLUTION)
     return config.replace(**SMALL_DENOISER, **DENOISING_RAMP, **DENOISING_TILES)
 
 
