@@ -115,7 +115,8 @@ def dip(observed: np.ndarray, psf: np.ndarray, truth: np.ndarray, peak: float,
     peak_psnr, peak_iteration, last = -np.inf, 0, None
     cpu, wall = time.process_time(), time.perf_counter()
     for last in napari_dip.iter_restore(observed.astype(np.float32), task="deconvolve",
-                                        psf=psf, preset=preset, seed=0, **settings):
+                                        psf=psf, preset=preset,
+                                        **{"seed": 0, **settings}):
         score = psnr(last.average, truth, peak)
         if score > peak_psnr:
             peak_psnr, peak_iteration = score, last.iteration
@@ -167,7 +168,8 @@ def common_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-term", default=None,
                         help="a data term instead of the preset's (e.g. gaussian)")
     parser.add_argument("--set", nargs="*", type=parse_setting, default=[], metavar="KEY=VALUE",
-                        help="settings over the preset's (e.g. tv_weight=0.1 n_runs=2)")
+                        help="settings over the preset's (e.g. tv_weight=0.1 n_runs=2; "
+                        "seed=1 for another draw of the generator than seed 0)")
     parser.add_argument("--out", type=Path, default=None,
                         help="append each row as a JSON line to this file")
 
