@@ -3,8 +3,9 @@
 A step on the binned image costs a quarter of a full-size one. The full-size fit continues from
 the coarse fit's weights, Adam state and input code (enlarged 2x by ``mode``: nearest or
 bilinear), without the input-noise ramp; "equivalent" counts the coarse steps as quarter steps.
-"base" is preset auto from scratch, with the Gaussian data term (auto's when this was run). FMD confocal pairs (``peers.fmd_pairs``), centre crops, one
-thread, seed 0; prints one JSON line per run.
+"base" is preset auto from scratch, with the Gaussian data term (auto's when this was run).
+FMD confocal pairs (``peers.fmd_pairs``), centre crops, one thread, seed 0; prints one JSON
+line per run.
 
     OMP_NUM_THREADS=1 python benchmarks/coarse_to_fine.py 128 fish,mice nearest,base
 """
