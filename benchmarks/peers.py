@@ -280,21 +280,19 @@ def nl_means(noisy: np.ndarray, steps: int | None = None, seed: int = 0) -> tupl
 
 
 def napari_dip_peer(preset: str, data_term: str | None = None):
-    """napari-dip's ``restore`` with ``preset`` as a peer (``steps`` caps its iterations;
-    ``data_term``, if given, replaces the preset's)."""
+    """napari-dip's ``iter_restore`` with ``preset`` as a peer, run to its end as ``restore``
+    runs it (``steps`` caps its iterations; ``data_term``, if given, replaces the preset's)."""
     def run(noisy: np.ndarray, steps: int | None = None, seed: int = 0):
         import napari_dip
 
         options = {} if data_term is None else dict(data_term=data_term)
-        estimate = napari_dip.restore(noisy, preset=preset, seed=seed, device="cpu",
-                                      max_iterations=steps, **options)
-        details = dict(preset=preset, **options)
-        if data_term == "auto":  # what it became: the engine's own choice for this image
-            from napari_dip.engine.noise_model import auto_data_term
-
-            details["data_term_chosen"] = auto_data_term(np.asarray(noisy)[..., None])[0][
-                "data_term"]
-        return np.asarray(estimate, dtype=np.float32), details
+        last = None
+        for last in napari_dip.iter_restore(noisy, preset=preset, seed=seed, device="cpu",
+                                            max_iterations=steps, **options):
+            pass
+        # the term the run used: "auto" (the preset's or asked for) resolved for this image
+        details = dict(preset=preset, **options, data_term_chosen=last.config.data_term)
+        return np.asarray(last.estimate, dtype=np.float32), details
     return run
 
 
