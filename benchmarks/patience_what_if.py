@@ -17,12 +17,12 @@ iterations run. Only runs that the preset's rule stopped inside their stored cur
 from __future__ import annotations
 
 import json
-import math
 import statistics
 import sys
 from pathlib import Path
 
-RESULTS = Path(__file__).resolve().parent / "results"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from stopping import RESULTS, stops_here, where_it_stops  # noqa: E402
 
 RULES = {
     "the preset's (200 or 300)": None,
@@ -32,27 +32,15 @@ RULES = {
     "max(100, 0.25 x best)": lambda best: max(100, 0.25 * best),
     "max(150, 0.2 x best)": lambda best: max(150, 0.2 * best),
 }
-"""Each rule: the iterations to wait after the lowest criterion so far, given where it was."""
-
-
-def replay(curve: list[dict], wait) -> tuple[int, float, bool]:
-    """(iteration stopped at, PSNR returned, whether the rule stopped inside the curve)."""
-    best, best_iteration, returned = math.inf, 0, math.nan
-    for point in curve:
-        if point["criterion"] < best:
-            best, best_iteration, returned = (point["criterion"], point["iteration"],
-                                              point["estimate_psnr"])
-        if point["iteration"] - best_iteration >= wait(best_iteration):
-            return point["iteration"], returned, True
-    return curve[-1]["iteration"], returned, False
+"""Each rule: the iterations to wait after the lowest criterion so far, given where it was
+(None: the run's own patience)."""
 
 
 def stored_runs() -> list[tuple[str, int, list[dict]]]:
     runs = []
     for path in sorted(RESULTS.glob("stopping_*holdout*.json")):
         record = json.loads(path.read_text())
-        curve = [p for p in record["curve"] if not math.isnan(p["criterion"])]
-        runs.append((path.stem, record["patience"], curve))
+        runs.append((path.stem, record["patience"], record["curve"]))
     return runs
 
 
@@ -64,12 +52,12 @@ def main() -> int:
     for name, rule in RULES.items():
         lost, ratios = [], []
         for _, patience, curve in runs:
-            base = replay(curve, lambda best, patience=patience: patience)
-            if not base[2]:
-                continue
-            tried = replay(curve, rule or (lambda best, patience=patience: patience))
-            lost.append(base[1] - tried[1])
-            ratios.append(tried[0] / base[0])
+            if not any(stops_here(point, patience) for point in curve):
+                continue  # the preset's own rule never stopped this stored run
+            base = where_it_stops(curve, patience)
+            tried = where_it_stops(curve, rule or patience)
+            lost.append(base["stop_psnr"] - tried["stop_psnr"])
+            ratios.append(tried["stop_iteration"] / base["stop_iteration"])
         print(f"| {name} | {len(lost)} | {statistics.mean(lost):.3f} | {max(lost):.2f} | "
               f"{sum(x > 0.1 for x in lost)} | {statistics.mean(ratios):.3f} |")
     return 0

@@ -106,13 +106,16 @@ def long_run(image, clean, task, kwargs, metric, preset, patience, cap, seed, se
         snap.estimate if returned is None else returned
 
 
-def stops_here(point: dict, patience: int) -> bool:
-    """Whether the rule with ``patience`` stops at this snapshot of a recorded run."""
-    return point["best_iteration"] is not None and \
-        point["iteration"] - point["best_iteration"] >= patience
+def stops_here(point: dict, patience) -> bool:
+    """Whether the rule with ``patience`` stops at this snapshot of a recorded run;
+    ``patience`` may also be a function of the best iteration so far (another rule to try)."""
+    best = point["best_iteration"]
+    if best is None:
+        return False
+    return point["iteration"] - best >= (patience(best) if callable(patience) else patience)
 
 
-def where_it_stops(curve: list[dict], patience: int) -> dict:
+def where_it_stops(curve: list[dict], patience) -> dict:
     """Where the rule with ``patience`` would have stopped the recorded run, what it returned
     there, and the run's peak."""
     stop = next((p for p in curve if stops_here(p, patience)), curve[-1])
