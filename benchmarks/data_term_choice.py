@@ -18,6 +18,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from reproduce_paper import DATA, center_crop, load, with_gaussian_noise  # noqa: E402
+from stopping import fmd_pairs  # noqa: E402
 
 from napari_dip.engine.noise_model import auto_data_term  # noqa: E402
 
@@ -31,11 +32,7 @@ def images(name: str):
     """(file stem, noisy image) of one set, as the benchmarks add noise to it."""
     rng = np.random.default_rng(0)
     if name == "FMD":
-        import tifffile
-
-        folder = DATA / "microscopy" / "fmd_confocal"
-        for path in sorted((folder / "Confocal_gaussianpoisson").glob("*.tif")):
-            yield path.stem, tifffile.imread(path).astype(np.float32) / 255
+        yield from ((stem, noisy) for stem, noisy, _ in fmd_pairs(0, None))
         return
     folder, grey = {"CBM3D9": ("CBM3D9_color", False), "Set12": ("Set12", True)}[name]
     for path in sorted((DATA / folder).glob("*.png")):
