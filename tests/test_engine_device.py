@@ -96,8 +96,8 @@ def test_warm_up_steps_are_not_timed_and_a_single_candidate_is_not_probed():
 
 
 def test_the_one_off_cost_of_a_process_first_step_does_not_drop_the_count_that_paid_it():
-    """A process's very first step (kernels loaded, buffers allocated) can take twenty times
-    a later one; it falls on one thread, which runs first. Judged on the warm-up round, one
+    """A process's very first step (kernels loaded, buffers allocated) can take many times as
+    long as a later one; it falls on one thread, which runs first. Judged on the warm-up round, one
     thread was dropped on an idle machine where it was in fact the faster count."""
 
     work = FakeWork({1: 0.06, 2: 0.07}, first_step_extra=1.2)
@@ -121,7 +121,7 @@ class SharedCores(FakeWork):
 def test_a_second_thread_is_used_only_where_another_core_was_idle_during_the_probe(
         other_core_idle, chosen):
     """Measured on a two-core machine with another process busy on one core: the probe's two
-    threads were faster for a few steps, then the fit ran ten times slower than on one."""
+    threads were faster for a few steps, then the fit ran many times slower than on one."""
 
     work = SharedCores({1: 1.0, 2: 0.5}, other_core_idle)
     assert choose(work, [1, 2]) == chosen

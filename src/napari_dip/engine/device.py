@@ -179,7 +179,7 @@ def fastest_thread_count(probe_step: Callable[[int], object], candidates: Sequen
     the fewest threads' steps run, ``idle()`` (ticks of idle CPU, ticks elapsed per CPU; None:
     unknown, then the times alone decide) must show at least ``spare`` of an idle core for
     each thread added. Another process busy on a core makes OpenMP's threads spin-wait for it,
-    and a short probe can miss that: it measured faster, then ran ten times slower
+    and a short probe can miss that: a few steps look faster, the whole fit runs slower
     (``docs/benchmarks/speed.md``).
     """
     counts = sorted(set(candidates))
