@@ -156,3 +156,20 @@ def test_auto_data_term_falls_back_to_gaussian_where_the_noise_cannot_be_measure
     assert last.config.data_term == "gaussian"
     assert last.noise_estimate["noise_model"] is None
     assert "pixels" in last.noise_estimate["note"]
+
+
+@pytest.mark.parametrize("data_term, expected", [("poisson", "float32"),
+                                                 ("gaussian", "bfloat16")])
+def test_deconvolution_under_the_poisson_deviance_keeps_float32_where_auto_picks_bfloat16(
+        monkeypatch, data_term, expected):
+    # under bfloat16 such a fit oscillated and stopped below its own observation
+    from napari_dip.engine import device
+
+    monkeypatch.setattr(device, "cpu_has_native_bfloat16", lambda: True)
+    _, observed, psf = _blurred_squares(side=256)
+    last = None
+    for last in nd.iter_restore(np.clip(observed, 0, None) * 100, task="deconvolve", psf=psf,
+                                preset="quick", max_iterations=1, data_term=data_term,
+                                precision="auto"):
+        pass
+    assert last.precision == expected

@@ -190,6 +190,17 @@ def _data_fit(observation: Observation, config: DIPConfig, seed: int, device: to
 
 # ----------------------------------------------------------------------------- the loop
 
+
+def _stepper_config(config: DIPConfig, psf) -> DIPConfig:
+    """``config`` for the generator's steps: a deconvolution under the Poisson deviance keeps
+    float32 where ``precision="auto"`` would pick bfloat16. Its gradient, ``1 - y / rate``,
+    follows the output's rounding where the blurred rate is small, and under bfloat16 such a
+    fit oscillated and stopped below its own observation (docs/benchmarks/deconvolution.md)."""
+    if psf is not None and config.data_term == "poisson" and config.precision == "auto":
+        return config.replace(precision="float32")
+    return config
+
+
 def fit(observation: Observation, config: DIPConfig, *, seed: int = 0,
         device: torch.device | str = "cpu", network: nn.Module | None = None,
         code: torch.Tensor | None = None,
@@ -228,7 +239,7 @@ def fit(observation: Observation, config: DIPConfig, *, seed: int = 0,
         return loss
 
     pixels = observation.target.shape[0] * observation.size[0] * observation.size[1]  # per step
-    stepper = Stepper(network, code, loss_of, config, device, pixels=pixels,
+    stepper = Stepper(network, code, loss_of, _stepper_config(config, psf), device, pixels=pixels,
                       optimizer_state=optimizer_state)
     noise_rng = torch.Generator(device=device).manual_seed(seed + 1)
     perturbed = InputPerturbation(config, observation.size, noise_rng)
