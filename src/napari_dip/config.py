@@ -183,7 +183,8 @@ class DIPConfig:
     # speed
     precision: str = _knob("auto", "arithmetic of the generator's forward pass: auto (bfloat16 "
                            "on CUDA GPUs that support it, and on CPUs with native bfloat16 for "
-                           "images of 256x256 pixels and more; else float32), or forced; falls "
+                           "images of 256x256 pixels and more, except a deconvolution under the "
+                           "Poisson data term; else float32), or forced; falls "
                            "back to float32 if the loss becomes non-finite", choices=PRECISIONS)
     memory_format: str = _knob("auto", "layout of the generator's activations in memory: "
                                "channels-last (auto: on CUDA, and on CPUs with native bfloat16, "
