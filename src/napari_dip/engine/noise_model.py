@@ -375,8 +375,9 @@ def auto_data_term(image: np.ndarray, missing: np.ndarray | None = None,
     ``image`` is ``(..., M, N, C)``: every plane and channel is pooled into one estimate (one
     camera). ``missing`` (broadcast to it) marks pixels that hold no data. Where the noise
     cannot be measured (too small, clipped or textured), the data term is Gaussian and the
-    report says why. The model has no dark-offset term: an offset adds to the estimated read
-    variance, and the Poisson likelihood counts it as signal.
+    report says why. The model has no dark-offset term: an offset ``c`` lowers the fitted read
+    variance by ``gain * c`` (below 0, the line is refitted through 0), and the Poisson
+    likelihood counts it as signal.
     """
     plane = image.shape[-3:-1]
     planes = np.moveaxis(image, -1, -3).reshape((-1,) + plane)
