@@ -162,7 +162,7 @@ def test_auto_data_term_falls_back_to_gaussian_where_the_noise_cannot_be_measure
                                                  ("gaussian", "bfloat16")])
 def test_deconvolution_under_the_poisson_deviance_keeps_float32_where_auto_picks_bfloat16(
         monkeypatch, data_term, expected):
-    # under bfloat16 such a fit oscillated and stopped below its own observation
+    # under bfloat16 such a fit stopped early, below its own observation
     from napari_dip.engine import device
 
     monkeypatch.setattr(device, "cpu_has_native_bfloat16", lambda: True)

@@ -195,7 +195,7 @@ def _stepper_config(config: DIPConfig, psf) -> DIPConfig:
     """``config`` for the generator's steps: a deconvolution under the Poisson deviance keeps
     float32 where ``precision="auto"`` would pick bfloat16. Its gradient, ``1 - y / rate``,
     follows the output's rounding where the blurred rate is small, and under bfloat16 such a
-    fit oscillated and stopped below its own observation (docs/benchmarks/deconvolution.md)."""
+    fit stopped early, below its own observation (docs/benchmarks/deconvolution.md)."""
     if psf is not None and config.data_term == "poisson" and config.precision == "auto":
         return config.replace(precision="float32")
     return config
