@@ -66,7 +66,8 @@ from skimage.restoration import denoise_nl_means, estimate_sigma
 from napari_dip.engine.measures import psnr
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from reproduce_paper import DATA, RESULTS, center_crop, command_line, cpu_description  # noqa: E402
+from reproduce_paper import (DATA, RESULTS, center_crop, command_line, cpu_description,  # noqa: E402
+                             parse_setting)
 
 FMD = DATA / "microscopy" / "fmd_confocal"
 CLEAN, NOISY = "Confocal", "Confocal_gaussianpoisson"
@@ -279,27 +280,35 @@ def nl_means(noisy: np.ndarray, steps: int | None = None, seed: int = 0) -> tupl
     return estimate.astype(np.float32), dict(sigma=sigma)
 
 
-def napari_dip_peer(preset: str, data_term: str | None = None):
+def napari_dip_peer(preset: str, data_term: str | None = None,
+                    overrides: dict | None = None):
     """napari-dip's ``iter_restore`` with ``preset`` as a peer, run to its end as ``restore``
-    runs it (``steps`` caps its iterations; ``data_term``, if given, replaces the preset's)."""
+    runs it (``steps`` caps its iterations; ``data_term``, if given, replaces the preset's;
+    ``overrides``: further settings on top of the preset). Its details record the iterations
+    each tile ran."""
     def run(noisy: np.ndarray, steps: int | None = None, seed: int = 0):
         import napari_dip
 
-        options = {} if data_term is None else dict(data_term=data_term)
-        last = None
+        options = dict(overrides or {})
+        if data_term is not None:
+            options["data_term"] = data_term
+        last, iterations = None, {}
         for last in napari_dip.iter_restore(noisy, preset=preset, seed=seed, device="cpu",
                                             max_iterations=steps, **options):
-            pass
+            iterations[last.tile or 0] = last.iteration
         # the term the run used: "auto" (the preset's or asked for) resolved for this image
-        details = dict(preset=preset, **options, data_term_chosen=last.config.data_term)
+        details = dict(preset=preset, **options, data_term_chosen=last.config.data_term,
+                       iterations_per_tile=[iterations[k] for k in sorted(iterations)])
         return np.asarray(last.estimate, dtype=np.float32), details
     return run
 
 
-def peers(preset: str = "auto", data_term: str | None = None) -> dict:
+def peers(preset: str = "auto", data_term: str | None = None,
+          overrides: dict | None = None) -> dict:
     """Each peer by name: ``run(noisy, steps, seed) -> (estimate, details)``."""
     return {"nl-means": nl_means, "bm3d": bm3d_vst, "bm3d-unit": bm3d_unit_sigma, "zs-n2n": zs_n2n,
-            "noise2fast": noise2fast, "napari-dip": napari_dip_peer(preset, data_term)}
+            "noise2fast": noise2fast,
+            "napari-dip": napari_dip_peer(preset, data_term, overrides)}
 
 
 DEFAULT_PEERS = ("nl-means", "bm3d", "bm3d-unit", "zs-n2n", "noise2fast")
@@ -351,7 +360,7 @@ def run_benchmark(images, names: list[str], preset: str, steps: int | None, seed
                   record: dict, out: Path) -> dict:
     """Every peer in ``names`` on every (name, noisy, clean) of ``images``; ``record`` gains one
     entry per image and is rewritten to ``out`` after each image."""
-    available = peers(preset, record.get("data_term"))
+    available = peers(preset, record.get("data_term"), record.get("settings"))
     for image_name, noisy, clean in images:
         entry = dict(image=image_name, shape=list(noisy.shape), input_psnr=psnr(noisy, clean),
                      methods={})
@@ -382,7 +391,9 @@ def label(name: str, record: dict) -> str:
     if name != "napari-dip":
         return LABELS[name]
     term = record.get("data_term")
-    return LABELS[name] + f" ({record['preset']}" + (f", data term {term})" if term else ")")
+    extra = [f"data term {term}"] if term else []
+    extra += [f"{key}={value}" for key, value in (record.get("settings") or {}).items()]
+    return LABELS[name] + f" ({', '.join([record['preset'], *extra])})"
 
 
 def cell(runs: list[dict]) -> str:
@@ -448,6 +459,10 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--preset", default="auto", help="napari-dip's preset")
     parser.add_argument("--data-term", default=None,
                         help="napari-dip's data term, instead of the preset's (e.g. auto)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[],
+                        metavar="NAME=VALUE",
+                        help="a setting on top of napari-dip's preset (repeatable), e.g. "
+                             "tile_warm_start=0.5")
     parser.add_argument("--steps", type=int, default=None,
                         help="ZS-N2N's steps, the most Noise2Fast may take and napari-dip's "
                              "iterations (default: each one's own recipe)")
@@ -524,8 +539,9 @@ def main(argv: list[str] | None = None) -> int:
     record = dict(command=command_line("peers.py", argv), cpu=cpu_description(),
                   omp_threads=os.environ.get("OMP_NUM_THREADS", "unset"),
                   threads=args.threads, crop=args.crop, steps=args.steps, seed=args.seed,
-                  preset=args.preset, data_term=args.data_term, peers=args.peers, skipped={},
-                  images=[])
+                  preset=args.preset, data_term=args.data_term,
+                  settings=dict(parse_setting(text) for text in args.overrides),
+                  peers=args.peers, skipped={}, images=[])
     names = None if args.names is None else args.names.split(",")
     run_benchmark(fmd_pairs(args.images, args.crop, args.limit, names), args.peers, args.preset,
                   args.steps, args.seed, record, out)

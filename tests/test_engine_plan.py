@@ -53,6 +53,26 @@ def test_total_steps_are_the_steps_a_tiled_plane_takes_in_several_runs(rng):
     assert [done for done, _ in progress] == sorted(done for done, _ in progress)
 
 
+@pytest.mark.parametrize("n_runs", [1, 2])
+def test_total_steps_are_the_steps_of_tiles_that_continue_their_neighbour(rng, n_runs):
+    """With tile_warm_start the first slice's later tiles run their share of the first tile's
+    steps, and the next slice's tiles the warm-start share of the first tile's: the planned
+    total and the counter's last total are the steps the run took."""
+    stack = rng.random((2, 48, 48)).astype(np.float32)
+    spec = RunSpec(preset="quick", overrides=dict(
+        max_iterations=8, tile_size=32, tile_overlap=8, tile_above=0, n_runs=n_runs,
+        tile_warm_start=0.5, warm_start_fraction=0.25, **TINY))
+    planned = plan(stack, spec)
+    assert len(planned.tiles) == 4
+    assert planned.total_steps == n_runs * (8 + 3 * 4) + 4 * n_runs * 2
+    taken, snapshots = _steps_taken(run(planned))
+    assert taken == planned.total_steps
+    counter = planned.step_counter()
+    progress = [counter.update(s) for s in snapshots]
+    assert progress[-1] == (taken, taken)
+    assert all(total == taken for _, total in progress)  # a fixed schedule is known at once
+
+
 def test_the_schedule_has_the_backward_pass_and_the_slice_batches(rng):
     stack = rng.random((3, 16, 16)).astype(np.float32)
     two_passes = plan(stack, RunSpec(preset="quick", overrides=dict(stack_passes=2)))

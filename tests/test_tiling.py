@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+import torch
 
 import napari_dip.engine.plane
 from napari_dip import get_config, iter_restore, iter_restore_stack, restore
@@ -335,3 +336,58 @@ def test_the_input_is_unchanged_by_a_tiled_run(rng):
     assert result.dtype == np.uint16 and result.shape == image.shape
     np.testing.assert_array_equal(image, image_before)
     np.testing.assert_array_equal(mask, mask_before)
+
+
+def test_tiles_continue_from_their_neighbour_on_the_short_schedule(noisy_cell):
+    """With tile_warm_start, every tile after the first continues the tile before it for at
+    most that share of the first tile's iterations; the plane still comes out restored."""
+    clean, noisy = noisy_cell
+    settings = dict(preset="fast", max_iterations=40, report_every=1, seed=0, device="cpu",
+                    stopping="none", tile_above=0, **TILED)
+    for share, later in ((0.0, 40), (0.5, 20)):
+        last_iteration = {}
+        for snapshot in iter_restore(noisy, tile_warm_start=share, **settings):
+            last_iteration[snapshot.tile] = snapshot.iteration
+        assert last_iteration[0] == 40 and len(last_iteration) > 1
+        assert all(last_iteration[tile] == later for tile in last_iteration if tile), share
+        assert psnr(snapshot.estimate, clean) > psnr(noisy, clean) + 2, share
+
+
+def test_a_stack_tile_continues_its_own_tile_of_the_slice_before(noisy_cell, monkeypatch):
+    """In a tiled stack with tile_warm_start, the first slice's tiles continue each other, and
+    tile k of the next slice continues tile k of the first as fitted, not the tiles fitted
+    after it from the same weights, on the warm-start schedule of a fit from scratch."""
+    _, noisy = noisy_cell
+    stack = np.stack([noisy, noisy[::-1]])
+    fits = []  # per call of fit_runs: weights it started from, ended with, its iterations
+
+    def weights(network):
+        return [p.detach().clone() for p in network.parameters()]
+
+    original = napari_dip.engine.plane.fit_runs
+
+    def spying(observation, plan, config, warm):
+        started = None if not warm else weights(warm[0].network)
+        step = None
+        for step, *rest in original(observation, plan, config, warm):
+            yield (step, *rest)
+        fits.append((started, weights(step.network), step.iteration))
+
+    monkeypatch.setattr(napari_dip.engine.plane, "fit_runs", spying)
+    for _ in iter_restore_stack(stack, preset="fast", max_iterations=16, report_every=8, seed=0,
+                                device="cpu", stopping="none", tile_warm_start=0.5, tile_above=0,
+                                **TILED):
+        pass
+    n = len(plan_tiles(noisy.shape, TILED["tile_size"], TILED["tile_overlap"]))
+    assert n > 1 and len(fits) == 2 * n and fits[0][0] is None
+
+    def same(a, b):
+        return all(torch.equal(x, y) for x, y in zip(a, b))
+
+    for number in range(1, n):  # the first slice: each tile from the one before
+        assert same(fits[number][0], fits[number - 1][1])
+    for number in range(n):  # the second slice: tile k from the first slice's tile k
+        assert same(fits[n + number][0], fits[number][1]), number
+    assert not same(fits[n - 1][1], fits[0][1])
+    # the next slice's schedule follows the first tile, the one fitted from scratch
+    assert [fit[2] for fit in fits] == [16] + [8] * (n - 1) + [4] * n

@@ -214,6 +214,10 @@ class DIPConfig:
     tile_above: int = _knob(0, "tiling: a side of the image up to this many input pixels is not "
                             "split, the tiles span it whole (0 or less than tile_size: split "
                             "every side longer than tile_size)", low=0, high=65536)
+    tile_warm_start: float = _knob(0.0, "tiling: each tile after a plane's first continues from "
+                                   "the tile before it for at most this share of the iterations "
+                                   "the first tile ran, with this share of the stopping patience "
+                                   "(0: every tile from scratch)", low=0.0, high=1.0)
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
@@ -364,7 +368,7 @@ SETTING_GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("Bayesian and averaging", ("sgld_noise", "sgld_noise_scaling", "weight_decay", "burn_in",
                                 "sample_every", "n_runs")),
     ("Stacks and tiles", ("warm_start_fraction", "stack_passes", "slice_batch", "tile_size",
-                          "tile_overlap", "tile_above")),
+                          "tile_overlap", "tile_above", "tile_warm_start")),
     ("History", ("history", "history_budget_mb")),
     ("Speed and hardware", ("precision", "memory_format", "compile", "cuda_graph")),
 )
@@ -412,20 +416,23 @@ def scaled_burn_in(config: DIPConfig, max_iterations: Any) -> Any:
         return config.burn_in
 
 
-def warm_start_config(config: DIPConfig, first_iterations: int) -> DIPConfig:
+def warm_start_config(config: DIPConfig, first_iterations: int,
+                      fraction: float | None = None) -> DIPConfig:
     """The short schedule of a warm-started slice: ``warm_start_fraction`` of the iterations the
     first slice ran (with a stopping rule, where it stopped) as its cap, the same share of the
     stopping patience (so that a slice the previous weights already fit ends early rather than
     at its cap), an output average short enough to forget the previous slice within that
     schedule, and the full input perturbation from its first step (a fitted network is past
     the early climb that ``reg_noise_ramp`` speeds up). With ``warm_start_fraction=0`` every
-    slice starts from scratch and gets ``config`` itself."""
-    if config.warm_start_fraction == 0:
+    slice starts from scratch and gets ``config`` itself. ``fraction`` replaces
+    ``warm_start_fraction`` (a tile continued from its neighbour: ``tile_warm_start``)."""
+    fraction = config.warm_start_fraction if fraction is None else fraction
+    if fraction == 0:
         return config
-    iterations = max(1, round(first_iterations * config.warm_start_fraction))
+    iterations = max(1, round(first_iterations * fraction))
     ema_weight = config.ema_weight
     if ema_weight > 0:
         ema_weight = min(ema_weight, max(0.0, 1.0 - 4.0 / iterations))
-    patience = max(1, round(config.patience * config.warm_start_fraction))
+    patience = max(1, round(config.patience * fraction))
     return config.replace(max_iterations=iterations, ema_weight=ema_weight, patience=patience,
                           reg_noise_ramp=0, burn_in=scaled_burn_in(config, iterations))

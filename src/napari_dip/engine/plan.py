@@ -143,11 +143,27 @@ class Plan:
         return first if warm is self.config else expected_fit_length(warm)
 
     @property
+    def chains_tiles(self) -> bool:
+        """Whether the first visit's tiles continue each other (``tile_warm_start``)."""
+        return bool(self.config.tile_warm_start) and len(self.tiles) > 1
+
+    def neighbour_fit_length(self, first_iterations: int, *, budget: bool = False) -> int:
+        """The expected length (``budget``: the cap) of a tile that continues the tile before
+        it, after a first tile of ``first_iterations`` steps (:attr:`chains_tiles`)."""
+        chained = warm_start_config(self.config, max(1, first_iterations),
+                                    fraction=self.config.tile_warm_start)
+        return chained.max_iterations if budget else expected_fit_length(chained)
+
+    @property
     def total_steps(self) -> int:
         """The steps the whole run takes when every fit runs to its budget (a stopping rule
         ends fits sooner: :class:`StepCounter` follows that as the run goes)."""
         later = (len(self.visits) - 1) * self.later_budget()
-        return self.fits_per_visit * (self.config.max_iterations + later)
+        first = self.config.max_iterations
+        if self.chains_tiles:
+            others = (len(self.tiles) - 1) * self.neighbour_fit_length(first, budget=True)
+            return self.config.n_runs * (first + others) + self.fits_per_visit * later
+        return self.fits_per_visit * (first + later)
 
     def visit_number(self, snapshot: Snapshot | StackSnapshot) -> int:
         """Which of :attr:`visits` a snapshot of :func:`run` belongs to."""
@@ -196,20 +212,33 @@ class StepCounter:
         fits_left = plan.fits_per_visit - (fit.tile * plan.config.n_runs + fit.run) - 1
         if self._later_fit_lengths:
             later = float(np.mean(self._later_fit_lengths))
+        elif visit:
+            later = plan.later_fit_length(self._first_iterations)
+        elif plan.chains_tiles and fit.tile:  # the first tile's length sets the schedule
+            later = plan.later_fit_length(int(round(np.mean(
+                [n for (tile, _), n in self._fits.items() if tile == 0]))))
         else:
-            later = plan.later_fit_length(expected if visit == 0 else self._first_iterations)
+            later = plan.later_fit_length(expected)
         visits_left = len(plan.visits) - visit - 1
-        total = done + (self.fit_length - fit.iteration) + fits_left * self.fit_length + \
+        length_left = fits_left * self.fit_length
+        if visit == 0 and plan.chains_tiles and fit.tile == 0:  # the other tiles: shorter
+            runs_left = plan.config.n_runs - fit.run - 1
+            length_left = runs_left * self.fit_length + (fits_left - runs_left) * \
+                plan.neighbour_fit_length(self.fit_length)
+        total = done + (self.fit_length - fit.iteration) + length_left + \
             visits_left * plan.fits_per_visit * later
         return done, int(round(total))
 
     def _end_visit(self, visit: int) -> None:
         """Fold the visit that ended into the steps done; the first visit's mean fit length
-        sets the warm-start schedule (a tiled slice's: the mean of its fits)."""
+        sets the warm-start schedule (a tiled slice's: the mean of its fits from scratch, only
+        its first tile's when the tiles continue each other)."""
         steps = list(self._fits.values())
         self._steps_before += sum(steps)
         if self._visit == 0:
-            self._first_iterations = int(round(np.mean(steps)))
+            scratch = [n for (tile, _), n in self._fits.items()
+                       if tile == 0 or not self.plan.chains_tiles]
+            self._first_iterations = int(round(np.mean(scratch)))
         else:
             self._later_fit_lengths.append(float(np.mean(steps)))
         self._visit, self._fits = visit, {}

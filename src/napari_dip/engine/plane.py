@@ -7,6 +7,7 @@ pooled, for Bayesian DIP); tiles are blended into one mosaic (:mod:`.tiling`).
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import time
 from collections.abc import Iterator
@@ -16,7 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..config import DIPConfig
+from ..config import DIPConfig, warm_start_config
 from ..spec import fit_outcome
 from .device import describe_device
 from .fit import FitStep, fit
@@ -253,6 +254,39 @@ def restore_plane(plane: CheckedPlane, tiles: list[Tile], *, channel_axis: int |
                             channel_axis=channel_axis, plan=plan, config=config), step
 
 
+class NeighbourStart:
+    """A plane's tiles with ``tile_warm_start``: each tile after the first that has no fit of
+    its own to continue (a stack's previous slice) continues from the tile fitted before it, on
+    the short schedule of :func:`~napari_dip.config.warm_start_config` that the first such
+    tile's length sets. Neighbouring tiles share the image's noise and textures, so the
+    weights fitted to one start the next past the early climb."""
+
+    def __init__(self, config: DIPConfig) -> None:
+        self.first = config
+        self.config = config
+        self.fits: list[FitStep] | None = None
+
+    def fitted(self, fits: list[FitStep], *, continued: bool) -> None:
+        """Record a tile's finished runs (their last steps); ``continued``: another tile
+        follows."""
+        if self.first.tile_warm_start == 0 or not continued or not fits:
+            self.fits = None
+            return
+        if self.fits is None and self.config is self.first:
+            iterations = int(round(np.mean([step.iteration for step in fits])))
+            self.config = warm_start_config(self.first, iterations,
+                                            fraction=self.first.tile_warm_start)
+        # copies: the next tile changes what it continues in place, and a stack keeps this
+        # tile's own fit for the same tile of its next slice
+        self.fits = []
+        for step in fits:
+            step.network.zero_grad(set_to_none=True)
+            network, optimizer = copy.deepcopy((step.network, step.optimizer))
+            self.fits.append(dataclasses.replace(step, network=network, optimizer=optimizer,
+                                                 output=None, average=None, estimate=None,
+                                                 uncertainty=None))
+
+
 def _restore_tiles(plane: CheckedPlane, tiles: list[Tile], *, channel_axis: int | None, plan,
                    config: DIPConfig, warm: dict[int, list[FitStep]] | None,
                    ) -> Iterator[tuple[Snapshot, FitStep]]:
@@ -272,14 +306,21 @@ def _restore_tiles(plane: CheckedPlane, tiles: list[Tile], *, channel_axis: int 
                             convert=scaling.from_unit)
     uncertainties: TileBlender | None = None
     start = time.perf_counter()
+    neighbour = NeighbourStart(config)
     for number, tile in enumerate(tiles):
         observation, _ = observation_of(
             tile.cut(hwc), None if missing is None else tile.cut(missing), factor=plan.factor,
             guide=None if guide is None else tile.cut(guide, factor),
             size_multiple=size_multiple(config), scaling=scaling)
         last_tile = number == len(tiles) - 1
-        for step, (images,), run_number, last in fit_runs(observation, plan, config,
-                                                          (warm or {}).pop(number, None)):
+        tile_config, tile_warm = config, (warm or {}).pop(number, None)
+        if tile_warm is None:
+            tile_config, tile_warm = neighbour.config, neighbour.fits
+        finished: dict[int, FitStep] = {}
+        for step, (images,), run_number, last in fit_runs(observation, plan, tile_config,
+                                                          tile_warm):
+            if step.done:
+                finished[run_number] = step
             if images.uncertainty is not None and uncertainties is None:
                 uncertainties = TileBlender(shape, hwc.shape[2], factor=factor,
                                             convert=scaling.spread_from_unit)
@@ -289,9 +330,10 @@ def _restore_tiles(plane: CheckedPlane, tiles: list[Tile], *, channel_axis: int 
                 uncertainty=None if uncertainties is None
                 else uncertainties.mosaic(tile, images.uncertainty))
             yield make_snapshot(step, mosaic, run_number, done=last and last_tile,
-                                channel_axis=channel_axis, plan=plan, config=config,
+                                channel_axis=channel_axis, plan=plan, config=tile_config,
                                 elapsed=time.perf_counter() - start, tile=number,
                                 n_tiles=len(tiles)), step
+        neighbour.fitted(list(finished.values()), continued=not last_tile)
         estimates.add(tile, images.estimate)
         if images.uncertainty is not None:
             uncertainties.add(tile, images.uncertainty)
