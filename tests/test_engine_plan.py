@@ -25,6 +25,19 @@ def _steps_taken(snapshots) -> tuple[int, list]:
     return sum(last.values()), seen
 
 
+def _fixed_schedule_progress(planned) -> list[tuple[int, int]]:
+    """Run ``planned`` (a schedule without stopping rules) and check that its planned total is
+    the steps it took, and that the step counter knew that total from the first snapshot;
+    the counter's ``(done, total)`` per snapshot."""
+    taken, snapshots = _steps_taken(run(planned))
+    assert taken == planned.total_steps
+    counter = planned.step_counter()
+    progress = [counter.update(s) for s in snapshots]
+    assert progress[-1] == (taken, taken)
+    assert all(total == taken for _, total in progress)  # a fixed schedule is known at once
+    return progress
+
+
 def test_total_steps_are_the_steps_a_warm_started_stack_takes(rng):
     stack = rng.random((3, 16, 16)).astype(np.float32)
     spec = RunSpec(preset="quick", overrides=dict(max_iterations=12, warm_start_fraction=0.5,
@@ -44,12 +57,7 @@ def test_total_steps_are_the_steps_a_tiled_plane_takes_in_several_runs(rng):
                                                   tile_above=0, n_runs=2, **TINY))
     planned = plan(image, spec, stack=False)
     assert len(planned.tiles) == 4 and planned.total_steps == 4 * 2 * 4
-    taken, snapshots = _steps_taken(run(planned))
-    assert taken == planned.total_steps
-    counter = planned.step_counter()
-    progress = [counter.update(s) for s in snapshots]
-    assert progress[-1] == (taken, taken)
-    assert all(total == taken for _, total in progress)  # a fixed schedule is known at once
+    progress = _fixed_schedule_progress(planned)
     assert [done for done, _ in progress] == sorted(done for done, _ in progress)
 
 
@@ -65,12 +73,7 @@ def test_total_steps_are_the_steps_of_tiles_that_continue_their_neighbour(rng, n
     planned = plan(stack, spec)
     assert len(planned.tiles) == 4
     assert planned.total_steps == n_runs * (8 + 3 * 4) + 4 * n_runs * 2
-    taken, snapshots = _steps_taken(run(planned))
-    assert taken == planned.total_steps
-    counter = planned.step_counter()
-    progress = [counter.update(s) for s in snapshots]
-    assert progress[-1] == (taken, taken)
-    assert all(total == taken for _, total in progress)  # a fixed schedule is known at once
+    _fixed_schedule_progress(planned)
 
 
 def test_the_schedule_has_the_backward_pass_and_the_slice_batches(rng):
