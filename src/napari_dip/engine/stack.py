@@ -222,9 +222,9 @@ def iter_stack(plan) -> Iterator[StackSnapshot]:
                 step, continued=not last_visit)
         # a tiled slice's length is the mean over its tiles (and runs) fitted from scratch:
         # with tile_warm_start, only its first tile's
-        scratch = ({0: fitted[0]} if plan.config.tile_warm_start and 0 in fitted else fitted)
         warm.fitted({tile: list(runs.values()) for tile, runs in fitted.items()},
-                    np.mean([step.iteration for runs in scratch.values()
+                    np.mean([step.iteration for tile, runs in fitted.items()
+                             if tile == 0 or not plan.config.tile_warm_start
                              for step in runs.values()]))
 
 
