@@ -295,7 +295,7 @@ def napari_dip_peer(preset: str, data_term: str | None = None,
         last, iterations = None, {}
         for last in napari_dip.iter_restore(noisy, preset=preset, seed=seed, device="cpu",
                                             max_iterations=steps, **options):
-            iterations[last.tile or 0] = last.iteration
+            iterations[last.tile] = last.iteration
         # the term the run used: "auto" (the preset's or asked for) resolved for this image
         details = dict(preset=preset, **options, data_term_chosen=last.config.data_term,
                        iterations_per_tile=[iterations[k] for k in sorted(iterations)])

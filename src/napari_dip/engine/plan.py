@@ -147,6 +147,12 @@ class Plan:
         """Whether the first visit's tiles continue each other (``tile_warm_start``)."""
         return bool(self.config.tile_warm_start) and len(self.tiles) > 1
 
+    def from_scratch(self, tile: int) -> bool:
+        """Whether the first visit fits ``tile`` from scratch: every tile, or only the first
+        when the tiles continue each other (:attr:`chains_tiles`). Their mean length sets the
+        warm-start schedule of the later visits."""
+        return tile == 0 or not self.chains_tiles
+
     def neighbour_fit_length(self, first_iterations: int, *, budget: bool = False) -> int:
         """The expected length (``budget``: the cap) of a tile that continues the tile before
         it, after a first tile of ``first_iterations`` steps (:attr:`chains_tiles`)."""
@@ -214,9 +220,8 @@ class StepCounter:
             later = float(np.mean(self._later_fit_lengths))
         elif visit:
             later = plan.later_fit_length(self._first_iterations)
-        elif plan.chains_tiles and fit.tile:  # the first tile's length sets the schedule
-            later = plan.later_fit_length(int(round(np.mean(
-                [n for (tile, _), n in self._fits.items() if tile == 0]))))
+        elif not plan.from_scratch(fit.tile):  # the first tile's length sets the schedule
+            later = plan.later_fit_length(self._scratch_length())
         else:
             later = plan.later_fit_length(expected)
         visits_left = len(plan.visits) - visit - 1
@@ -229,6 +234,11 @@ class StepCounter:
             visits_left * plan.fits_per_visit * later
         return done, int(round(total))
 
+    def _scratch_length(self) -> int:
+        """The mean length of this visit's fits from scratch so far (:meth:`Plan.from_scratch`)."""
+        return int(round(np.mean([n for (tile, _), n in self._fits.items()
+                                  if self.plan.from_scratch(tile)])))
+
     def _end_visit(self, visit: int) -> None:
         """Fold the visit that ended into the steps done; the first visit's mean fit length
         sets the warm-start schedule (a tiled slice's: the mean of its fits from scratch, only
@@ -236,9 +246,7 @@ class StepCounter:
         steps = list(self._fits.values())
         self._steps_before += sum(steps)
         if self._visit == 0:
-            scratch = [n for (tile, _), n in self._fits.items()
-                       if tile == 0 or not self.plan.chains_tiles]
-            self._first_iterations = int(round(np.mean(scratch)))
+            self._first_iterations = self._scratch_length()
         else:
             self._later_fit_lengths.append(float(np.mean(steps)))
         self._visit, self._fits = visit, {}

@@ -272,7 +272,7 @@ class NeighbourStart:
         if self.first.tile_warm_start == 0 or not continued or not fits:
             self.fits = None
             return
-        if self.fits is None and self.config is self.first:
+        if self.config is self.first:  # the first tile sets the schedule
             iterations = int(round(np.mean([step.iteration for step in fits])))
             self.config = warm_start_config(self.first, iterations,
                                             fraction=self.first.tile_warm_start)
@@ -333,7 +333,9 @@ def _restore_tiles(plane: CheckedPlane, tiles: list[Tile], *, channel_axis: int 
                                 channel_axis=channel_axis, plan=plan, config=tile_config,
                                 elapsed=time.perf_counter() - start, tile=number,
                                 n_tiles=len(tiles)), step
-        neighbour.fitted(list(finished.values()), continued=not last_tile)
+        # kept only for a next tile without a fit of its own (a stack's later slices have one)
+        neighbour.fitted(list(finished.values()),
+                         continued=not last_tile and number + 1 not in (warm or {}))
         estimates.add(tile, images.estimate)
         if images.uncertainty is not None:
             uncertainties.add(tile, images.uncertainty)

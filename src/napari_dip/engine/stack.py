@@ -220,12 +220,10 @@ def iter_stack(plan) -> Iterator[StackSnapshot]:
                                 histories=histories.by_slice)
             fitted.setdefault(snapshot.tile, {})[snapshot.run] = warm.kept(
                 step, continued=not last_visit)
-        # a tiled slice's length is the mean over its tiles (and runs) fitted from scratch:
-        # with tile_warm_start, only its first tile's
+        # a tiled slice's length is the mean over its tiles (and runs) fitted from scratch
         warm.fitted({tile: list(runs.values()) for tile, runs in fitted.items()},
                     np.mean([step.iteration for tile, runs in fitted.items()
-                             if tile == 0 or not plan.config.tile_warm_start
-                             for step in runs.values()]))
+                             if plan.from_scratch(tile) for step in runs.values()]))
 
 
 class SliceHistories:
